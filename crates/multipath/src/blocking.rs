@@ -1,0 +1,130 @@
+//! Blocking connections for programs without an async runtime.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use socket2::Domain;
+
+use crate::connection::{listening_socket, telemetry_methods};
+use crate::endpoint::{interleave, Endpoint, ToEndpoint};
+use crate::socket::{self, SocketMeta};
+use crate::{Error, Parameters, Result};
+
+/// A blocking [`Connection`](crate::Connection): `std::io::Read + Write`.
+///
+/// Addresses are tried one after another; the connect timeout, if set,
+/// applies to each attempt.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    meta: SocketMeta,
+}
+
+impl Connection {
+    /// Resolves `endpoint` and connects to the first address that answers.
+    pub fn connect(endpoint: impl ToEndpoint, params: &Parameters) -> Result<Connection> {
+        let endpoint = endpoint.to_endpoint()?;
+        let addrs = match &endpoint {
+            Endpoint::Addr(a) => vec![*a],
+            Endpoint::Host { host, port } => (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|source| Error::Resolve { host: host.clone(), source })?
+                .collect(),
+        };
+        let total = addrs.len();
+        let addrs = interleave(addrs, params.local());
+        if addrs.is_empty() {
+            return Err(Error::NoAddresses { host: endpoint.to_string(), family_filtered: total > 0 });
+        }
+        let mut attempts = Vec::new();
+        for addr in addrs {
+            let (sock, meta) = socket::open(Domain::for_address(addr), params)?;
+            socket::bind_local(&sock, params)?;
+            let connected = match params.timeout() {
+                Some(t) => sock.connect_timeout(&addr.into(), t),
+                None => sock.connect(&addr.into()),
+            };
+            match connected {
+                Ok(()) => {
+                    let conn = Connection { stream: sock.into(), meta };
+                    socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
+                    return Ok(conn);
+                }
+                Err(e) => attempts.push((addr, e)),
+            }
+        }
+        Err(Error::Connect { endpoint: endpoint.to_string(), attempts })
+    }
+
+    /// The underlying std stream.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// A second handle to the same connection (`dup`), e.g. to read and
+    /// write from two threads.
+    pub fn try_clone(&self) -> io::Result<Connection> {
+        Ok(Connection { stream: self.stream.try_clone()?, meta: self.meta.clone() })
+    }
+
+    fn socket_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+    fn meta(&self) -> &SocketMeta {
+        &self.meta
+    }
+
+    telemetry_methods!();
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+/// A blocking [`Listener`](crate::Listener).
+#[derive(Debug)]
+pub struct Listener {
+    listener: std::net::TcpListener,
+    params: Parameters,
+    meta: SocketMeta,
+}
+
+impl Listener {
+    /// Listens on `addr`, MPTCP unless the service type is `none`.
+    pub fn bind(addr: SocketAddr, params: &Parameters) -> Result<Listener> {
+        let (sock, meta) = listening_socket(addr, params)?;
+        Ok(Listener { listener: sock.into(), params: params.clone(), meta })
+    }
+
+    /// Waits for the next client.
+    pub fn accept(&self) -> Result<(Connection, SocketAddr)> {
+        let (stream, peer) = self.listener.accept()?;
+        if self.params.is_nodelay() {
+            stream.set_nodelay(true)?;
+        }
+        Ok((Connection { stream, meta: self.meta.clone() }, peer))
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+}

@@ -1,0 +1,346 @@
+//! The tokio connection and listener.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use socket2::Domain;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{tcp, TcpListener, TcpSocket, TcpStream};
+
+use crate::endpoint::{interleave, Endpoint, ToEndpoint};
+use crate::socket::{self, SocketMeta};
+use crate::{Error, MultipathStatus, Parameters, Result};
+
+/// Delay before racing the next address (RFC 8305's "Connection Attempt Delay").
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Adds the telemetry methods to a type holding a socket and its meta.
+macro_rules! telemetry_methods {
+    () => {
+        /// Whether the connection is multipath right now, what was asked
+        /// for, and who manages its paths. Read from the socket each time:
+        /// a connection can fall back to TCP mid-way.
+        pub fn multipath_status(&self) -> $crate::MultipathStatus {
+            $crate::socket::status(self.socket_fd(), self.meta())
+        }
+
+        /// The kernel's `struct mptcp_info` (token, subflow counts, data
+        /// sequence numbers, byte counters). Fails with
+        /// [`Error::NotMultipath`](crate::Error::NotMultipath) on plain TCP.
+        pub fn mptcp_info(&self) -> $crate::Result<$crate::MptcpInfo> {
+            $crate::socket::mptcp_info(self.socket_fd(), self.meta())
+        }
+
+        /// Every subflow with its addresses, interface, state, RTT, window
+        /// and byte counters (`MPTCP_FULL_INFO`). A closed subflow is listed
+        /// for a while in a closing state: see
+        /// [`SubflowInfo::is_open`](crate::SubflowInfo::is_open). A plain
+        /// TCP connection reports its one flow.
+        pub fn subflows(&self) -> $crate::Result<Vec<$crate::SubflowInfo>> {
+            $crate::socket::subflows(self.socket_fd(), self.meta())
+        }
+    };
+}
+pub(crate) use telemetry_methods;
+
+/// A connection opened with a multipath service type: a tokio byte stream
+/// (`AsyncRead + AsyncWrite`) that can say what it really is.
+///
+/// ```no_run
+/// # async fn demo() -> multipath::Result<()> {
+/// use multipath::{Connection, Parameters, ServiceType};
+/// use tokio::io::AsyncWriteExt;
+///
+/// let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+/// let mut conn = Connection::connect("example.com:80", &params).await?;
+/// conn.write_all(b"HEAD / HTTP/1.0\r\n\r\n").await?;
+/// println!("{}", conn.multipath_status());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    meta: SocketMeta,
+}
+
+impl Connection {
+    /// Resolves `endpoint`, tries its addresses happy-eyeballs style
+    /// (families interleaved, a new attempt every 250 ms until one
+    /// connects), and returns the first connection established.
+    pub async fn connect(endpoint: impl ToEndpoint, params: &Parameters) -> Result<Connection> {
+        let endpoint = endpoint.to_endpoint()?;
+        let attempt = async {
+            let addrs = resolve(&endpoint, params).await?;
+            race(&endpoint, addrs, params).await
+        };
+        let conn = match params.timeout() {
+            Some(after) => tokio::time::timeout(after, attempt)
+                .await
+                .map_err(|_| Error::Timeout { endpoint: endpoint.to_string(), after })??,
+            None => attempt.await?,
+        };
+        socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
+        Ok(conn)
+    }
+
+    /// The local address of the initial subflow.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// The underlying tokio stream, for options this crate does not wrap.
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Splits into halves that can be used from different tasks; both keep
+    /// the telemetry methods.
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        let (r, w) = self.stream.into_split();
+        (ReadHalf { inner: r, meta: self.meta.clone() }, WriteHalf { inner: w, meta: self.meta })
+    }
+
+    fn socket_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+    fn meta(&self) -> &SocketMeta {
+        &self.meta
+    }
+
+    telemetry_methods!();
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+async fn resolve(endpoint: &Endpoint, params: &Parameters) -> Result<Vec<SocketAddr>> {
+    let (addrs, host) = match endpoint {
+        Endpoint::Addr(a) => (vec![*a], None),
+        Endpoint::Host { host, port } => {
+            let found = tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .map_err(|source| Error::Resolve { host: host.clone(), source })?;
+            (found.collect::<Vec<_>>(), Some(host))
+        }
+    };
+    let total = addrs.len();
+    let ordered = interleave(addrs, params.local());
+    if ordered.is_empty() {
+        let host = host.cloned().unwrap_or_else(|| endpoint.to_string());
+        return Err(Error::NoAddresses { host, family_filtered: total > 0 });
+    }
+    Ok(ordered)
+}
+
+type Attempt = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+enum Step {
+    Finished(usize, io::Result<TcpStream>),
+    NextAttempt,
+}
+
+/// Races connection attempts, starting the next address when the previous
+/// one fails or after [`ATTEMPT_DELAY`], whichever comes first. Sockets are
+/// created here, in the caller's thread (and so its network namespace).
+async fn race(endpoint: &Endpoint, addrs: Vec<SocketAddr>, params: &Parameters) -> Result<Connection> {
+    let mut waiting = addrs.into_iter();
+    let mut running: Vec<(SocketAddr, SocketMeta, Attempt)> = Vec::new();
+    let mut failures: Vec<(SocketAddr, io::Error)> = Vec::new();
+    let mut delay = Box::pin(tokio::time::sleep(Duration::ZERO));
+    loop {
+        let more = waiting.len() > 0;
+        if running.is_empty() && !more {
+            return Err(Error::Connect { endpoint: endpoint.to_string(), attempts: failures });
+        }
+        let step = poll_fn(|cx: &mut Context<'_>| {
+            for (i, (_, _, attempt)) in running.iter_mut().enumerate() {
+                if let Poll::Ready(r) = attempt.as_mut().poll(cx) {
+                    return Poll::Ready(Step::Finished(i, r));
+                }
+            }
+            if more && (running.is_empty() || delay.as_mut().poll(cx).is_ready()) {
+                return Poll::Ready(Step::NextAttempt);
+            }
+            Poll::Pending
+        })
+        .await;
+        match step {
+            Step::Finished(i, Ok(stream)) => {
+                let (_, meta, _) = running.swap_remove(i);
+                return Ok(Connection { stream, meta });
+            }
+            Step::Finished(i, Err(e)) => {
+                let (addr, _, _) = running.swap_remove(i);
+                tracing::debug!(%addr, error = %e, "connection attempt failed");
+                failures.push((addr, e));
+            }
+            Step::NextAttempt => {
+                let addr = waiting.next().expect("an address is waiting");
+                let (sock, meta) = socket::open(Domain::for_address(addr), params)?;
+                socket::bind_local(&sock, params)?;
+                sock.set_nonblocking(true).map_err(|e| Error::socket("O_NONBLOCK", e))?;
+                let sock = TcpSocket::from_std_stream(std::net::TcpStream::from(sock));
+                running.push((addr, meta, Box::pin(sock.connect(addr))));
+                delay.as_mut().reset(tokio::time::Instant::now() + ATTEMPT_DELAY);
+            }
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// The reading half of a [`Connection`].
+#[derive(Debug)]
+pub struct ReadHalf {
+    inner: tcp::OwnedReadHalf,
+    meta: SocketMeta,
+}
+
+/// The writing half of a [`Connection`]; dropping it shuts the write side.
+#[derive(Debug)]
+pub struct WriteHalf {
+    inner: tcp::OwnedWriteHalf,
+    meta: SocketMeta,
+}
+
+impl ReadHalf {
+    fn socket_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_ref().as_fd()
+    }
+    fn meta(&self) -> &SocketMeta {
+        &self.meta
+    }
+    /// Puts the halves back together.
+    pub fn unsplit(self, write: WriteHalf) -> Result<Connection, (ReadHalf, WriteHalf)> {
+        match self.inner.reunite(write.inner) {
+            Ok(stream) => Ok(Connection { stream, meta: self.meta }),
+            Err(e) => Err((ReadHalf { inner: e.0, meta: self.meta }, WriteHalf { inner: e.1, meta: write.meta })),
+        }
+    }
+    telemetry_methods!();
+}
+
+impl WriteHalf {
+    fn socket_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_ref().as_fd()
+    }
+    fn meta(&self) -> &SocketMeta {
+        &self.meta
+    }
+    telemetry_methods!();
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A listening socket that accepts MPTCP and plain-TCP clients alike.
+#[derive(Debug)]
+pub struct Listener {
+    listener: TcpListener,
+    params: Parameters,
+    meta: SocketMeta,
+}
+
+/// Pending connections the kernel queues before `accept`.
+pub(crate) const BACKLOG: i32 = 1024;
+
+impl Listener {
+    /// Listens on `addr`: an MPTCP listener unless the service type is
+    /// `none` (or MPTCP is unavailable and strict mode is off). Must be
+    /// called within a tokio runtime.
+    pub fn bind(addr: SocketAddr, params: &Parameters) -> Result<Listener> {
+        let (sock, meta) = listening_socket(addr, params)?;
+        sock.set_nonblocking(true).map_err(|e| Error::socket("O_NONBLOCK", e))?;
+        let listener = TcpListener::from_std(sock.into())?;
+        Ok(Listener { listener, params: params.clone(), meta })
+    }
+
+    /// Waits for the next client. Its connection reports *multipath* when
+    /// the client spoke MPTCP, *fell back to TCP* otherwise.
+    pub async fn accept(&self) -> Result<(Connection, SocketAddr)> {
+        let (stream, peer) = self.listener.accept().await?;
+        if self.params.is_nodelay() {
+            stream.set_nodelay(true)?;
+        }
+        Ok((Connection { stream, meta: self.meta.clone() }, peer))
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// What the listening socket is: MPTCP, or TCP and why.
+    pub fn multipath_status(&self) -> MultipathStatus {
+        let mut status = socket::status(self.listener.as_fd(), &self.meta);
+        // A listener never "speaks" MPTCP with a peer; report what it accepts.
+        if self.meta.opened == socket::Opened::Mptcp {
+            status.transport = crate::Transport::Multipath;
+            status.path_manager = self.meta.path_manager;
+        }
+        status
+    }
+}
+
+/// Creates, binds and listens; shared with the blocking listener.
+pub(crate) fn listening_socket(addr: SocketAddr, params: &Parameters) -> Result<(socket2::Socket, SocketMeta)> {
+    let (sock, meta) = socket::open(Domain::for_address(addr), params)?;
+    sock.set_reuse_address(true).map_err(|e| Error::socket("SO_REUSEADDR", e))?;
+    sock.bind(&addr.into()).map_err(|e| Error::socket(format!("bind {addr}"), e))?;
+    sock.listen(BACKLOG).map_err(|e| Error::socket("listen", e))?;
+    Ok((sock, meta))
+}

@@ -1,0 +1,94 @@
+//! The crate's error type.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::info::DecodeError;
+use crate::MultipathStatus;
+
+/// Everything that can go wrong opening or inspecting a connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The endpoint text is not `host:port`, `ip:port` or `[ipv6]:port`.
+    #[error("invalid endpoint {input:?}: {reason}")]
+    InvalidEndpoint {
+        /// What was given.
+        input: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Name resolution failed.
+    #[error("cannot resolve {host:?}: {source}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+    /// The name resolved to no usable address.
+    #[error("{host:?} has no address{}", if *.family_filtered { " of the local address's family" } else { "" })]
+    NoAddresses {
+        /// The host name.
+        host: String,
+        /// Addresses existed but none matched the bound local address.
+        family_filtered: bool,
+    },
+    /// Every address was tried and refused or unreachable.
+    #[error("cannot connect to {endpoint}: {}", format_attempts(.attempts))]
+    Connect {
+        /// The endpoint as given.
+        endpoint: String,
+        /// Each address tried and why it failed.
+        attempts: Vec<(SocketAddr, io::Error)>,
+    },
+    /// The connect timeout expired.
+    #[error("connecting to {endpoint} timed out after {after:?}")]
+    Timeout {
+        /// The endpoint as given.
+        endpoint: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// Strict mode was asked for and the connection is not multipath.
+    #[error("multipath required but unavailable: {status}")]
+    MultipathUnavailable {
+        /// What the connection is instead (or would have been).
+        status: Box<MultipathStatus>,
+    },
+    /// A socket could not be created or configured.
+    #[error("{what}: {source}")]
+    Socket {
+        /// The step that failed, e.g. "setsockopt TCP_CONGESTION".
+        what: String,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// MPTCP telemetry was asked of a connection that is not MPTCP.
+    #[error("not an MPTCP connection ({0})")]
+    NotMultipath(crate::Transport),
+    /// The kernel returned a struct this crate cannot read.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Any other I/O error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+fn format_attempts(attempts: &[(SocketAddr, io::Error)]) -> String {
+    if attempts.is_empty() {
+        return "no address tried".into();
+    }
+    let parts: Vec<String> = attempts.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+    parts.join("; ")
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn socket(what: impl Into<String>, source: io::Error) -> Self {
+        Error::Socket { what: what.into(), source }
+    }
+}

@@ -1,0 +1,170 @@
+//! Connection parameters: the service type and the socket options an
+//! application sets, in the spirit of `NWParameters`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::ServiceType;
+
+/// TCP keepalive probing, as in `NWProtocolTCP.Options`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub retries: u32,
+}
+
+impl Default for Keepalive {
+    /// Apple's defaults are the kernel's (2 h); these suit mobile paths better.
+    fn default() -> Self {
+        Keepalive { idle: Duration::from_secs(30), interval: Duration::from_secs(10), retries: 3 }
+    }
+}
+
+/// How to open a connection or a listener.
+///
+/// ```
+/// use multipath::{Parameters, ServiceType};
+/// use std::time::Duration;
+///
+/// let params = Parameters::tcp()
+///     .multipath_service_type(ServiceType::Handover)
+///     .nodelay(true)
+///     .connect_timeout(Duration::from_secs(10));
+/// assert_eq!(params.service_type(), ServiceType::Handover);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parameters {
+    service_type: ServiceType,
+    require_multipath: bool,
+    nodelay: bool,
+    keepalive: Option<Keepalive>,
+    local_address: Option<SocketAddr>,
+    bind_device: Option<String>,
+    connect_timeout: Option<Duration>,
+    congestion_control: Option<String>,
+    mark: Option<u32>,
+}
+
+impl Parameters {
+    /// TCP parameters with Apple's default service type for them, `none`;
+    /// pick another with [`multipath_service_type`](Self::multipath_service_type).
+    pub fn tcp() -> Self {
+        Parameters {
+            service_type: ServiceType::None,
+            require_multipath: false,
+            nodelay: false,
+            keepalive: None,
+            local_address: None,
+            bind_device: None,
+            connect_timeout: None,
+            congestion_control: None,
+            mark: None,
+        }
+    }
+
+    /// The multipath service type connections from these parameters use.
+    pub fn multipath_service_type(mut self, service_type: ServiceType) -> Self {
+        self.service_type = service_type;
+        self
+    }
+
+    /// Strict mode: fail with [`Error::MultipathUnavailable`](crate::Error::MultipathUnavailable)
+    /// instead of falling back to TCP when this host has no MPTCP or the
+    /// peer does not speak it. Ignored for [`ServiceType::None`].
+    pub fn require_multipath(mut self, required: bool) -> Self {
+        self.require_multipath = required;
+        self
+    }
+
+    /// `TCP_NODELAY`: send small writes at once instead of coalescing them.
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// TCP keepalive probes (`SO_KEEPALIVE`, `TCP_KEEPIDLE`, `TCP_KEEPINTVL`,
+    /// `TCP_KEEPCNT`); `None` leaves keepalive off.
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Bind to this local address (port 0 for any) before connecting, or
+    /// listen on it. Pins the *initial* subflow; a path manager may still add
+    /// subflows from other addresses.
+    pub fn local_address(mut self, addr: SocketAddr) -> Self {
+        self.local_address = Some(addr);
+        self
+    }
+
+    /// `SO_BINDTODEVICE`: keep the initial subflow on this interface.
+    pub fn bind_device(mut self, device: impl Into<String>) -> Self {
+        self.bind_device = Some(device.into());
+        self
+    }
+
+    /// Give up connecting after this long (all addresses together).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// `TCP_CONGESTION`, e.g. `"cubic"` or `"bbr"`.
+    pub fn congestion_control(mut self, name: impl Into<String>) -> Self {
+        self.congestion_control = Some(name.into());
+        self
+    }
+
+    /// `SO_MARK` (needs CAP_NET_ADMIN), for policy routing.
+    pub fn mark(mut self, mark: u32) -> Self {
+        self.mark = Some(mark);
+        self
+    }
+
+    /// The service type.
+    pub fn service_type(&self) -> ServiceType {
+        self.service_type
+    }
+    /// Whether strict mode is on (and meaningful: not for `none`).
+    pub fn requires_multipath(&self) -> bool {
+        self.require_multipath && self.service_type.is_multipath()
+    }
+    /// Whether `TCP_NODELAY` is set.
+    pub fn is_nodelay(&self) -> bool {
+        self.nodelay
+    }
+    /// The keepalive settings.
+    pub fn keepalive_settings(&self) -> Option<Keepalive> {
+        self.keepalive
+    }
+    /// The local address to bind.
+    pub fn local(&self) -> Option<SocketAddr> {
+        self.local_address
+    }
+    /// The device to bind.
+    pub fn device(&self) -> Option<&str> {
+        self.bind_device.as_deref()
+    }
+    /// The connect timeout.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.connect_timeout
+    }
+    /// The congestion-control algorithm.
+    pub fn congestion(&self) -> Option<&str> {
+        self.congestion_control.as_deref()
+    }
+    /// The socket mark.
+    pub fn socket_mark(&self) -> Option<u32> {
+        self.mark
+    }
+}
+
+impl Default for Parameters {
+    fn default() -> Self {
+        Parameters::tcp()
+    }
+}

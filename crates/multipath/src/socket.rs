@@ -1,0 +1,201 @@
+//! Opening sockets for a service type, and reading what they became.
+//!
+//! Options are grouped as socket2 does: creation and `SOL_SOCKET`/`SOL_TCP`
+//! options in [`open`], then the `SOL_MPTCP` telemetry block.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
+
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+
+use crate::info::{canonical_ip, MptcpInfo, SubflowInfo, TcpInfo, MPTCP_INFO_SIZE, TCP_INFO_SIZE};
+use crate::{sys, Error, MultipathStatus, Parameters, PathManager, Result, ServiceType, Transport};
+
+/// What [`open`] created, fixed for the socket's life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Opened {
+    /// An MPTCP socket (which may still fall back to TCP with its peer).
+    Mptcp,
+    /// A TCP socket because the service type is `none`.
+    TcpByRequest,
+    /// A TCP socket because MPTCP sockets cannot be created here.
+    TcpUnavailable(String),
+}
+
+/// Facts about a connection's socket known from its creation.
+#[derive(Clone, Debug)]
+pub(crate) struct SocketMeta {
+    pub requested: ServiceType,
+    pub opened: Opened,
+    /// The path manager of the socket's network namespace at creation.
+    pub path_manager: PathManager,
+}
+
+/// `socket()` refused MPTCP itself, as opposed to failing for lack of
+/// resources: no MPTCP in the kernel (`EPROTONOSUPPORT`), or
+/// `net.mptcp.enabled = 0` (`ENOPROTOOPT`).
+fn mptcp_unsupported(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EPROTONOSUPPORT | libc::ENOPROTOOPT | libc::EAFNOSUPPORT))
+}
+
+/// Creates and configures a stream socket for `domain` as `params` ask,
+/// falling back to TCP where MPTCP is unavailable (unless strict).
+pub(crate) fn open(domain: Domain, params: &Parameters) -> Result<(Socket, SocketMeta)> {
+    let requested = params.service_type();
+    let (socket, opened) = if !requested.is_multipath() {
+        (tcp_socket(domain)?, Opened::TcpByRequest)
+    } else {
+        match Socket::new(domain, Type::STREAM, Some(Protocol::MPTCP)) {
+            Ok(s) => (s, Opened::Mptcp),
+            Err(e) if mptcp_unsupported(&e) => {
+                let reason = format!("MPTCP socket refused: {e}");
+                if params.requires_multipath() {
+                    let status = status_for(&Opened::TcpUnavailable(reason), false, requested, PathManager::None);
+                    return Err(Error::MultipathUnavailable { status: Box::new(status) });
+                }
+                tracing::debug!(%reason, "falling back to a TCP socket");
+                (tcp_socket(domain)?, Opened::TcpUnavailable(reason))
+            }
+            Err(e) => return Err(Error::socket("socket(IPPROTO_MPTCP)", e)),
+        }
+    };
+    configure(&socket, params)?;
+    let path_manager = if opened == Opened::Mptcp { namespace_path_manager() } else { PathManager::None };
+    Ok((socket, SocketMeta { requested, opened, path_manager }))
+}
+
+fn tcp_socket(domain: Domain) -> Result<Socket> {
+    Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(|e| Error::socket("socket(IPPROTO_TCP)", e))
+}
+
+/// Options at `SOL_SOCKET` and `SOL_TCP` that the kernel accepts on MPTCP
+/// sockets too (see the facts page: it refuses several others).
+fn configure(socket: &Socket, params: &Parameters) -> Result<()> {
+    let step = |what: &str, r: io::Result<()>| r.map_err(|e| Error::socket(format!("setsockopt {what}"), e));
+    if params.is_nodelay() {
+        step("TCP_NODELAY", socket.set_tcp_nodelay(true))?;
+    }
+    if let Some(k) = params.keepalive_settings() {
+        let ka = TcpKeepalive::new().with_time(k.idle).with_interval(k.interval).with_retries(k.retries);
+        step("SO_KEEPALIVE", socket.set_tcp_keepalive(&ka))?;
+    }
+    if let Some(cc) = params.congestion() {
+        step("TCP_CONGESTION", socket.set_tcp_congestion(cc.as_bytes()))?;
+    }
+    if let Some(mark) = params.socket_mark() {
+        step("SO_MARK", socket.set_mark(mark))?;
+    }
+    if let Some(dev) = params.device() {
+        step("SO_BINDTODEVICE", socket.bind_device(Some(dev.as_bytes())))?;
+    }
+    Ok(())
+}
+
+/// Binds `socket` to the local address `params` name, if any.
+pub(crate) fn bind_local(socket: &Socket, params: &Parameters) -> Result<()> {
+    if let Some(local) = params.local() {
+        socket.bind(&local.into()).map_err(|e| Error::socket(format!("bind {local}"), e))?;
+    }
+    Ok(())
+}
+
+/// `net.mptcp.pm_type` of the calling thread's network namespace.
+fn namespace_path_manager() -> PathManager {
+    match std::fs::read_to_string("/proc/sys/net/mptcp/pm_type") {
+        Ok(s) if s.trim() == "1" => PathManager::UserspaceUnmanaged,
+        // Absent before Linux 6.1, where the kernel manager was the only one.
+        _ => PathManager::Kernel,
+    }
+}
+
+// ---- Telemetry: `SOL_MPTCP` and `SOL_TCP` reads ----
+
+/// `TCP_IS_MPTCP`: whether the socket speaks MPTCP with its peer right now.
+pub(crate) fn is_mptcp(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(sys::getsockopt_int(fd, libc::SOL_TCP, sys::TCP_IS_MPTCP)? == 1)
+}
+
+/// The socket's `SO_PROTOCOL`: `IPPROTO_MPTCP` or `IPPROTO_TCP`.
+pub fn socket_protocol(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL)
+}
+
+fn status_for(opened: &Opened, speaks_mptcp: bool, requested: ServiceType, pm: PathManager) -> MultipathStatus {
+    let (transport, path_manager, enforced) = match opened {
+        Opened::TcpByRequest => (Transport::TcpByRequest, PathManager::None, true),
+        Opened::TcpUnavailable(reason) => {
+            (Transport::TcpMptcpUnavailable { reason: reason.clone() }, PathManager::None, false)
+        }
+        // No multipath path manager exists yet to enforce a service type.
+        Opened::Mptcp if speaks_mptcp => (Transport::Multipath, pm, false),
+        Opened::Mptcp => (Transport::FellBackToTcp, PathManager::None, false),
+    };
+    MultipathStatus { transport, requested, path_manager, enforced }
+}
+
+/// The live status of a connected socket.
+pub(crate) fn status(fd: BorrowedFd<'_>, meta: &SocketMeta) -> MultipathStatus {
+    // A socket whose TCP_IS_MPTCP cannot be read is not usable as MPTCP.
+    let speaks = meta.opened == Opened::Mptcp && is_mptcp(fd).unwrap_or(false);
+    status_for(&meta.opened, speaks, meta.requested, meta.path_manager)
+}
+
+/// In strict mode, turns a connection that is not multipath into an error.
+pub(crate) fn check_strict(fd: BorrowedFd<'_>, meta: &SocketMeta, params: &Parameters) -> Result<()> {
+    if params.requires_multipath() {
+        let status = status(fd, meta);
+        if !status.is_multipath() {
+            return Err(Error::MultipathUnavailable { status: Box::new(status) });
+        }
+    }
+    Ok(())
+}
+
+/// `MPTCP_INFO` of an MPTCP connection.
+pub(crate) fn mptcp_info(fd: BorrowedFd<'_>, meta: &SocketMeta) -> Result<MptcpInfo> {
+    let status = status(fd, meta);
+    if !status.is_multipath() {
+        return Err(Error::NotMultipath(status.transport));
+    }
+    let mut buf = [0u8; MPTCP_INFO_SIZE];
+    let n = sys::getsockopt_bytes(fd, sys::SOL_MPTCP, sys::MPTCP_INFO, &mut buf)?;
+    Ok(MptcpInfo::decode(&buf[..n])?)
+}
+
+/// The connection's subflows; a plain TCP connection has exactly one.
+pub(crate) fn subflows(fd: BorrowedFd<'_>, meta: &SocketMeta) -> Result<Vec<SubflowInfo>> {
+    let mut subflows = if status(fd, meta).is_multipath() {
+        match sys::full_info(fd) {
+            Ok(full) => full.subflows,
+            // Fell back between the two calls.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => vec![tcp_flow(fd)?],
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        vec![tcp_flow(fd)?]
+    };
+    let interfaces = sys::interface_addresses().unwrap_or_default();
+    for sf in &mut subflows {
+        let ip = canonical_ip(&sf.local);
+        sf.interface = interfaces.iter().find(|(_, a)| *a == ip).map(|(name, _)| name.clone());
+    }
+    Ok(subflows)
+}
+
+/// A plain TCP connection described as its single flow.
+fn tcp_flow(fd: BorrowedFd<'_>) -> Result<SubflowInfo> {
+    let mut buf = [0u8; TCP_INFO_SIZE];
+    let n = sys::getsockopt_bytes(fd, libc::SOL_TCP, libc::TCP_INFO, &mut buf)?;
+    let sock = SockRef::from(&fd);
+    let addr = |a: io::Result<socket2::SockAddr>| -> Result<SocketAddr> {
+        a?.as_socket().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP socket").into())
+    };
+    Ok(SubflowInfo {
+        id: 1,
+        local: addr(sock.local_addr())?,
+        remote: addr(sock.peer_addr())?,
+        interface: None,
+        tcp: TcpInfo::decode(&buf[..n])?,
+    })
+}

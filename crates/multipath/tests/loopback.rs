@@ -1,0 +1,156 @@
+//! Real kernel MPTCP on loopback: no root, no lab needed.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+
+use multipath::{blocking, Connection, Error, Listener, Parameters, ServiceType, Transport, IPPROTO_MPTCP};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn params(t: ServiceType) -> Parameters {
+    Parameters::tcp().multipath_service_type(t)
+}
+
+/// Echoes one message back on every accepted connection.
+async fn echo_server(listener: Listener) {
+    loop {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => conn.write_all(&buf[..n]).await.unwrap(),
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn mptcp_to_mptcp_is_multipath_with_telemetry() {
+    let listener = Listener::bind(any_port(), &params(ServiceType::Handover)).unwrap();
+    assert_eq!(listener.multipath_status().transport, Transport::Multipath);
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(echo_server(listener));
+
+    let mut conn = Connection::connect(addr, &params(ServiceType::Handover).nodelay(true)).await.unwrap();
+    assert_eq!(multipath::socket_protocol(conn.as_fd()).unwrap(), IPPROTO_MPTCP);
+    conn.write_all(b"hello").await.unwrap();
+    let mut reply = [0u8; 5];
+    conn.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"hello");
+
+    let status = conn.multipath_status();
+    assert_eq!(status.transport, Transport::Multipath, "{status}");
+    assert_eq!(status.requested, ServiceType::Handover);
+    assert!(!status.enforced, "no path manager enforces anything yet");
+
+    let info = conn.mptcp_info().unwrap();
+    assert_ne!(info.token, 0);
+    assert!(!info.fell_back());
+    assert!(info.bytes_sent.unwrap_or(5) >= 5);
+
+    let subflows = conn.subflows().unwrap();
+    assert_eq!(subflows.len(), 1, "{subflows:#?}");
+    let sf = &subflows[0];
+    assert_eq!(sf.local, conn.local_addr().unwrap());
+    assert_eq!(sf.remote, addr);
+    assert_eq!(sf.interface.as_deref(), Some("lo"));
+    assert!(sf.is_open());
+    assert!(sf.tcp.rtt_us > 0);
+    assert!(sf.tcp.bytes_acked.unwrap() >= 5);
+}
+
+#[tokio::test]
+async fn plain_tcp_server_means_fell_back_and_data_intact() {
+    // A listener with service type none is a plain TCP server.
+    let listener = Listener::bind(any_port(), &params(ServiceType::None)).unwrap();
+    assert_eq!(listener.multipath_status().transport, Transport::TcpByRequest);
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(echo_server(listener));
+
+    let conn = Connection::connect(addr, &params(ServiceType::Interactive)).await.unwrap();
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (mut r, mut w) = conn.into_split();
+    let expected = payload.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&payload).await.unwrap();
+        w
+    });
+    let mut back = vec![0u8; expected.len()];
+    r.read_exact(&mut back).await.unwrap();
+    assert!(back == expected, "echoed bytes differ");
+    assert_eq!(r.multipath_status().transport, Transport::FellBackToTcp);
+    let mut conn = r.unsplit(writer.await.unwrap()).unwrap();
+    assert!(matches!(conn.mptcp_info(), Err(Error::NotMultipath(Transport::FellBackToTcp))));
+    assert_eq!(conn.subflows().unwrap().len(), 1, "the one TCP flow");
+    conn.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn service_type_none_opens_a_plain_tcp_socket() {
+    let listener = Listener::bind(any_port(), &params(ServiceType::Handover)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(echo_server(listener));
+    let conn = Connection::connect(addr, &params(ServiceType::None)).await.unwrap();
+    assert_eq!(multipath::socket_protocol(conn.as_fd()).unwrap(), libc_ipproto_tcp());
+    assert_eq!(conn.multipath_status().transport, Transport::TcpByRequest);
+    assert!(conn.multipath_status().enforced);
+}
+
+#[tokio::test]
+async fn strict_mode_refuses_a_plain_tcp_peer() {
+    let listener = Listener::bind(any_port(), &params(ServiceType::None)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(echo_server(listener));
+    let strict = params(ServiceType::Handover).require_multipath(true);
+    match Connection::connect(addr, &strict).await {
+        Err(Error::MultipathUnavailable { status }) => assert_eq!(status.transport, Transport::FellBackToTcp),
+        other => panic!("expected MultipathUnavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn refused_port_and_bad_endpoints_are_clear_errors() {
+    // Bind then drop to find a port nobody listens on.
+    let port = std::net::TcpListener::bind(any_port()).unwrap().local_addr().unwrap().port();
+    let err = Connection::connect(("127.0.0.1", port), &params(ServiceType::Handover)).await.unwrap_err();
+    assert!(matches!(&err, Error::Connect { attempts, .. } if attempts.len() == 1), "{err}");
+    assert!(err.to_string().contains("refused"), "{err}");
+    for bad in ["nonsense", "host:port", "[::1:80"] {
+        let err = Connection::connect(bad, &params(ServiceType::Handover)).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidEndpoint { .. }), "{bad}: {err}");
+    }
+    let err = Connection::connect("no-such-host.invalid:80", &params(ServiceType::Handover)).await.unwrap_err();
+    assert!(matches!(err, Error::Resolve { .. } | Error::NoAddresses { .. }), "{err}");
+}
+
+#[test]
+fn blocking_connection_round_trip() {
+    use std::io::{Read, Write};
+    let listener = blocking::Listener::bind(any_port(), &params(ServiceType::Aggregate)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).unwrap();
+        c.write_all(&buf).unwrap();
+        c.multipath_status()
+    });
+    let mut conn = blocking::Connection::connect(addr, &params(ServiceType::Aggregate)).unwrap();
+    conn.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    conn.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+    assert!(conn.multipath_status().is_multipath());
+    assert!(server.join().unwrap().is_multipath(), "server side sees MPTCP too");
+    assert_eq!(conn.subflows().unwrap().len(), 1);
+}
+
+fn libc_ipproto_tcp() -> i32 {
+    6
+}
