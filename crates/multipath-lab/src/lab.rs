@@ -1,0 +1,458 @@
+//! A running lab: namespaces, links, routes, shapers and delay lines.
+//!
+//! ```text
+//!  client ns                  router ns                       server ns
+//!  wifi 10.1.0.2/24 ===veth=== wifi 10.1.0.1  \
+//!                                              >-- srv 10.0.0.1 ===veth=== eth0 10.0.0.2
+//!  cell 10.2.0.2/24 ===veth=== cell 10.2.0.1  /
+//! ```
+//! Rates are `tbf` on each veth's egress (client side: upload, router side:
+//! download). Delay and loss are netem on the same veths where the kernel
+//! has it, otherwise a TUN delay line per path in the router, which the
+//! router's policy rules send every packet of that path through.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::cleanup;
+use crate::cmd::{ip, tc};
+use crate::config::{DelayMode, LabConfig, LinkShape, PathConfig};
+use crate::delay_line::{DelayLine, LineShape};
+use crate::netns::{self, Netns};
+use crate::offload::disable_offloads;
+use crate::ping::{ping, PingStats};
+use crate::{LabError, Result};
+
+/// Prefix of every namespace a lab creates: `mpl<pid>x<n>-cli|rtr|srv`.
+pub const NAMESPACE_PREFIX: &str = "mpl";
+
+/// Packets a shaper may queue, as time at its rate.
+const QUEUE_TIME: Duration = Duration::from_millis(50);
+
+static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
+
+/// The server's address.
+pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const ROUTER_SERVER_SIDE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+/// One path of a running lab.
+#[derive(Debug)]
+pub struct Path {
+    index: usize,
+    name: String,
+    shape: Mutex<(LinkShape, LinkShape)>,
+    delay_line: Option<DelayLine>,
+}
+
+impl Path {
+    /// The path's (and its interfaces') name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The client's address on this path.
+    pub fn client_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.index as u8 + 1, 0, 2)
+    }
+    /// The router's address on this path, the client's gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.index as u8 + 1, 0, 1)
+    }
+    /// The path's subnet, `10.<n>.0.0/24`.
+    pub fn subnet(&self) -> String {
+        format!("10.{}.0.0/24", self.index + 1)
+    }
+    /// Route metric of the path's default route: lower is preferred.
+    pub fn metric(&self) -> u32 {
+        100 * (self.index as u32 + 1)
+    }
+    /// Current (upload, download) shapes.
+    pub fn shape(&self) -> (LinkShape, LinkShape) {
+        *self.shape.lock().expect("shape lock")
+    }
+    fn table(&self) -> String {
+        (100 + self.index).to_string()
+    }
+    fn delay_table(&self) -> String {
+        (10 + self.index).to_string()
+    }
+    fn tun(&self) -> String {
+        format!("dl-{}", self.name)
+    }
+}
+
+/// A running lab. Dropping it (also while unwinding from a panic) kills
+/// the processes left in its namespaces, stops its delay lines and deletes
+/// the namespaces, which takes every link, route, rule and qdisc with them.
+#[derive(Debug)]
+pub struct Lab {
+    name: String,
+    client: Netns,
+    router: Netns,
+    server: Netns,
+    paths: Vec<Path>,
+    mode: DelayMode,
+}
+
+impl Lab {
+    /// Builds the lab `config` describes. Needs root.
+    pub fn up(config: &LabConfig) -> Result<Lab> {
+        config.validate()?;
+        if !is_root() {
+            return Err(LabError::NotRoot);
+        }
+        cleanup::remove_stale_labs();
+        let name = format!("{NAMESPACE_PREFIX}{}x{}", std::process::id(), NEXT_LAB.fetch_add(1, Ordering::Relaxed));
+        let (client, router, server) = create_namespaces(&name)?;
+        let mut lab = Lab { name, client, router, server, paths: Vec::new(), mode: DelayMode::TunRelay };
+        // From here on, an error drops `lab`, which tears down what exists.
+        lab.mode = lab.choose_delay_mode(config.delay_mode)?;
+        lab.build_core()?;
+        for (index, cfg) in config.paths.iter().enumerate() {
+            lab.add_path(index, cfg)?;
+        }
+        tracing::info!(lab = %lab.name, mode = ?lab.mode, "lab up");
+        Ok(lab)
+    }
+
+    fn choose_delay_mode(&self, wanted: Option<DelayMode>) -> Result<DelayMode> {
+        let from_env = match std::env::var("MULTIPATH_LAB_DELAY").as_deref() {
+            Ok("netem") => Some(DelayMode::Netem),
+            Ok("relay") => Some(DelayMode::TunRelay),
+            Ok(other) => {
+                return Err(LabError::Config(format!("MULTIPATH_LAB_DELAY={other:?}: expected netem or relay")))
+            }
+            Err(_) => None,
+        };
+        if let Some(mode) = from_env.or(wanted) {
+            return Ok(mode);
+        }
+        let r = self.router.name();
+        let has_netem = tc(r, &["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]).is_ok();
+        if has_netem {
+            tc(r, &["qdisc", "del", "dev", "lo", "root"])?;
+            return Ok(DelayMode::Netem);
+        }
+        Ok(DelayMode::TunRelay)
+    }
+
+    /// Router, server and their link; sysctls of all three namespaces.
+    fn build_core(&self) -> Result<()> {
+        let (c, r, s) = (self.client.name(), self.router.name(), self.server.name());
+        ip(r, &["link", "add", "srv", "type", "veth", "peer", "name", "eth0", "netns", s])?;
+        ip(r, &["addr", "add", &format!("{ROUTER_SERVER_SIDE}/24"), "dev", "srv"])?;
+        ip(s, &["addr", "add", &format!("{SERVER_ADDR}/24"), "dev", "eth0"])?;
+        ip(r, &["link", "set", "srv", "up"])?;
+        ip(s, &["link", "set", "eth0", "up"])?;
+        ip(s, &["route", "add", "default", "via", &ROUTER_SERVER_SIDE.to_string()])?;
+        self.router.run(|| disable_offloads("srv")).map_err(|e| LabError::io("offloads of srv", e))?;
+        self.server.run(|| disable_offloads("eth0")).map_err(|e| LabError::io("offloads of eth0", e))?;
+
+        self.router.sysctl("net.ipv4.ip_forward", "1")?;
+        for ns in [&self.client, &self.router] {
+            // Strict reverse-path filtering is turned on per path below;
+            // everything else (tun relays, multihomed client) needs it off.
+            ns.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+            ns.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
+        }
+        self.client.sysctl("net.ipv4.ping_group_range", "0 2147483647")?;
+        // ARP requests carry the interface's own address, not that of the
+        // packet waiting for resolution: a packet with a dead path's source
+        // address, which the router drops, must not stall ARP on another path.
+        self.client.sysctl("net.ipv4.conf.all.arp_announce", "2")?;
+        // Room for a subflow per path and then some, on both ends.
+        for ns in [c, s] {
+            ip(ns, &["mptcp", "limits", "set", "subflows", "8", "add_addr_accepted", "8"])?;
+        }
+        Ok(())
+    }
+
+    fn add_path(&mut self, index: usize, cfg: &PathConfig) -> Result<()> {
+        let (c, r) = (self.client.name().to_owned(), self.router.name().to_owned());
+        let name = cfg.name.as_str();
+        let mut path = Path { index, name: name.to_owned(), shape: Mutex::new((cfg.up, cfg.down)), delay_line: None };
+        ip(&c, &["link", "add", name, "type", "veth", "peer", "name", name, "netns", &r])?;
+        ip(&c, &["addr", "add", &format!("{}/24", path.client_addr()), "dev", name])?;
+        ip(&r, &["addr", "add", &format!("{}/24", path.gateway()), "dev", name])?;
+        for ns in [&self.client, &self.router] {
+            ns.run(|| disable_offloads(name)).map_err(|e| LabError::io(format!("offloads of {name}"), e))?;
+        }
+        // Like a carrier, the router drops packets whose source address
+        // does not belong to the path they arrive on: a dead path's
+        // packets must not leak out through another path.
+        self.router.sysctl(&format!("net.ipv4.conf.{name}.rp_filter"), "1")?;
+        ip(&r, &["link", "set", name, "up"])?;
+        ip(&c, &["link", "set", name, "up"])?;
+        self.client_routes(&path, "add")?;
+        ip(
+            &c,
+            &[
+                "rule",
+                "add",
+                "pref",
+                &(100 + index).to_string(),
+                "from",
+                &path.client_addr().to_string(),
+                "lookup",
+                &path.table(),
+            ],
+        )?;
+
+        match self.mode {
+            DelayMode::TunRelay => {
+                let tun = path.tun();
+                let subnet = (Ipv4Addr::new(10, index as u8 + 1, 0, 0), 24);
+                let (up, down) = (line(cfg.up), line(cfg.down));
+                let dl = self.router.run(|| DelayLine::start(&tun, subnet, None, up, down));
+                path.delay_line = Some(dl.map_err(|e| LabError::io(format!("delay line {tun}"), e))?);
+                ip(&r, &["link", "set", &tun, "up"])?;
+                ip(&r, &["route", "add", "default", "dev", &tun, "table", &path.delay_table()])?;
+                let pref = (1000 + 2 * index).to_string();
+                ip(&r, &["rule", "add", "pref", &pref, "iif", name, "lookup", &path.delay_table()])?;
+                let pref = (1001 + 2 * index).to_string();
+                ip(
+                    &r,
+                    &["rule", "add", "pref", &pref, "iif", "srv", "to", &path.subnet(), "lookup", &path.delay_table()],
+                )?;
+            }
+            DelayMode::Netem => {}
+        }
+        self.apply_qdiscs(&path, cfg.up, cfg.down, true)?;
+        self.paths.push(path);
+        Ok(())
+    }
+
+    /// The client's default route through `path` (metric by preference) and
+    /// its source-routing table.
+    fn client_routes(&self, path: &Path, verb: &str) -> Result<()> {
+        let (c, gw, dev) = (self.client.name(), path.gateway().to_string(), path.name.as_str());
+        ip(c, &["route", verb, "default", "via", &gw, "dev", dev, "metric", &path.metric().to_string()])?;
+        ip(c, &["route", verb, "default", "via", &gw, "dev", dev, "table", &path.table()])?;
+        Ok(())
+    }
+
+    /// Shapers on both veths of a path: upload on the client side, download
+    /// on the router side.
+    fn apply_qdiscs(&self, path: &Path, up: LinkShape, down: LinkShape, fresh: bool) -> Result<()> {
+        for (ns, shape) in [(self.client.name(), up), (self.router.name(), down)] {
+            let dev = path.name.as_str();
+            match self.mode {
+                DelayMode::TunRelay => match tbf_args(shape.rate_bps) {
+                    Some(args) => {
+                        let mut full = vec!["qdisc", "replace", "dev", dev, "root", "handle", "1:"];
+                        full.extend(args.iter().map(String::as_str));
+                        tc(ns, &full)?;
+                    }
+                    None if fresh => {}
+                    // Back to unshaped: the default qdisc again (error if it already is).
+                    None => drop(tc(ns, &["qdisc", "del", "dev", dev, "root"])),
+                },
+                DelayMode::Netem => {
+                    let delay = format!("{}us", shape.delay.as_micros());
+                    let loss = format!("{}%", shape.loss * 100.0);
+                    let verb = if fresh { "add" } else { "change" };
+                    tc(
+                        ns,
+                        &[
+                            "qdisc", verb, "dev", dev, "root", "handle", "1:", "netem", "delay", &delay, "loss", &loss,
+                            "limit", "100000",
+                        ],
+                    )?;
+                    match tbf_args(shape.rate_bps) {
+                        Some(args) => {
+                            let mut full = vec!["qdisc", "replace", "dev", dev, "parent", "1:1", "handle", "10:"];
+                            full.extend(args.iter().map(String::as_str));
+                            tc(ns, &full)?;
+                        }
+                        None if fresh => {}
+                        None => drop(tc(ns, &["qdisc", "del", "dev", dev, "parent", "1:1"])),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The lab's name (prefix of its namespaces).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The client namespace.
+    pub fn client(&self) -> &Netns {
+        &self.client
+    }
+    /// The router namespace.
+    pub fn router(&self) -> &Netns {
+        &self.router
+    }
+    /// The server namespace.
+    pub fn server(&self) -> &Netns {
+        &self.server
+    }
+    /// The server's address.
+    pub fn server_addr(&self) -> Ipv4Addr {
+        SERVER_ADDR
+    }
+    /// How delay and loss are applied.
+    pub fn delay_mode(&self) -> DelayMode {
+        self.mode
+    }
+    /// The paths, in preference order.
+    pub fn paths(&self) -> &[Path] {
+        &self.paths
+    }
+    /// The path named `name`.
+    pub fn path(&self, name: &str) -> Result<&Path> {
+        self.paths.iter().find(|p| p.name == name).ok_or_else(|| LabError::UnknownPath(name.to_owned()))
+    }
+
+    /// Takes the client's interface of `path` down (its routes vanish, as
+    /// when Wi-Fi drops) or brings it back up with its routes restored, as
+    /// the OS's network manager would.
+    pub fn set_link(&self, path: &str, up: bool) -> Result<()> {
+        let p = self.path(path)?;
+        let c = self.client.name();
+        if up {
+            ip(c, &["link", "set", path, "up"])?;
+            self.client_routes(p, "replace")?;
+        } else {
+            ip(c, &["link", "set", path, "down"])?;
+        }
+        Ok(())
+    }
+
+    /// Silently drops every packet of `path` in the router, both ways,
+    /// while the link stays up (a Wi-Fi whose upstream died).
+    pub fn set_blackhole(&self, path: &str, on: bool) -> Result<()> {
+        let p = self.path(path)?;
+        let r = self.router.name();
+        let (up_pref, down_pref) = ((50 + 2 * p.index).to_string(), (51 + 2 * p.index).to_string());
+        if on {
+            ip(r, &["rule", "add", "pref", &up_pref, "iif", path, "blackhole"])?;
+            ip(r, &["rule", "add", "pref", &down_pref, "iif", "srv", "to", &p.subnet(), "blackhole"])?;
+        } else {
+            ip(r, &["rule", "del", "pref", &up_pref])?;
+            ip(r, &["rule", "del", "pref", &down_pref])?;
+        }
+        Ok(())
+    }
+
+    /// Changes a path's rate, delay and loss while traffic flows.
+    pub fn set_shape(&self, path: &str, up: LinkShape, down: LinkShape) -> Result<()> {
+        let p = self.path(path)?;
+        up.rate_bps.filter(|&r| r == 0).map_or(Ok(()), |_| Err(LabError::Config("rate 0".into())))?;
+        if let Some(dl) = &p.delay_line {
+            dl.set_shapes(line(up), line(down));
+        }
+        self.apply_qdiscs(p, up, down, false)?;
+        *p.shape.lock().expect("shape lock") = (up, down);
+        Ok(())
+    }
+
+    /// Adds the client's address on `path` as an endpoint of the kernel
+    /// path manager (`ip mptcp endpoint add ... subflow [backup]`), so MPTCP
+    /// connections get a subflow on it.
+    pub fn add_kernel_endpoint(&self, path: &str, backup: bool) -> Result<()> {
+        let p = self.path(path)?;
+        let addr = p.client_addr().to_string();
+        let mut args = vec!["mptcp", "endpoint", "add", &addr, "dev", path, "subflow"];
+        if backup {
+            args.push("backup");
+        }
+        ip(self.client.name(), &args).map(drop)
+    }
+
+    /// ICMP echo from the client's address on `path` to the server.
+    pub fn ping(&self, path: &str, count: usize, interval: Duration) -> Result<PingStats> {
+        let from = self.path(path)?.client_addr();
+        self.client.run(|| ping(from, SERVER_ADDR, count, interval))
+    }
+
+    /// A human description: paths, addresses, how to run commands inside.
+    pub fn describe(&self) -> String {
+        let mut out = format!("lab {} (delay: {:?})\n", self.name, self.mode);
+        for p in &self.paths {
+            let (up, down) = p.shape();
+            out += &format!(
+                "  path {:<6} client {:<10} gateway {:<10} metric {}  up {}  down {}\n",
+                p.name,
+                p.client_addr(),
+                p.gateway(),
+                p.metric(),
+                describe_shape(up),
+                describe_shape(down)
+            );
+        }
+        out += &format!("  server {SERVER_ADDR}\n");
+        out += &format!("run inside the client: ip netns exec {} COMMAND\n", self.client.name());
+        out += &format!("run inside the server: ip netns exec {} COMMAND\n", self.server.name());
+        out
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for p in &mut self.paths {
+            p.delay_line.take();
+        }
+        for ns in [&self.client, &self.router, &self.server] {
+            if let Err(e) = netns::destroy(ns.name()) {
+                tracing::warn!(netns = ns.name(), error = %e, "lab teardown");
+            }
+        }
+    }
+}
+
+fn create_namespaces(lab: &str) -> Result<(Netns, Netns, Netns)> {
+    let names = [format!("{lab}-cli"), format!("{lab}-rtr"), format!("{lab}-srv")];
+    let mut made = Vec::new();
+    for n in &names {
+        match Netns::create(n) {
+            Ok(ns) => made.push(ns),
+            Err(e) => {
+                for ns in made {
+                    let _ = netns::destroy(ns.name());
+                }
+                return Err(e);
+            }
+        }
+    }
+    let server = made.pop().expect("three namespaces");
+    let router = made.pop().expect("three namespaces");
+    let client = made.pop().expect("three namespaces");
+    Ok((client, router, server))
+}
+
+fn line(shape: LinkShape) -> LineShape {
+    LineShape { delay: shape.delay, loss: shape.loss }
+}
+
+/// `tbf` arguments for a rate: a burst of 2 ms at that rate (at least two
+/// full frames) and a queue of [`QUEUE_TIME`].
+fn tbf_args(rate_bps: Option<u64>) -> Option<Vec<String>> {
+    let rate = rate_bps?;
+    let bytes_per_sec = rate / 8;
+    let burst = (bytes_per_sec / 500).max(3028);
+    let limit = ((bytes_per_sec as f64 * QUEUE_TIME.as_secs_f64()) as u64).max(2 * burst);
+    Some(vec![
+        "tbf".into(),
+        "rate".into(),
+        format!("{rate}bit"),
+        "burst".into(),
+        burst.to_string(),
+        "limit".into(),
+        limit.to_string(),
+    ])
+}
+
+fn describe_shape(s: LinkShape) -> String {
+    let rate = s.rate_bps.map_or("unlimited".to_owned(), |r| format!("{} Mbit/s", r as f64 / 1e6));
+    format!("{rate}, {} ms, {}% loss", s.delay.as_secs_f64() * 1e3, s.loss * 100.0)
+}
+
+/// Whether the process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

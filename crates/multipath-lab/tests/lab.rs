@@ -1,0 +1,156 @@
+//! The lab against the real kernel: shaping, delay, filtering, teardown.
+//! Needs root; without it each test reports itself SKIPPED.
+
+use std::net::{SocketAddr, SocketAddrV4, TcpListener};
+use std::time::Duration;
+
+use multipath_lab::measure::Direction;
+use multipath_lab::testing::root_or_skip;
+use multipath_lab::{cleanup, Lab, LabConfig, LinkShape, PathConfig};
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn assert_rtt(lab: &Lab, path: &str, expected_ms: f64) {
+    let stats = lab.ping(path, 20, Duration::from_millis(20)).unwrap();
+    assert_eq!(stats.lost, 0, "{path}: {stats:?}");
+    let median = ms(stats.median().unwrap());
+    assert!((median - expected_ms).abs() <= 2.0, "{path}: median RTT {median:.2} ms, configured {expected_ms} ms");
+}
+
+#[test]
+fn delay_line_holds_configured_rtt_at_idle() {
+    if !root_or_skip("delay_line_holds_configured_rtt_at_idle") {
+        return;
+    }
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    assert_rtt(&lab, "wifi", 20.0);
+    assert_rtt(&lab, "cell", 60.0);
+}
+
+#[test]
+fn shaper_holds_configured_rates() {
+    if !root_or_skip("shaper_holds_configured_rates") {
+        return;
+    }
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    for (path, mbit) in [("wifi", 20.0), ("cell", 10.0)] {
+        for dir in [Direction::Down, Direction::Up] {
+            let got = lab.tcp_goodput(path, dir, Duration::from_secs(4)).unwrap() / 1e6;
+            // TCP goodput sits a few % under the shaped rate (headers).
+            assert!(got >= 0.85 * mbit && got <= 1.02 * mbit, "{path} {dir:?}: {got:.2} Mbit/s, shaped {mbit}");
+        }
+    }
+}
+
+#[test]
+fn delay_line_does_not_limit_a_100_mbit_path() {
+    if !root_or_skip("delay_line_does_not_limit_a_100_mbit_path") {
+        return;
+    }
+    let config = LabConfig::new().path(PathConfig::new("fast").rate_mbit(100.0).rtt(Duration::from_millis(20)));
+    let lab = Lab::up(&config).unwrap();
+    assert_rtt(&lab, "fast", 20.0);
+    let got = lab.tcp_goodput("fast", Direction::Down, Duration::from_secs(4)).unwrap() / 1e6;
+    assert!(got >= 90.0, "100 Mbit/s path with delay line carried {got:.1} Mbit/s");
+}
+
+#[test]
+fn live_reshape_changes_delay() {
+    if !root_or_skip("live_reshape_changes_delay") {
+        return;
+    }
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let slow = LinkShape::new(20.0, Duration::from_millis(60));
+    lab.set_shape("wifi", slow, slow).unwrap();
+    assert_rtt(&lab, "wifi", 120.0);
+    assert_eq!(lab.path("wifi").unwrap().shape(), (slow, slow));
+}
+
+#[test]
+fn link_down_up_and_blackhole() {
+    if !root_or_skip("link_down_up_and_blackhole") {
+        return;
+    }
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let once = |path| lab.ping(path, 1, Duration::ZERO);
+    lab.set_link("wifi", false).unwrap();
+    assert!(once("wifi").map(|s| s.lost == 1).unwrap_or(true), "wifi down must not answer");
+    lab.set_link("wifi", true).unwrap();
+    assert_rtt(&lab, "wifi", 20.0);
+
+    lab.set_blackhole("wifi", true).unwrap();
+    assert_eq!(once("wifi").unwrap().lost, 1, "blackholed wifi must not answer");
+    assert_eq!(once("cell").unwrap().lost, 0, "cell unaffected");
+    lab.set_blackhole("wifi", false).unwrap();
+    assert_rtt(&lab, "wifi", 20.0);
+}
+
+/// Once wifi's routes are gone, a packet from wifi's address falls through
+/// to the main table and leaves via cell; the router must drop it.
+#[test]
+fn router_drops_foreign_source_addresses() {
+    if !root_or_skip("router_drops_foreign_source_addresses") {
+        return;
+    }
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let listener = lab.server().run(|| TcpListener::bind("0.0.0.0:0")).unwrap();
+    let target = SocketAddr::V4(SocketAddrV4::new(lab.server_addr(), listener.local_addr().unwrap().port()));
+    let connect_from = |path: &str| {
+        let from = SocketAddr::V4(SocketAddrV4::new(lab.path(path).unwrap().client_addr(), 0));
+        lab.client().run(|| {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.bind(&from.into()).unwrap();
+            s.connect_timeout(&target.into(), Duration::from_millis(1500))
+        })
+    };
+    assert!(connect_from("wifi").is_ok(), "wifi works while up");
+    lab.set_link("wifi", false).unwrap();
+    let leaked = connect_from("wifi");
+    assert!(leaked.is_err(), "a packet from wifi's address got through via cell");
+    assert!(connect_from("cell").is_ok(), "cell still works");
+}
+
+fn lab_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_owned())
+        .filter(|c| c.starts_with("dl-"))
+        .collect()
+}
+
+#[test]
+fn teardown_leaves_nothing_even_after_a_panic() {
+    if !root_or_skip("teardown_leaves_nothing_even_after_a_panic") {
+        return;
+    }
+    let name = std::sync::Mutex::new(String::new());
+    let result = std::panic::catch_unwind(|| {
+        // Path names of its own, so its delay-line threads are recognisable
+        // among those of labs that other tests run at the same time.
+        let config = LabConfig::new().path(PathConfig::new("tdzz1").rtt(Duration::from_millis(10)));
+        let lab = Lab::up(&config).unwrap();
+        assert!(lab_threads().iter().any(|t| t.contains("tdzz1")), "delay line threads are named");
+        *name.lock().unwrap() = lab.name().to_owned();
+        // A process inside the lab, as a test might leave running.
+        lab.client().command("sleep").arg("600").spawn().unwrap();
+        panic!("test failure inside a lab");
+    });
+    assert!(result.is_err());
+    let name = name.into_inner().unwrap();
+    assert!(!name.is_empty());
+    let namespaces: Vec<_> = std::fs::read_dir("/run/netns")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    assert!(!namespaces.iter().any(|n: &String| n.starts_with(&name)), "namespaces left: {namespaces:?}");
+    assert!(!cleanup::list_labs().iter().any(|l| l.name == name));
+    let leftover: Vec<_> = lab_threads().into_iter().filter(|t| t.contains("tdzz1")).collect();
+    assert!(leftover.is_empty(), "delay line threads left: {leftover:?}");
+    let ps = std::process::Command::new("pgrep").args(["-f", "sleep 600"]).output().unwrap();
+    assert!(ps.stdout.is_empty(), "the lab's process survived: {}", String::from_utf8_lossy(&ps.stdout));
+    let links = std::process::Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains("tdzz1") && !links.contains(&name), "links left in the root namespace: {links}");
+}
