@@ -39,7 +39,8 @@ impl Connection {
         }
         let mut attempts = Vec::new();
         for addr in addrs {
-            let (sock, meta) = socket::open(Domain::for_address(addr), params)?;
+            let (sock, mut meta) = socket::open(Domain::for_address(addr), params)?;
+            meta.peer = Some(addr);
             socket::bind_local(&sock, params)?;
             let connected = match params.timeout() {
                 Some(t) => sock.connect_timeout(&addr.into(), t),
@@ -120,7 +121,7 @@ impl Listener {
         if self.params.is_nodelay() {
             stream.set_nodelay(true)?;
         }
-        Ok((Connection { stream, meta: self.meta.clone() }, peer))
+        Ok((Connection { stream, meta: SocketMeta { peer: Some(peer), ..self.meta.clone() } }, peer))
     }
 
     /// The address the listener is bound to.

@@ -179,7 +179,8 @@ async fn race(endpoint: &Endpoint, addrs: Vec<SocketAddr>, params: &Parameters) 
         .await;
         match step {
             Step::Finished(i, Ok(stream)) => {
-                let (_, meta, _) = running.swap_remove(i);
+                let (addr, mut meta, _) = running.swap_remove(i);
+                meta.peer = Some(addr);
                 return Ok(Connection { stream, meta });
             }
             Step::Finished(i, Err(e)) => {
@@ -316,7 +317,7 @@ impl Listener {
         if self.params.is_nodelay() {
             stream.set_nodelay(true)?;
         }
-        Ok((Connection { stream, meta: self.meta.clone() }, peer))
+        Ok((Connection { stream, meta: SocketMeta { peer: Some(peer), ..self.meta.clone() } }, peer))
     }
 
     /// The address the listener is bound to.

@@ -30,6 +30,8 @@ pub(crate) struct SocketMeta {
     pub opened: Opened,
     /// The path manager of the socket's network namespace at creation.
     pub path_manager: PathManager,
+    /// The peer, once connected: still known after the connection closed.
+    pub peer: Option<SocketAddr>,
 }
 
 /// `socket()` refused MPTCP itself, as opposed to failing for lack of
@@ -62,7 +64,7 @@ pub(crate) fn open(domain: Domain, params: &Parameters) -> Result<(Socket, Socke
     };
     configure(&socket, params)?;
     let path_manager = if opened == Opened::Mptcp { namespace_path_manager() } else { PathManager::None };
-    Ok((socket, SocketMeta { requested, opened, path_manager }))
+    Ok((socket, SocketMeta { requested, opened, path_manager, peer: None }))
 }
 
 fn tcp_socket(domain: Domain) -> Result<Socket> {
@@ -169,11 +171,11 @@ pub(crate) fn subflows(fd: BorrowedFd<'_>, meta: &SocketMeta) -> Result<Vec<Subf
         match sys::full_info(fd) {
             Ok(full) => full.subflows,
             // Fell back between the two calls.
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => vec![tcp_flow(fd)?],
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => vec![tcp_flow(fd, meta)?],
             Err(e) => return Err(e.into()),
         }
     } else {
-        vec![tcp_flow(fd)?]
+        vec![tcp_flow(fd, meta)?]
     };
     let interfaces = sys::interface_addresses().unwrap_or_default();
     for sf in &mut subflows {
@@ -184,7 +186,7 @@ pub(crate) fn subflows(fd: BorrowedFd<'_>, meta: &SocketMeta) -> Result<Vec<Subf
 }
 
 /// A plain TCP connection described as its single flow.
-fn tcp_flow(fd: BorrowedFd<'_>) -> Result<SubflowInfo> {
+fn tcp_flow(fd: BorrowedFd<'_>, meta: &SocketMeta) -> Result<SubflowInfo> {
     let mut buf = [0u8; TCP_INFO_SIZE];
     let n = sys::getsockopt_bytes(fd, libc::SOL_TCP, libc::TCP_INFO, &mut buf)?;
     let sock = SockRef::from(&fd);
@@ -194,7 +196,12 @@ fn tcp_flow(fd: BorrowedFd<'_>) -> Result<SubflowInfo> {
     Ok(SubflowInfo {
         id: 1,
         local: addr(sock.local_addr())?,
-        remote: addr(sock.peer_addr())?,
+        remote: match (addr(sock.peer_addr()), meta.peer) {
+            (Ok(a), _) => a,
+            // getpeername fails once the connection is closed.
+            (Err(_), Some(peer)) => peer,
+            (Err(e), None) => return Err(e),
+        },
         interface: None,
         tcp: TcpInfo::decode(&buf[..n])?,
     })

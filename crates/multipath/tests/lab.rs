@@ -1,0 +1,144 @@
+//! MPTCP connections across the multi-path lab (real kernel, namespaces).
+//! Needs root; without it each test reports itself SKIPPED.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use multipath::{blocking, Connection, Error, Parameters, ServiceType, SubflowInfo, TcpState, Transport};
+use multipath_lab::testing::root_or_skip;
+use multipath_lab::{Lab, LabConfig, Netns};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn handover() -> Parameters {
+    Parameters::tcp().multipath_service_type(ServiceType::Handover).nodelay(true)
+}
+
+/// Runs `fut` on a runtime of its own inside `ns`, so its sockets are there.
+fn block_on_in<F: Future + Send>(ns: &Netns, fut: F) -> F::Output
+where
+    F::Output: Send,
+{
+    ns.run(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(fut))
+}
+
+/// An echo server in the lab's server namespace; returns its address.
+fn echo_server(lab: &Lab, params: &Parameters) -> SocketAddr {
+    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), params)).unwrap();
+    let addr = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        while let Ok((mut conn, _)) = listener.accept() {
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn established_from(subflows: &[SubflowInfo], ip: Ipv4Addr) -> Option<&SubflowInfo> {
+    subflows.iter().find(|s| s.tcp.state == TcpState::Established && s.local.ip().to_canonical() == ip)
+}
+
+#[test]
+fn kernel_endpoint_gives_a_second_subflow_with_path_rtts() {
+    if !root_or_skip("kernel_endpoint_gives_a_second_subflow_with_path_rtts") {
+        return;
+    }
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    lab.add_kernel_endpoint("cell", false).unwrap();
+    let server = echo_server(&lab, &handover());
+    let (wifi_ip, cell_ip) = (lab.path("wifi").unwrap().client_addr(), lab.path("cell").unwrap().client_addr());
+
+    let subflows = block_on_in(lab.client(), async {
+        let mut conn = Connection::connect(server, &handover()).await.unwrap();
+        assert_eq!(conn.multipath_status().transport, Transport::Multipath);
+        // Request/response traffic keeps queues empty, so RTTs are the paths'.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 1000];
+        loop {
+            conn.write_all(&[7u8; 1000]).await.unwrap();
+            conn.read_exact(&mut buf).await.unwrap();
+            let subflows = conn.subflows().unwrap();
+            let both = established_from(&subflows, wifi_ip).is_some() && established_from(&subflows, cell_ip).is_some();
+            if both || Instant::now() > deadline {
+                let info = conn.mptcp_info().unwrap();
+                assert_eq!(info.subflows, 1, "one extra subflow: {info:?}");
+                return subflows;
+            }
+        }
+    });
+    let wifi = established_from(&subflows, wifi_ip).unwrap_or_else(|| panic!("no wifi subflow: {subflows:#?}"));
+    let cell = established_from(&subflows, cell_ip).unwrap_or_else(|| panic!("no cell subflow: {subflows:#?}"));
+    assert_eq!(wifi.interface.as_deref(), Some("wifi"));
+    assert_eq!(cell.interface.as_deref(), Some("cell"));
+    for (sf, expected_ms) in [(wifi, 20.0), (cell, 60.0)] {
+        let rtt_ms = sf.tcp.rtt_us as f64 / 1e3;
+        assert!((rtt_ms - expected_ms).abs() <= 0.25 * expected_ms, "{sf:#?}: rtt {rtt_ms} ms, path has {expected_ms}");
+        assert_eq!(sf.remote, server);
+    }
+}
+
+#[test]
+fn mptcp_disabled_on_the_host_falls_back_or_fails_strictly() {
+    if !root_or_skip("mptcp_disabled_on_the_host_falls_back_or_fails_strictly") {
+        return;
+    }
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let server = echo_server(&lab, &handover());
+    lab.client().sysctl("net.mptcp.enabled", "0").unwrap();
+
+    block_on_in(lab.client(), async {
+        let mut conn = Connection::connect(server, &handover()).await.unwrap();
+        let status = conn.multipath_status();
+        match &status.transport {
+            Transport::TcpMptcpUnavailable { reason } => assert!(reason.contains("MPTCP"), "{reason}"),
+            other => panic!("expected MPTCP unavailable, got {other:?}"),
+        }
+        assert!(!status.enforced);
+        assert!(status.to_string().contains("unavailable on this host"), "{status}");
+        conn.write_all(b"still works").await.unwrap();
+        let mut back = [0u8; 11];
+        conn.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"still works");
+
+        let strict = handover().require_multipath(true);
+        match Connection::connect(server, &strict).await {
+            Err(e @ Error::MultipathUnavailable { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("multipath required") && msg.contains("unavailable on this host"), "{msg}");
+            }
+            other => panic!("strict mode must fail, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn plain_tcp_server_in_the_lab_reports_fallback_and_keeps_bytes_intact() {
+    if !root_or_skip("plain_tcp_server_in_the_lab_reports_fallback_and_keeps_bytes_intact") {
+        return;
+    }
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    lab.add_kernel_endpoint("cell", false).unwrap();
+    let server = echo_server(&lab, &Parameters::tcp());
+    block_on_in(lab.client(), async {
+        let conn = Connection::connect(server, &handover()).await.unwrap();
+        assert_eq!(conn.multipath_status().transport, Transport::FellBackToTcp);
+        let payload: Vec<u8> = (0..500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let (mut r, mut w) = conn.into_split();
+        let sent = payload.clone();
+        let writer = tokio::spawn(async move { w.write_all(&sent).await.unwrap() });
+        let mut back = vec![0u8; payload.len()];
+        r.read_exact(&mut back).await.unwrap();
+        writer.await.unwrap();
+        assert!(back == payload, "bytes changed in transit");
+        let subflows = r.subflows().unwrap();
+        assert_eq!(subflows.len(), 1, "plain TCP has one flow: {subflows:#?}");
+    });
+}
