@@ -611,7 +611,7 @@ fn open_tun(name: &str) -> io::Result<(OwnedFd, String)> {
     }
     // SAFETY: TUNSETIFF reads and writes a `struct ifreq` (40 bytes); `req` is
     // a live, correctly sized and exclusively borrowed repr(C) struct.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReqFlags) };
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, std::ptr::from_mut(&mut req)) };
     if rc < 0 {
         let e = io::Error::last_os_error();
         return Err(io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")));
@@ -635,7 +635,7 @@ fn new_eventfd() -> io::Result<OwnedFd> {
 fn eventfd_signal(fd: BorrowedFd<'_>) -> io::Result<()> {
     let one: u64 = 1;
     // SAFETY: writes 8 bytes from a live local u64, as eventfd requires.
-    let rc = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    let rc = unsafe { libc::write(fd.as_raw_fd(), std::ptr::from_ref(&one).cast(), 8) };
     if rc == 8 {
         Ok(())
     } else {

@@ -127,6 +127,7 @@ fn teardown_leaves_nothing_even_after_a_panic() {
         return;
     }
     let name = std::sync::Mutex::new(String::new());
+    let child = std::sync::Mutex::new(None);
     let result = std::panic::catch_unwind(|| {
         // Path names of its own, so its delay-line threads are recognisable
         // among those of labs that other tests run at the same time.
@@ -135,7 +136,7 @@ fn teardown_leaves_nothing_even_after_a_panic() {
         assert!(lab_threads().iter().any(|t| t.contains("tdzz1")), "delay line threads are named");
         *name.lock().unwrap() = lab.name().to_owned();
         // A process inside the lab, as a test might leave running.
-        lab.client().command("sleep").arg("600").spawn().unwrap();
+        *child.lock().unwrap() = Some(lab.client().command("sleep").arg("600").spawn().unwrap());
         panic!("test failure inside a lab");
     });
     assert!(result.is_err());
@@ -148,8 +149,12 @@ fn teardown_leaves_nothing_even_after_a_panic() {
     assert!(!cleanup::list_labs().iter().any(|l| l.name == name));
     let leftover: Vec<_> = lab_threads().into_iter().filter(|t| t.contains("tdzz1")).collect();
     assert!(leftover.is_empty(), "delay line threads left: {leftover:?}");
-    let ps = std::process::Command::new("pgrep").args(["-f", "sleep 600"]).output().unwrap();
-    assert!(ps.stdout.is_empty(), "the lab's process survived: {}", String::from_utf8_lossy(&ps.stdout));
+    // The process inside the lab was killed by the teardown, not left running.
+    let mut child = child.into_inner().unwrap().expect("child started");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait()));
+    let status = rx.recv_timeout(Duration::from_secs(5)).expect("the lab's process survived teardown").unwrap();
+    assert!(!status.success(), "killed, not finished: {status:?}");
     let links = std::process::Command::new("ip").args(["-o", "link"]).output().unwrap();
     let links = String::from_utf8_lossy(&links.stdout);
     assert!(!links.contains("tdzz1") && !links.contains(&name), "links left in the root namespace: {links}");

@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ pub(crate) use telemetry_methods;
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
-    meta: SocketMeta,
+    meta: Arc<SocketMeta>,
 }
 
 impl Connection {
@@ -181,7 +182,7 @@ async fn race(endpoint: &Endpoint, addrs: Vec<SocketAddr>, params: &Parameters) 
             Step::Finished(i, Ok(stream)) => {
                 let (addr, mut meta, _) = running.swap_remove(i);
                 meta.peer = Some(addr);
-                return Ok(Connection { stream, meta });
+                return Ok(Connection { stream, meta: Arc::new(meta) });
             }
             Step::Finished(i, Err(e)) => {
                 let (addr, _, _) = running.swap_remove(i);
@@ -233,14 +234,14 @@ impl AsyncWrite for Connection {
 #[derive(Debug)]
 pub struct ReadHalf {
     inner: tcp::OwnedReadHalf,
-    meta: SocketMeta,
+    meta: Arc<SocketMeta>,
 }
 
 /// The writing half of a [`Connection`]; dropping it shuts the write side.
 #[derive(Debug)]
 pub struct WriteHalf {
     inner: tcp::OwnedWriteHalf,
-    meta: SocketMeta,
+    meta: Arc<SocketMeta>,
 }
 
 impl ReadHalf {
@@ -317,7 +318,8 @@ impl Listener {
         if self.params.is_nodelay() {
             stream.set_nodelay(true)?;
         }
-        Ok((Connection { stream, meta: SocketMeta { peer: Some(peer), ..self.meta.clone() } }, peer))
+        let meta = Arc::new(SocketMeta { peer: Some(peer), ..self.meta.clone() });
+        Ok((Connection { stream, meta }, peer))
     }
 
     /// The address the listener is bound to.

@@ -1,0 +1,84 @@
+//! `NAME:RATE:RTT[:LOSS]` path specifications, e.g. `wifi:20mbit:20ms`.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use multipath_lab::PathConfig;
+
+/// Parses one path specification. RATE is `<n>mbit`, `<n>kbit`, `<n>gbit`
+/// or `unlimited`; RTT is `<n>ms` or `<n>us`; LOSS is `<n>%`.
+pub fn parse(spec: &str) -> Result<PathConfig> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    if !(3..=4).contains(&parts.len()) {
+        bail!("path {spec:?}: expected NAME:RATE:RTT[:LOSS], e.g. wifi:20mbit:20ms or cell:10mbit:60ms:1%");
+    }
+    let mut path = PathConfig::new(parts[0]);
+    if let Some(mbit) = rate_mbit(parts[1]).with_context(|| format!("path {spec:?}"))? {
+        path = path.rate_mbit(mbit);
+    }
+    path = path.rtt(duration(parts[2]).with_context(|| format!("path {spec:?}"))?);
+    if let Some(loss) = parts.get(3) {
+        let pct: f64 = loss
+            .strip_suffix('%')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow!("path {spec:?}: loss {loss:?} must look like 1% or 0.5%"))?;
+        path = path.loss(pct / 100.0);
+    }
+    Ok(path)
+}
+
+fn rate_mbit(s: &str) -> Result<Option<f64>> {
+    if s == "unlimited" {
+        return Ok(None);
+    }
+    let units = [("gbit", 1000.0), ("mbit", 1.0), ("kbit", 0.001)];
+    for (unit, scale) in units {
+        if let Some(n) = s.strip_suffix(unit) {
+            let n: f64 = n.parse().map_err(|_| anyhow!("rate {s:?} is not a number of {unit}"))?;
+            if n <= 0.0 || !n.is_finite() {
+                bail!("rate {s:?} must be positive");
+            }
+            return Ok(Some(n * scale));
+        }
+    }
+    bail!("rate {s:?} must end in kbit, mbit or gbit, or be `unlimited`")
+}
+
+fn duration(s: &str) -> Result<Duration> {
+    let (n, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix("us") {
+        (n, 1e-6)
+    } else {
+        bail!("RTT {s:?} must end in ms or us")
+    };
+    let n: f64 = n.parse().map_err(|_| anyhow!("RTT {s:?} is not a number"))?;
+    if !(0.0..=20_000.0).contains(&(n * scale * 1e3)) {
+        bail!("RTT {s:?} must be between 0 and 20 s");
+    }
+    Ok(Duration::from_secs_f64(n * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        let p = parse("wifi:20mbit:20ms").unwrap();
+        assert_eq!(p.name, "wifi");
+        assert_eq!(p.up.rate_bps, Some(20_000_000));
+        assert_eq!(p.up.delay + p.down.delay, Duration::from_millis(20));
+        let p = parse("cell:500kbit:60ms:2%").unwrap();
+        assert_eq!(p.down.rate_bps, Some(500_000));
+        assert!((p.up.loss - 0.02).abs() < 1e-9);
+        assert_eq!(parse("x:unlimited:0ms").unwrap().up.rate_bps, None);
+    }
+
+    #[test]
+    fn refuses_bad_specs() {
+        for bad in ["wifi", "wifi:20:20ms", "wifi:20mbit:20", "wifi:-1mbit:2ms", "wifi:1mbit:1ms:5", "a:b:c:d:e"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}
