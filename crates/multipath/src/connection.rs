@@ -347,3 +347,65 @@ pub(crate) fn listening_socket(addr: SocketAddr, params: &Parameters) -> Result<
     sock.listen(BACKLOG).map_err(|e| Error::socket("listen", e))?;
     Ok((sock, meta))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ServiceType;
+
+    /// A loopback address whose SYNs go unanswered: a listener whose accept
+    /// queue is full drops them, so connecting there hangs.
+    fn unanswered() -> (std::net::TcpListener, Vec<std::net::TcpStream>, SocketAddr) {
+        let sock = socket2::Socket::new(Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+        sock.listen(0).unwrap();
+        let listener: std::net::TcpListener = sock.into();
+        let addr = listener.local_addr().unwrap();
+        let queued = (0..3)
+            .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok())
+            .collect();
+        (listener, queued, addr)
+    }
+
+    fn params() -> Parameters {
+        Parameters::tcp().multipath_service_type(ServiceType::Handover)
+    }
+
+    #[tokio::test]
+    async fn a_hanging_first_address_does_not_block_the_next() {
+        let (_hold, _queued, dead) = unanswered();
+        let listener = std::net::TcpListener::bind("[::1]:0").or_else(|_| std::net::TcpListener::bind("127.0.0.1:0"));
+        let listener = listener.unwrap();
+        let good = listener.local_addr().unwrap();
+        let endpoint = Endpoint::Host { host: "test".into(), port: 0 };
+        let started = std::time::Instant::now();
+        let conn = race(&endpoint, vec![dead, good], &params()).await.unwrap();
+        let took = started.elapsed();
+        assert_eq!(conn.peer_addr().unwrap(), good);
+        assert!(took >= ATTEMPT_DELAY && took < 4 * ATTEMPT_DELAY, "second attempt started after {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_address_moves_on_at_once_and_all_failures_are_reported() {
+        let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let good = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let good_addr = good.local_addr().unwrap();
+        let endpoint = Endpoint::Addr(refused);
+        let started = std::time::Instant::now();
+        let conn = race(&endpoint, vec![refused, good_addr], &params()).await.unwrap();
+        assert!(started.elapsed() < ATTEMPT_DELAY, "a refusal starts the next attempt without waiting");
+        assert_eq!(conn.peer_addr().unwrap(), good_addr);
+        drop(good);
+        let err = race(&endpoint, vec![refused, good_addr], &params()).await.unwrap_err();
+        assert!(matches!(&err, Error::Connect { attempts, .. } if attempts.len() == 2), "{err}");
+    }
+
+    #[tokio::test]
+    async fn connect_timeout_is_a_clear_error() {
+        let (_hold, _queued, dead) = unanswered();
+        let params = params().connect_timeout(Duration::from_millis(300));
+        let err = Connection::connect(dead, &params).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { after, .. } if after == Duration::from_millis(300)), "{err}");
+        assert!(err.to_string().contains("timed out"), "{err}");
+    }
+}

@@ -154,3 +154,34 @@ fn blocking_connection_round_trip() {
 fn libc_ipproto_tcp() -> i32 {
     6
 }
+
+#[test]
+fn mptcp_listener_accepts_plain_tcp_clients_and_says_so() {
+    let listener = blocking::Listener::bind(any_port(), &params(ServiceType::Handover)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::thread::spawn(move || std::net::TcpStream::connect(addr).unwrap());
+    let (conn, peer) = listener.accept().unwrap();
+    let client = client.join().unwrap();
+    assert_eq!(peer, client.local_addr().unwrap());
+    assert_eq!(conn.multipath_status().transport, Transport::FellBackToTcp);
+    assert!(matches!(conn.mptcp_info(), Err(Error::NotMultipath(_))));
+}
+
+#[test]
+fn status_and_service_types_serialize_for_json_reports() {
+    let json = serde_json::to_value(ServiceType::Interactive).unwrap();
+    assert_eq!(json, "interactive");
+    let back: ServiceType = serde_json::from_value("aggregate".into()).unwrap();
+    assert_eq!(back, ServiceType::Aggregate);
+    assert!(serde_json::from_value::<ServiceType>("redundant".into()).is_err());
+    let status = multipath::MultipathStatus {
+        transport: Transport::TcpMptcpUnavailable { reason: "EPROTONOSUPPORT".into() },
+        requested: ServiceType::Handover,
+        path_manager: multipath::PathManager::None,
+        enforced: false,
+    };
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["transport"]["kind"], "tcp_mptcp_unavailable");
+    assert_eq!(json["transport"]["reason"], "EPROTONOSUPPORT");
+    assert_eq!(json["requested"], "handover");
+}
