@@ -27,6 +27,14 @@ fn parse(ns: &str) -> Option<(String, u32)> {
     ok.then(|| pid.parse().ok()).flatten().map(|pid| (format!("{NAMESPACE_PREFIX}{lab}"), pid))
 }
 
+/// Whether `pid` runs (a zombie does not: it has exited, unreaped).
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name, which may itself contain ')'.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
+}
+
 /// Every lab whose namespaces exist on this machine.
 pub fn list_labs() -> Vec<LabInfo> {
     let mut names: Vec<String> = fs::read_dir("/run/netns")
@@ -38,12 +46,9 @@ pub fn list_labs() -> Vec<LabInfo> {
         let Some((lab, pid)) = parse(&ns) else { continue };
         match labs.iter_mut().find(|l| l.name == lab) {
             Some(l) => l.namespaces.push(ns),
-            None => labs.push(LabInfo {
-                name: lab,
-                owner_pid: pid,
-                owner_alive: std::path::Path::new(&format!("/proc/{pid}")).exists(),
-                namespaces: vec![ns],
-            }),
+            None => {
+                labs.push(LabInfo { name: lab, owner_pid: pid, owner_alive: process_alive(pid), namespaces: vec![ns] })
+            }
         }
     }
     labs
@@ -76,6 +81,12 @@ pub(crate) fn remove_stale_labs() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_process_is_alive_and_impossible_pid_is_not() {
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(u32::MAX));
+    }
 
     #[test]
     fn parses_only_lab_namespaces() {

@@ -1,5 +1,7 @@
 //! Helpers for tests that need a lab.
 
+use std::io::Write;
+
 use crate::lab::is_root;
 
 /// Whether a test that needs root can run. Without root it prints a loud
@@ -14,6 +16,8 @@ pub fn root_or_skip(test: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{msg}, and CI=true forbids skips");
     }
-    eprintln!("\n!!!!!!!! {msg} !!!!!!!!\n");
+    // Straight to stderr: the test harness captures eprintln! of passing
+    // tests, and a skip must be seen.
+    let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {msg} !!!!!!!!\n");
     false
 }

@@ -66,6 +66,44 @@ fn live_reshape_changes_delay() {
     lab.set_shape("wifi", slow, slow).unwrap();
     assert_rtt(&lab, "wifi", 120.0);
     assert_eq!(lab.path("wifi").unwrap().shape(), (slow, slow));
+
+    let narrow = LinkShape::new(5.0, Duration::from_millis(10));
+    lab.set_shape("cell", narrow, narrow).unwrap();
+    let got = lab.tcp_goodput("cell", Direction::Down, Duration::from_secs(4)).unwrap() / 1e6;
+    assert!((4.25..=5.1).contains(&got), "cell reshaped to 5 Mbit/s carried {got:.2}");
+}
+
+/// Random loss: 2,000 datagrams up a path that drops 10% of its upload.
+#[test]
+fn loss_is_applied_per_direction() {
+    if !root_or_skip("loss_is_applied_per_direction") {
+        return;
+    }
+    let mut lossy = PathConfig::new("lossy").rtt(Duration::from_millis(4));
+    lossy.up.loss = 0.10;
+    let lab = Lab::up(&LabConfig::new().path(lossy)).unwrap();
+    let server = lab.server().run(|| std::net::UdpSocket::bind("0.0.0.0:0")).unwrap();
+    server.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let target = SocketAddr::V4(SocketAddrV4::new(lab.server_addr(), server.local_addr().unwrap().port()));
+    let client = lab.client().run(|| std::net::UdpSocket::bind("0.0.0.0:0")).unwrap();
+    const SENT: usize = 2000;
+    let receiver = std::thread::spawn(move || {
+        let mut got = 0usize;
+        let mut buf = [0u8; 64];
+        // Ends when no datagram arrives for 500 ms after the last one.
+        while server.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        got
+    });
+    for i in 0..SENT {
+        client.send_to(&(i as u32).to_be_bytes(), target).unwrap();
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(1)); // stay far below any queue limit
+        }
+    }
+    let lost = (SENT - receiver.join().unwrap()) as f64 / SENT as f64;
+    assert!((0.075..=0.125).contains(&lost), "10% loss configured, {:.1}% lost", lost * 100.0);
 }
 
 #[test]
