@@ -1,0 +1,262 @@
+//! Generic-netlink sockets for `mptcp_pm`: one for commands (each waits for
+//! its acknowledgement) and one subscribed to the events group.
+//!
+//! Blocking and small on purpose: the path manager's event loop owns them;
+//! every raw call is one function at the end of this file.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::codec::consts::{NLM_F_ACK, NLM_F_REQUEST};
+use super::codec::{genl_request, messages, DecodeError, Header, Message};
+use super::ctrl::{self, Family};
+use super::mptcp_pm::{self, Command, Event};
+
+/// What can go wrong talking to the kernel's path manager.
+#[derive(Debug, thiserror::Error)]
+pub enum PmError {
+    /// The kernel has no `mptcp_pm` family (no MPTCP, or too old).
+    #[error("the kernel has no generic netlink family {0:?} (MPTCP missing or too old)")]
+    NoFamily(String),
+    /// The kernel refused a command.
+    #[error("{command} refused: {} ({})", message.as_deref().unwrap_or("no detail"), io::Error::from_raw_os_error(*errno))]
+    Refused {
+        /// The command.
+        command: &'static str,
+        /// Positive errno.
+        errno: i32,
+        /// The kernel's extended-ack text.
+        message: Option<String>,
+    },
+    /// The event socket overflowed: events were lost; resynchronise.
+    #[error("path-manager events were lost (socket buffer overrun)")]
+    EventsLost,
+    /// The kernel sent something unparseable.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A socket error.
+    #[error("netlink socket: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl PmError {
+    /// The errno of a refused command.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            PmError::Refused { errno, .. } => Some(*errno),
+            PmError::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+const NETLINK_GENERIC: i32 = 16;
+const SOL_NETLINK: i32 = 270;
+const NETLINK_ADD_MEMBERSHIP: i32 = 1;
+const NETLINK_CAP_ACK: i32 = 10;
+const NETLINK_EXT_ACK: i32 = 11;
+const RECV_BUF: usize = 64 * 1024;
+
+/// A socket that sends path-manager commands. Needs CAP_NET_ADMIN in the
+/// network namespace it was opened in.
+#[derive(Debug)]
+pub struct PmSocket {
+    fd: OwnedFd,
+    family: Family,
+    seq: u32,
+}
+
+impl PmSocket {
+    /// Opens a socket in the calling thread's network namespace and
+    /// resolves the `mptcp_pm` family.
+    pub fn open() -> Result<PmSocket, PmError> {
+        let fd = netlink_socket()?;
+        let family = resolve(&fd, mptcp_pm::FAMILY)?;
+        Ok(PmSocket { fd, family, seq: 1 })
+    }
+
+    /// Sends `command` and waits for the kernel's verdict.
+    pub fn execute(&mut self, command: &Command) -> Result<(), PmError> {
+        self.seq = self.seq.wrapping_add(1);
+        let header = Header { ty: self.family.id, flags: NLM_F_REQUEST | NLM_F_ACK, seq: self.seq, pid: 0 };
+        let msg = genl_request(header, command.number(), mptcp_pm::VERSION, |a| command.write_attrs(a));
+        send(&self.fd, &msg)?;
+        wait_ack(&self.fd, self.seq, command.name())
+    }
+
+    /// The resolved family (id and multicast groups).
+    pub fn family(&self) -> &Family {
+        &self.family
+    }
+}
+
+/// A socket subscribed to `mptcp_pm_events`.
+#[derive(Debug)]
+pub struct EventSocket {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl EventSocket {
+    /// Subscribes in the calling thread's network namespace.
+    pub fn open() -> Result<EventSocket, PmError> {
+        let fd = netlink_socket()?;
+        let family = resolve(&fd, mptcp_pm::FAMILY)?;
+        let group = family
+            .group(mptcp_pm::EVENTS_GROUP)
+            .ok_or_else(|| PmError::NoFamily(format!("{}/{}", mptcp_pm::FAMILY, mptcp_pm::EVENTS_GROUP)))?;
+        setsockopt_int(&fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group as i32)?;
+        // Bursts of connections produce bursts of events; lost ones force a resync.
+        let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
+        Ok(EventSocket { fd, buf: vec![0; RECV_BUF] })
+    }
+
+    /// Blocks for the next datagram and decodes its events. Events that
+    /// cannot be decoded are logged and skipped; an overrun is an error.
+    pub fn recv(&mut self) -> Result<Vec<Event>, PmError> {
+        let n = match recv(&self.fd, &mut self.buf) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Err(PmError::EventsLost),
+            r => r?,
+        };
+        let mut events = Vec::new();
+        for m in messages(&self.buf[..n]) {
+            match m {
+                Ok(Message::Genl { cmd, attrs, .. }) => match mptcp_pm::decode_event(cmd, attrs) {
+                    Ok(e) => events.push(e),
+                    Err(e) => tracing::warn!(error = %e, cmd, "undecodable path-manager event skipped"),
+                },
+                Ok(Message::Overrun) => return Err(PmError::EventsLost),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "malformed netlink datagram skipped"),
+            }
+        }
+        Ok(events)
+    }
+
+    /// Sets a receive timeout (`None` blocks forever).
+    pub fn set_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        let tv = timeout.map_or(libc::timeval { tv_sec: 0, tv_usec: 0 }, |t| libc::timeval {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_usec: t.subsec_micros() as libc::suseconds_t,
+        });
+        setsockopt_raw(&self.fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
+    }
+}
+
+impl AsFd for EventSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn resolve(fd: &OwnedFd, name: &str) -> Result<Family, PmError> {
+    send(fd, &ctrl::get_family_request(name, 1))?;
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut family = None;
+    loop {
+        let n = recv(fd, &mut buf)?;
+        for m in messages(&buf[..n]) {
+            match m? {
+                Message::Genl { header, attrs, .. } if header.seq == 1 => family = Some(ctrl::parse_family(attrs)?),
+                Message::Error { errno, .. } if errno == libc::ENOENT => return Err(PmError::NoFamily(name.into())),
+                Message::Error { errno, message, .. } => {
+                    return Err(PmError::Refused { command: "CTRL_CMD_GETFAMILY", errno, message })
+                }
+                Message::Ack { .. } => return family.ok_or_else(|| PmError::NoFamily(name.into())),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn wait_ack(fd: &OwnedFd, seq: u32, command: &'static str) -> Result<(), PmError> {
+    let mut buf = vec![0u8; RECV_BUF];
+    loop {
+        let n = recv(fd, &mut buf)?;
+        for m in messages(&buf[..n]) {
+            match m? {
+                Message::Ack { seq: s } if s == seq => return Ok(()),
+                Message::Error { seq: s, errno, message } if s == seq => {
+                    return Err(PmError::Refused { command, errno, message })
+                }
+                // Replies to earlier requests that timed out, or stray data.
+                _ => {}
+            }
+        }
+    }
+}
+
+// ---- raw system calls ----
+
+/// `socket(AF_NETLINK, SOCK_RAW, NETLINK_GENERIC)` with extended acks.
+fn netlink_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; the result is checked.
+    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_GENERIC) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // Error messages with the kernel's text, without the echoed request.
+    setsockopt_int(&fd, SOL_NETLINK, NETLINK_EXT_ACK, 1)?;
+    setsockopt_int(&fd, SOL_NETLINK, NETLINK_CAP_ACK, 1)?;
+    Ok(fd)
+}
+
+fn setsockopt_int(fd: &OwnedFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    setsockopt_raw(fd, level, name, &value)
+}
+
+fn setsockopt_raw<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points at a live T of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends one datagram to the kernel (port 0).
+fn send(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
+    // SAFETY: sockaddr_nl is plain data; zeroed means "the kernel".
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: `msg` and `kernel` are valid for the lengths passed.
+    let rc = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receives one datagram, retrying on EINTR.
+fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
