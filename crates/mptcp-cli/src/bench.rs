@@ -122,12 +122,12 @@ fn throughput(lab: Option<&Lab>, duration: Duration, rounds: usize) -> Result<Ra
         ] {
             let order = if round % 2 == 0 { [raw, lib] } else { [lib, raw] };
             for sender in order {
-                let run = || std::thread::scope(|s| s.spawn(|| sender.send(target, &params, duration)).join());
+                let send = || sender.send(target, &params, duration);
+                // A thread of its own either way, so CPU time is the sender's alone.
                 let sent = match lab {
-                    Some(lab) => lab.client().run(run),
-                    None => run(),
-                }
-                .expect("sender thread")?;
+                    Some(lab) => lab.client().run(send),
+                    None => std::thread::scope(|s| s.spawn(send).join()).expect("sender thread"),
+                }?;
                 let (peer, bytes, bps) = results.recv_timeout(Duration::from_secs(30)).context("sink result")?;
                 if peer != sent.local {
                     bail!("the sink saw {peer}, the sender was {}", sent.local);
@@ -188,6 +188,9 @@ impl Sender {
             }
             Sender::LibBlocking => {
                 let conn = blocking::Connection::connect(target, params)?;
+                if !conn.multipath_status().is_multipath() {
+                    bail!("benchmark connection is not multipath: {}", conn.multipath_status());
+                }
                 let local = conn.get_ref().local_addr()?;
                 send_blocking(conn, duration).map(|_| local)
             }

@@ -29,9 +29,11 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> Result<()> {
     let lab = Lab::up(&crate::lab::config_from(&args.paths)?).context("building the lab (needs root)")?;
-    // Until the path manager arrives, the kernel's adds the other paths' subflows.
+    // Until the path manager arrives, the kernel's adds the other paths'
+    // subflows: as backup, the closest it comes to handover and interactive.
+    let backup = !matches!(args.service, ServiceType::Aggregate);
     for p in &lab.paths()[1..] {
-        lab.add_kernel_endpoint(p.name(), false)?;
+        lab.add_kernel_endpoint(p.name(), backup)?;
     }
     if !args.json {
         print!("{}", lab.describe());

@@ -71,7 +71,19 @@ pub fn config_from(paths: &[String]) -> Result<LabConfig> {
 }
 
 fn up(paths: Vec<String>, kernel_endpoints: bool) -> Result<()> {
-    let lab = Lab::up(&config_from(&paths)?).context("building the lab")?;
+    let config = config_from(&paths)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Listen before building: a Ctrl-C while the lab is being built must
+    // still tear it down rather than kill the process half-way.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term, mut hup) = rt.block_on(async {
+        Ok::<_, std::io::Error>((
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+        ))
+    })?;
+    let lab = Lab::up(&config).context("building the lab")?;
     if kernel_endpoints {
         for p in &lab.paths()[1..] {
             lab.add_kernel_endpoint(p.name(), false)?;
@@ -79,14 +91,13 @@ fn up(paths: Vec<String>, kernel_endpoints: bool) -> Result<()> {
     }
     print!("{}", lab.describe());
     println!("press Ctrl-C to tear the lab down");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
-    })?;
+    });
     drop(lab);
     println!("lab torn down");
     Ok(())

@@ -24,7 +24,7 @@ impl LinkShape {
         LinkShape { rate_bps: Some((mbit * 1e6) as u64), delay, loss: 0.0 }
     }
 
-    fn validate(&self, path: &str) -> Result<()> {
+    pub(crate) fn validate(&self, path: &str) -> Result<()> {
         if !(0.0..=1.0).contains(&self.loss) {
             return Err(LabError::Config(format!("path {path}: loss {} is not a probability (0.0 to 1.0)", self.loss)));
         }
@@ -141,8 +141,9 @@ impl LabConfig {
         if self.paths.is_empty() {
             return Err(LabError::Config("a lab needs at least one path".into()));
         }
-        if self.paths.len() > 200 {
-            return Err(LabError::Config("at most 200 paths".into()));
+        // Routing tables 100 + index must stay clear of 253..255.
+        if self.paths.len() > 100 {
+            return Err(LabError::Config("at most 100 paths".into()));
         }
         for (i, p) in self.paths.iter().enumerate() {
             p.validate()?;

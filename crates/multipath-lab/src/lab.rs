@@ -341,7 +341,8 @@ impl Lab {
     /// Changes a path's rate, delay and loss while traffic flows.
     pub fn set_shape(&self, path: &str, up: LinkShape, down: LinkShape) -> Result<()> {
         let p = self.path(path)?;
-        up.rate_bps.filter(|&r| r == 0).map_or(Ok(()), |_| Err(LabError::Config("rate 0".into())))?;
+        up.validate(path)?;
+        down.validate(path)?;
         if let Some(dl) = &p.delay_line {
             dl.set_shapes(line(up), line(down));
         }

@@ -26,6 +26,10 @@ impl Lab {
             .run(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)))
             .map_err(|e| LabError::io("bind goodput server", e))?;
         let port = listener.local_addr().map_err(|e| LabError::io("local_addr", e))?.port();
+        // accept() honours SO_RCVTIMEO: the server gives up if the client never comes.
+        socket2::SockRef::from(&listener)
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| LabError::io("SO_RCVTIMEO", e))?;
         let server = std::thread::spawn(move || -> std::io::Result<Option<f64>> {
             let (stream, _) = listener.accept()?;
             match direction {

@@ -23,9 +23,11 @@ impl Netns {
     /// Creates the namespace `name` and brings its loopback up.
     pub(crate) fn create(name: &str) -> Result<Netns> {
         cmd::run("ip", &["netns", "add", name])?;
-        let ns = Netns::open(name)?;
-        cmd::ip(name, &["link", "set", "lo", "up"])?;
-        Ok(ns)
+        let ready = Netns::open(name).and_then(|ns| cmd::ip(name, &["link", "set", "lo", "up"]).map(|_| ns));
+        if ready.is_err() {
+            let _ = destroy(name);
+        }
+        ready
     }
 
     /// Opens an existing namespace.

@@ -4,6 +4,23 @@ use std::io::Write;
 
 use crate::lab::is_root;
 
+/// Held by a lab test while it runs: lab tests of one test binary run one
+/// at a time, because delay lines and shapers share the machine's two
+/// cores and timing assertions would otherwise measure each other.
+pub type LabTestGuard = std::sync::MutexGuard<'static, ()>;
+
+/// For a test that builds labs: `None` (after a loud SKIPPED line) without
+/// root, otherwise a guard that keeps other lab tests of this binary
+/// waiting until it drops. When `CI=true`, a skip is a failure.
+pub fn lab_test(test: &str) -> Option<LabTestGuard> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if !root_or_skip(test) {
+        return None;
+    }
+    // A panicking lab test poisons the lock; the next one may still run.
+    Some(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// Whether a test that needs root can run. Without root it prints a loud
 /// SKIPPED line and returns false, so the test can return early; when the
 /// `CI` environment variable is `true`, a skip is a failure (CI runs as

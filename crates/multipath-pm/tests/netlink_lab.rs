@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use multipath::{blocking, Parameters, ServiceType, TcpState};
-use multipath_lab::testing::root_or_skip;
+use multipath_lab::testing::lab_test;
 use multipath_lab::{Lab, LabConfig};
 use multipath_pm::netlink::mptcp_pm::flags;
 use multipath_pm::{Command, Event, EventSocket, LocalAddr, PmError, PmSocket};
@@ -33,9 +33,7 @@ fn wait_for(events: &mut EventSocket, what: &str, mut pred: impl FnMut(&Event) -
 
 #[test]
 fn userspace_pm_commands_and_events_on_a_real_connection() {
-    if !root_or_skip("userspace_pm_commands_and_events_on_a_real_connection") {
-        return;
-    }
+    let Some(_one_at_a_time) = lab_test("userspace_pm_commands_and_events_on_a_real_connection") else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
     let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);

@@ -4,17 +4,15 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 
-use socket2::Domain;
-
 use crate::connection::{listening_socket, telemetry_methods};
-use crate::endpoint::{interleave, Endpoint, ToEndpoint};
+use crate::endpoint::{ordered, Endpoint, ToEndpoint};
 use crate::socket::{self, SocketMeta};
 use crate::{Error, Parameters, Result};
 
 /// A blocking [`Connection`](crate::Connection): `std::io::Read + Write`.
 ///
-/// Addresses are tried one after another; the connect timeout, if set,
-/// applies to each attempt.
+/// Addresses are tried one after another (no happy eyeballs); the connect
+/// timeout, if set, applies to each attempt.
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
@@ -25,30 +23,24 @@ impl Connection {
     /// Resolves `endpoint` and connects to the first address that answers.
     pub fn connect(endpoint: impl ToEndpoint, params: &Parameters) -> Result<Connection> {
         let endpoint = endpoint.to_endpoint()?;
-        let addrs = match &endpoint {
+        let resolved = match &endpoint {
             Endpoint::Addr(a) => vec![*a],
             Endpoint::Host { host, port } => (host.as_str(), *port)
                 .to_socket_addrs()
                 .map_err(|source| Error::Resolve { host: host.clone(), source })?
                 .collect(),
         };
-        let total = addrs.len();
-        let addrs = interleave(addrs, params.local());
-        if addrs.is_empty() {
-            return Err(Error::NoAddresses { host: endpoint.to_string(), family_filtered: total > 0 });
-        }
         let mut attempts = Vec::new();
-        for addr in addrs {
-            let (sock, mut meta) = socket::open(Domain::for_address(addr), params)?;
-            meta.peer = Some(addr);
-            socket::bind_local(&sock, params)?;
-            let connected = match params.timeout() {
-                Some(t) => sock.connect_timeout(&addr.into(), t),
-                None => sock.connect(&addr.into()),
-            };
+        for addr in ordered(&endpoint, resolved, params)? {
+            let connected = socket::for_attempt(addr, params)?.and_then(|(sock, meta)| {
+                match params.timeout() {
+                    Some(t) => sock.connect_timeout(&addr.into(), t)?,
+                    None => sock.connect(&addr.into())?,
+                }
+                Ok(Connection { stream: sock.into(), meta })
+            });
             match connected {
-                Ok(()) => {
-                    let conn = Connection { stream: sock.into(), meta };
+                Ok(conn) => {
                     socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
                     return Ok(conn);
                 }

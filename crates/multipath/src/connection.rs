@@ -13,7 +13,7 @@ use socket2::Domain;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{tcp, TcpListener, TcpSocket, TcpStream};
 
-use crate::endpoint::{interleave, Endpoint, ToEndpoint};
+use crate::endpoint::{ordered, Endpoint, ToEndpoint};
 use crate::socket::{self, SocketMeta};
 use crate::{Error, MultipathStatus, Parameters, Result};
 
@@ -75,16 +75,18 @@ impl Connection {
     /// connects), and returns the first connection established.
     pub async fn connect(endpoint: impl ToEndpoint, params: &Parameters) -> Result<Connection> {
         let endpoint = endpoint.to_endpoint()?;
-        let attempt = async {
-            let addrs = resolve(&endpoint, params).await?;
-            race(&endpoint, addrs, params).await
+        let deadline = params.timeout().map(|after| (tokio::time::Instant::now() + after, after));
+        let resolving = resolve(&endpoint);
+        let resolved = match deadline {
+            Some((at, after)) => tokio::time::timeout_at(at, resolving).await.map_err(|_| Error::Timeout {
+                endpoint: endpoint.to_string(),
+                after,
+                attempts: Vec::new(),
+            })??,
+            None => resolving.await?,
         };
-        let conn = match params.timeout() {
-            Some(after) => tokio::time::timeout(after, attempt)
-                .await
-                .map_err(|_| Error::Timeout { endpoint: endpoint.to_string(), after })??,
-            None => attempt.await?,
-        };
+        let addrs = ordered(&endpoint, resolved, params)?;
+        let conn = race(&endpoint, addrs, params, deadline).await?;
         socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
         Ok(conn)
     }
@@ -127,23 +129,14 @@ impl AsFd for Connection {
     }
 }
 
-async fn resolve(endpoint: &Endpoint, params: &Parameters) -> Result<Vec<SocketAddr>> {
-    let (addrs, host) = match endpoint {
-        Endpoint::Addr(a) => (vec![*a], None),
-        Endpoint::Host { host, port } => {
-            let found = tokio::net::lookup_host((host.as_str(), *port))
-                .await
-                .map_err(|source| Error::Resolve { host: host.clone(), source })?;
-            (found.collect::<Vec<_>>(), Some(host))
-        }
-    };
-    let total = addrs.len();
-    let ordered = interleave(addrs, params.local());
-    if ordered.is_empty() {
-        let host = host.cloned().unwrap_or_else(|| endpoint.to_string());
-        return Err(Error::NoAddresses { host, family_filtered: total > 0 });
+async fn resolve(endpoint: &Endpoint) -> Result<Vec<SocketAddr>> {
+    match endpoint {
+        Endpoint::Addr(a) => Ok(vec![*a]),
+        Endpoint::Host { host, port } => Ok(tokio::net::lookup_host((host.as_str(), *port))
+            .await
+            .map_err(|source| Error::Resolve { host: host.clone(), source })?
+            .collect()),
     }
-    Ok(ordered)
 }
 
 type Attempt = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
@@ -151,16 +144,24 @@ type Attempt = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 enum Step {
     Finished(usize, io::Result<TcpStream>),
     NextAttempt,
+    TimedOut,
 }
 
 /// Races connection attempts, starting the next address when the previous
-/// one fails or after [`ATTEMPT_DELAY`], whichever comes first. Sockets are
-/// created here, in the caller's thread (and so its network namespace).
-async fn race(endpoint: &Endpoint, addrs: Vec<SocketAddr>, params: &Parameters) -> Result<Connection> {
+/// one fails or after [`ATTEMPT_DELAY`], whichever comes first, until one
+/// connects, all fail, or the deadline passes. Sockets are created here, in
+/// the caller's thread (and so its network namespace).
+async fn race(
+    endpoint: &Endpoint,
+    addrs: Vec<SocketAddr>,
+    params: &Parameters,
+    deadline: Option<(tokio::time::Instant, Duration)>,
+) -> Result<Connection> {
     let mut waiting = addrs.into_iter();
     let mut running: Vec<(SocketAddr, SocketMeta, Attempt)> = Vec::new();
     let mut failures: Vec<(SocketAddr, io::Error)> = Vec::new();
     let mut delay = Box::pin(tokio::time::sleep(Duration::ZERO));
+    let mut expiry = deadline.map(|(at, _)| Box::pin(tokio::time::sleep_until(at)));
     loop {
         let more = waiting.len() > 0;
         if running.is_empty() && !more {
@@ -175,14 +176,20 @@ async fn race(endpoint: &Endpoint, addrs: Vec<SocketAddr>, params: &Parameters) 
             if more && (running.is_empty() || delay.as_mut().poll(cx).is_ready()) {
                 return Poll::Ready(Step::NextAttempt);
             }
+            if expiry.as_mut().is_some_and(|e| e.as_mut().poll(cx).is_ready()) {
+                return Poll::Ready(Step::TimedOut);
+            }
             Poll::Pending
         })
         .await;
         match step {
             Step::Finished(i, Ok(stream)) => {
-                let (addr, mut meta, _) = running.swap_remove(i);
-                meta.peer = Some(addr);
+                let (_, meta, _) = running.swap_remove(i);
                 return Ok(Connection { stream, meta: Arc::new(meta) });
+            }
+            Step::TimedOut => {
+                let after = deadline.map_or(Duration::ZERO, |(_, after)| after);
+                return Err(Error::Timeout { endpoint: endpoint.to_string(), after, attempts: failures });
             }
             Step::Finished(i, Err(e)) => {
                 let (addr, _, _) = running.swap_remove(i);
@@ -191,11 +198,14 @@ async fn race(endpoint: &Endpoint, addrs: Vec<SocketAddr>, params: &Parameters) 
             }
             Step::NextAttempt => {
                 let addr = waiting.next().expect("an address is waiting");
-                let (sock, meta) = socket::open(Domain::for_address(addr), params)?;
-                socket::bind_local(&sock, params)?;
-                sock.set_nonblocking(true).map_err(|e| Error::socket("O_NONBLOCK", e))?;
-                let sock = TcpSocket::from_std_stream(std::net::TcpStream::from(sock));
-                running.push((addr, meta, Box::pin(sock.connect(addr))));
+                let ready = socket::for_attempt(addr, params)?.and_then(|(sock, meta)| {
+                    sock.set_nonblocking(true)?;
+                    Ok((TcpSocket::from_std_stream(std::net::TcpStream::from(sock)), meta))
+                });
+                match ready {
+                    Ok((sock, meta)) => running.push((addr, meta, Box::pin(sock.connect(addr)))),
+                    Err(e) => failures.push((addr, e)),
+                }
                 delay.as_mut().reset(tokio::time::Instant::now() + ATTEMPT_DELAY);
             }
         }
@@ -379,7 +389,7 @@ mod tests {
         let good = listener.local_addr().unwrap();
         let endpoint = Endpoint::Host { host: "test".into(), port: 0 };
         let started = std::time::Instant::now();
-        let conn = race(&endpoint, vec![dead, good], &params()).await.unwrap();
+        let conn = race(&endpoint, vec![dead, good], &params(), None).await.unwrap();
         let took = started.elapsed();
         assert_eq!(conn.peer_addr().unwrap(), good);
         assert!(took >= ATTEMPT_DELAY && took < 4 * ATTEMPT_DELAY, "second attempt started after {took:?}");
@@ -392,12 +402,42 @@ mod tests {
         let good_addr = good.local_addr().unwrap();
         let endpoint = Endpoint::Addr(refused);
         let started = std::time::Instant::now();
-        let conn = race(&endpoint, vec![refused, good_addr], &params()).await.unwrap();
+        let conn = race(&endpoint, vec![refused, good_addr], &params(), None).await.unwrap();
         assert!(started.elapsed() < ATTEMPT_DELAY, "a refusal starts the next attempt without waiting");
         assert_eq!(conn.peer_addr().unwrap(), good_addr);
         drop(good);
-        let err = race(&endpoint, vec![refused, good_addr], &params()).await.unwrap_err();
+        let err = race(&endpoint, vec![refused, good_addr], &params(), None).await.unwrap_err();
         assert!(matches!(&err, Error::Connect { attempts, .. } if attempts.len() == 2), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_reports_the_failures_before_it() {
+        let (_hold, _queued, dead) = unanswered();
+        let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let deadline = Some((tokio::time::Instant::now() + Duration::from_millis(400), Duration::from_millis(400)));
+        let err = race(&Endpoint::Addr(refused), vec![refused, dead], &params(), deadline).await.unwrap_err();
+        match &err {
+            Error::Timeout { attempts, .. } => assert_eq!(attempts.len(), 1, "{err}"),
+            other => panic!("expected a timeout, got {other}"),
+        }
+        assert!(err.to_string().contains("refused"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_address_is_one_failure_not_the_end() {
+        // Binding the local address fails for every attempt (it is taken):
+        // each address records its own failure.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let params = params().local_address(taken.local_addr().unwrap());
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addrs = vec![a.local_addr().unwrap(), b.local_addr().unwrap()];
+        let err = race(&Endpoint::Addr(addrs[0]), addrs, &params, None).await.unwrap_err();
+        match &err {
+            Error::Connect { attempts, .. } => assert_eq!(attempts.len(), 2, "{err}"),
+            other => panic!("expected both attempts to fail, got {other}"),
+        }
+        assert!(err.to_string().contains("bind"), "{err}");
     }
 
     #[tokio::test]

@@ -111,10 +111,28 @@ impl ToEndpoint for (IpAddr, u16) {
     }
 }
 
+/// The addresses to try for `endpoint`, in order, or why there are none.
+pub(crate) fn ordered(
+    endpoint: &Endpoint,
+    resolved: Vec<SocketAddr>,
+    params: &crate::Parameters,
+) -> Result<Vec<SocketAddr>> {
+    let total = resolved.len();
+    let ordered = interleave(resolved, params.local());
+    if ordered.is_empty() {
+        let host = match endpoint {
+            Endpoint::Host { host, .. } => host.clone(),
+            Endpoint::Addr(a) => a.to_string(),
+        };
+        return Err(Error::NoAddresses { host, family_filtered: total > 0 });
+    }
+    Ok(ordered)
+}
+
 /// Orders resolved addresses for happy eyeballs: alternate families,
 /// starting with the family the resolver listed first; keep only those of
 /// `family_of`'s family when a local address is bound.
-pub(crate) fn interleave(addrs: Vec<SocketAddr>, family_of: Option<SocketAddr>) -> Vec<SocketAddr> {
+fn interleave(addrs: Vec<SocketAddr>, family_of: Option<SocketAddr>) -> Vec<SocketAddr> {
     let addrs: Vec<_> = match family_of {
         Some(local) => addrs.into_iter().filter(|a| a.is_ipv4() == local.is_ipv4()).collect(),
         None => addrs,

@@ -44,12 +44,14 @@ pub enum Error {
         attempts: Vec<(SocketAddr, io::Error)>,
     },
     /// The connect timeout expired.
-    #[error("connecting to {endpoint} timed out after {after:?}")]
+    #[error("connecting to {endpoint} timed out after {after:?}{}", earlier_failures(.attempts))]
     Timeout {
         /// The endpoint as given.
         endpoint: String,
         /// The timeout.
         after: Duration,
+        /// Addresses that failed before the timeout, and why.
+        attempts: Vec<(SocketAddr, io::Error)>,
     },
     /// Strict mode was asked for and the connection is not multipath.
     #[error("multipath required but unavailable: {status}")]
@@ -74,6 +76,13 @@ pub enum Error {
     /// Any other I/O error.
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+fn earlier_failures(attempts: &[(SocketAddr, io::Error)]) -> String {
+    if attempts.is_empty() {
+        return String::new();
+    }
+    format!(" (before that: {})", format_attempts(attempts))
 }
 
 fn format_attempts(attempts: &[(SocketAddr, io::Error)]) -> String {

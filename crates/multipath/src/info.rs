@@ -127,9 +127,17 @@ impl MptcpInfo {
     pub const FLAG_REMOTE_KEY_RECEIVED: u32 = 1 << 1;
 
     /// Decodes the bytes `getsockopt(SOL_MPTCP, MPTCP_INFO)` returned.
+    ///
+    /// The struct grew in steps (48 bytes in 5.16, 80 in 6.6, 88 in 6.10,
+    /// 96 in 6.12), each padded to 8 bytes: a field counts as present only
+    /// when the step that added it is complete, so padding is never read as
+    /// a zero value.
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
-        let f = require("struct mptcp_info", buf, MPTCP_INFO_MIN)?;
-        let b = |at| f.u8(at).unwrap_or_default();
+        let full = require("struct mptcp_info", buf, MPTCP_INFO_MIN)?;
+        let b = |at| full.u8(at).unwrap_or_default();
+        let step = |size: usize| Fields(if buf.len() >= size { buf } else { &[] });
+        let (v6_6, v6_10, v6_12) = (step(80), step(88), step(96));
+        let f = &full;
         Ok(MptcpInfo {
             subflows: b(0),
             add_addr_signal: b(1),
@@ -145,15 +153,15 @@ impl MptcpInfo {
             local_addr_used: b(40),
             local_addr_max: b(41),
             csum_enabled: b(42) != 0,
-            retransmits: f.u32(44),
-            bytes_retrans: f.u64(48),
-            bytes_sent: f.u64(56),
-            bytes_received: f.u64(64),
-            bytes_acked: f.u64(72),
-            subflows_total: f.u8(80),
-            last_data_sent_ms: f.u32(84),
-            last_data_recv_ms: f.u32(88),
-            last_ack_recv_ms: f.u32(92),
+            retransmits: v6_6.u32(44),
+            bytes_retrans: v6_6.u64(48),
+            bytes_sent: v6_6.u64(56),
+            bytes_received: v6_6.u64(64),
+            bytes_acked: v6_6.u64(72),
+            subflows_total: v6_10.u8(80),
+            last_data_sent_ms: v6_12.u32(84),
+            last_data_recv_ms: v6_12.u32(88),
+            last_ack_recv_ms: v6_12.u32(92),
         })
     }
 
@@ -484,9 +492,20 @@ mod tests {
         // 5.16 layout: 43 bytes of fields, padded to 48 by the compiler.
         let info = MptcpInfo::decode(&mptcp_info_bytes(48)).unwrap();
         assert_eq!(info.token, 0xdead_beef);
+        assert_eq!(info.retransmits, None, "bytes 44..48 are padding in 5.16");
         assert_eq!(info.bytes_sent, None);
         assert_eq!(info.subflows_total, None);
         assert_eq!(info.last_data_recv_ms, None);
+    }
+
+    #[test]
+    fn mptcp_info_from_6_10_has_no_last_times() {
+        // 6.10: subflows_total then padding up to 88 bytes.
+        let info = MptcpInfo::decode(&mptcp_info_bytes(88)).unwrap();
+        assert_eq!(info.subflows_total, Some(2));
+        assert_eq!(info.bytes_sent, Some(4242));
+        assert_eq!(info.last_data_sent_ms, None, "bytes 84..88 are padding in 6.10");
+        assert_eq!(info.last_ack_recv_ms, None);
     }
 
     #[test]

@@ -93,9 +93,9 @@ impl Parameters {
         self
     }
 
-    /// Bind to this local address (port 0 for any) before connecting, or
-    /// listen on it. Pins the *initial* subflow; a path manager may still add
-    /// subflows from other addresses.
+    /// Bind to this local address (port 0 for any) before connecting. Pins
+    /// the *initial* subflow; a path manager may still add subflows from
+    /// other addresses. Listeners take their address from `bind` instead.
     pub fn local_address(mut self, addr: SocketAddr) -> Self {
         self.local_address = Some(addr);
         self
@@ -107,7 +107,9 @@ impl Parameters {
         self
     }
 
-    /// Give up connecting after this long (all addresses together).
+    /// Give up connecting after this long: all addresses together for
+    /// [`Connection`](crate::Connection), each address for
+    /// [`blocking::Connection`](crate::blocking::Connection).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self

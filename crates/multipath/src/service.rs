@@ -15,13 +15,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceType {
-    /// No multipath: a plain TCP connection on one path. Apple's default.
+    /// No multipath: a plain TCP connection on one path. The default, as
+    /// on Apple's platforms.
+    #[default]
     None = 0,
     /// Data on the primary path only (Wi-Fi, Ethernet); secondary paths
     /// (cellular) stand by and take the traffic when the primary fails, for
-    /// as long as it is down. For long-lived connections. The default here,
-    /// because it is what most applications want from multipath.
-    #[default]
+    /// as long as it is down. For long-lived connections.
     Handover = 1,
     /// Subflows on every usable path from the start; data on the
     /// lowest-latency one, switching on loss, timeouts or high RTT. For

@@ -38,7 +38,7 @@ pub(crate) struct SocketMeta {
 /// resources: no MPTCP in the kernel (`EPROTONOSUPPORT`), or
 /// `net.mptcp.enabled = 0` (`ENOPROTOOPT`).
 fn mptcp_unsupported(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::EPROTONOSUPPORT | libc::ENOPROTOOPT | libc::EAFNOSUPPORT))
+    matches!(err.raw_os_error(), Some(libc::EPROTONOSUPPORT | libc::ENOPROTOOPT))
 }
 
 /// Creates and configures a stream socket for `domain` as `params` ask,
@@ -83,7 +83,7 @@ fn configure(socket: &Socket, params: &Parameters) -> Result<()> {
         step("SO_KEEPALIVE", socket.set_tcp_keepalive(&ka))?;
     }
     if let Some(cc) = params.congestion() {
-        step("TCP_CONGESTION", socket.set_tcp_congestion(cc.as_bytes()))?;
+        step("TCP_CONGESTION", congestion_available(cc).and_then(|()| socket.set_tcp_congestion(cc.as_bytes())))?;
     }
     if let Some(mark) = params.socket_mark() {
         step("SO_MARK", socket.set_mark(mark))?;
@@ -94,12 +94,35 @@ fn configure(socket: &Socket, params: &Parameters) -> Result<()> {
     Ok(())
 }
 
-/// Binds `socket` to the local address `params` name, if any.
-pub(crate) fn bind_local(socket: &Socket, params: &Parameters) -> Result<()> {
-    if let Some(local) = params.local() {
-        socket.bind(&local.into()).map_err(|e| Error::socket(format!("bind {local}"), e))?;
+/// The socket for one connection attempt to `addr`: opened, configured and
+/// bound. The outer error stops every attempt (strict mode on a host
+/// without MPTCP); the inner one only this address (its family disabled,
+/// its local port taken by a concurrent attempt, ...).
+pub(crate) fn for_attempt(addr: SocketAddr, params: &Parameters) -> Result<io::Result<(Socket, SocketMeta)>> {
+    let opened = open(Domain::for_address(addr), params).and_then(|(sock, mut meta)| {
+        if let Some(local) = params.local() {
+            sock.bind(&local.into()).map_err(|e| Error::socket(format!("bind {local}"), e))?;
+        }
+        meta.peer = Some(addr);
+        Ok((sock, meta))
+    });
+    match opened {
+        Ok(ready) => Ok(Ok(ready)),
+        Err(Error::Socket { what, source }) => Ok(Err(io::Error::new(source.kind(), format!("{what}: {source}")))),
+        Err(fatal) => Err(fatal),
     }
-    Ok(())
+}
+
+/// MPTCP sockets accept any name for `TCP_CONGESTION` and silently keep the
+/// default when it does not exist; check the name first so a typo is an
+/// error as it is on TCP sockets.
+fn congestion_available(name: &str) -> io::Result<()> {
+    let available = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")?;
+    if available.split_whitespace().any(|a| a == name) {
+        return Ok(());
+    }
+    let msg = format!("congestion control {name:?} is not available (available: {})", available.trim());
+    Err(io::Error::new(io::ErrorKind::NotFound, msg))
 }
 
 /// `net.mptcp.pm_type` of the calling thread's network namespace.
@@ -170,8 +193,16 @@ pub(crate) fn subflows(fd: BorrowedFd<'_>, meta: &SocketMeta) -> Result<Vec<Subf
     let mut subflows = if status(fd, meta).is_multipath() {
         match sys::full_info(fd) {
             Ok(full) => full.subflows,
-            // Fell back between the two calls.
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => vec![tcp_flow(fd, meta)?],
+            // Fell back between the two calls: one TCP flow now.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) && !is_mptcp(fd).unwrap_or(false) => {
+                vec![tcp_flow(fd, meta)?]
+            }
+            // Still MPTCP, so the kernel lacks MPTCP_FULL_INFO (before 6.5):
+            // one flow would be a lie.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                let why = "this kernel cannot list subflows (MPTCP_FULL_INFO needs Linux 6.5 or later)";
+                return Err(Error::socket(why, e));
+            }
             Err(e) => return Err(e.into()),
         }
     } else {

@@ -23,8 +23,24 @@ pub(crate) const MPTCP_FULL_INFO: i32 = 4;
 pub(crate) const TCP_IS_MPTCP: i32 = 43;
 
 /// `getsockopt(2)` into `buf`; returns how many bytes the kernel wrote.
+/// Refuses `MPTCP_FULL_INFO`, whose buffer holds pointers the kernel
+/// writes through: that one goes through [`full_info`].
 /// <https://man7.org/linux/man-pages/man2/getsockopt.2.html>
 pub(crate) fn getsockopt_bytes(fd: BorrowedFd<'_>, level: i32, name: i32, buf: &mut [u8]) -> io::Result<usize> {
+    if (level, name) == (SOL_MPTCP, MPTCP_FULL_INFO) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "MPTCP_FULL_INFO only through sys::full_info"));
+    }
+    // SAFETY: for every option but MPTCP_FULL_INFO (refused above) the
+    // kernel writes only into `buf`.
+    unsafe { getsockopt_raw(fd, level, name, buf) }
+}
+
+/// The raw call.
+///
+/// # Safety
+/// Besides `buf`, the kernel may write wherever the option's contents point
+/// (`MPTCP_FULL_INFO`): the caller guarantees those pointers are valid.
+unsafe fn getsockopt_raw(fd: BorrowedFd<'_>, level: i32, name: i32, buf: &mut [u8]) -> io::Result<usize> {
     let mut len = libc::socklen_t::try_from(buf.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: `buf` is valid for writes of `len` bytes and `len` is a valid
     // in/out length; the kernel writes at most `len` bytes and updates it.
@@ -60,10 +76,11 @@ pub(crate) fn full_info(fd: BorrowedFd<'_>) -> io::Result<FullInfo> {
             subflow_infos.as_mut_ptr() as u64,
             tcp_infos.as_mut_ptr() as u64,
         );
-        // The kernel writes through the two array addresses in the header,
-        // at most `entries` elements of the sizes we declared: exactly the
-        // vectors above, which outlive the call.
-        let n = getsockopt_bytes(fd, SOL_MPTCP, MPTCP_FULL_INFO, &mut header)?;
+        // SAFETY: the kernel writes through the two array addresses in the
+        // header, at most `entries` elements of the sizes we declared
+        // (clamped to its own): exactly the two vectors above, which live
+        // until after the call and are not otherwise borrowed during it.
+        let n = unsafe { getsockopt_raw(fd, SOL_MPTCP, MPTCP_FULL_INFO, &mut header)? };
         let full = info::decode_full_info(&header[..n], &subflow_infos, &tcp_infos, entries)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         if full.num_subflows <= entries || entries >= 1024 {

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use multipath::{blocking, Connection, Error, Parameters, ServiceType, SubflowInfo, TcpState, Transport};
-use multipath_lab::testing::root_or_skip;
+use multipath_lab::testing::lab_test;
 use multipath_lab::{Lab, LabConfig, Netns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -48,9 +48,7 @@ fn established_from(subflows: &[SubflowInfo], ip: Ipv4Addr) -> Option<&SubflowIn
 
 #[test]
 fn kernel_endpoint_gives_a_second_subflow_with_path_rtts() {
-    if !root_or_skip("kernel_endpoint_gives_a_second_subflow_with_path_rtts") {
-        return;
-    }
+    let Some(_one_at_a_time) = lab_test("kernel_endpoint_gives_a_second_subflow_with_path_rtts") else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     lab.add_kernel_endpoint("cell", false).unwrap();
     let server = echo_server(&lab, &handover());
@@ -87,9 +85,7 @@ fn kernel_endpoint_gives_a_second_subflow_with_path_rtts() {
 
 #[test]
 fn mptcp_disabled_on_the_host_falls_back_or_fails_strictly() {
-    if !root_or_skip("mptcp_disabled_on_the_host_falls_back_or_fails_strictly") {
-        return;
-    }
+    let Some(_one_at_a_time) = lab_test("mptcp_disabled_on_the_host_falls_back_or_fails_strictly") else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     let server = echo_server(&lab, &handover());
     lab.client().sysctl("net.mptcp.enabled", "0").unwrap();
@@ -121,9 +117,9 @@ fn mptcp_disabled_on_the_host_falls_back_or_fails_strictly() {
 
 #[test]
 fn plain_tcp_server_in_the_lab_reports_fallback_and_keeps_bytes_intact() {
-    if !root_or_skip("plain_tcp_server_in_the_lab_reports_fallback_and_keeps_bytes_intact") {
+    let Some(_one_at_a_time) = lab_test("plain_tcp_server_in_the_lab_reports_fallback_and_keeps_bytes_intact") else {
         return;
-    }
+    };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     lab.add_kernel_endpoint("cell", false).unwrap();
     let server = echo_server(&lab, &Parameters::tcp());

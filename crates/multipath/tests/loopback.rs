@@ -52,7 +52,7 @@ async fn mptcp_to_mptcp_is_multipath_with_telemetry() {
     let info = conn.mptcp_info().unwrap();
     assert_ne!(info.token, 0);
     assert!(!info.fell_back());
-    assert!(info.bytes_sent.unwrap_or(5) >= 5);
+    assert!(info.bytes_sent.is_some_and(|b| b >= 5), "{info:?}");
 
     let subflows = conn.subflows().unwrap();
     assert_eq!(subflows.len(), 1, "{subflows:#?}");
@@ -184,4 +184,44 @@ fn status_and_service_types_serialize_for_json_reports() {
     assert_eq!(json["transport"]["kind"], "tcp_mptcp_unavailable");
     assert_eq!(json["transport"]["reason"], "EPROTONOSUPPORT");
     assert_eq!(json["requested"], "handover");
+}
+
+#[tokio::test]
+async fn socket_options_reach_the_mptcp_socket() {
+    let listener = Listener::bind(any_port(), &params(ServiceType::Handover)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(echo_server(listener));
+    // A local port of our choosing proves the bind happened before connect.
+    let local_port = std::net::TcpListener::bind(any_port()).unwrap().local_addr().unwrap().port();
+    let keepalive = multipath::Keepalive {
+        idle: std::time::Duration::from_secs(7),
+        interval: std::time::Duration::from_secs(3),
+        retries: 4,
+    };
+    let p = params(ServiceType::Interactive)
+        .nodelay(true)
+        .keepalive(Some(keepalive))
+        .congestion_control("cubic")
+        .local_address(SocketAddr::from(([127, 0, 0, 1], local_port)))
+        .bind_device("lo");
+    let conn = Connection::connect(addr, &p).await.unwrap();
+    assert!(conn.multipath_status().is_multipath());
+    assert_eq!(conn.local_addr().unwrap().port(), local_port);
+    let sock = socket2::SockRef::from(&conn);
+    assert!(sock.tcp_nodelay().unwrap());
+    assert!(sock.keepalive().unwrap());
+    assert_eq!(sock.tcp_keepalive_time().unwrap(), keepalive.idle);
+    assert_eq!(sock.tcp_keepalive_interval().unwrap(), keepalive.interval);
+    assert_eq!(sock.tcp_keepalive_retries().unwrap(), keepalive.retries);
+    let cc = sock.tcp_congestion().unwrap();
+    assert_eq!(cc.split(|&b| b == 0).next(), Some(&b"cubic"[..]));
+    assert_eq!(sock.device().unwrap().as_deref(), Some(&b"lo"[..]));
+}
+
+#[tokio::test]
+async fn an_option_the_kernel_refuses_is_a_clear_error() {
+    let p = params(ServiceType::Handover).congestion_control("no-such-algorithm");
+    let err = Connection::connect("127.0.0.1:9", &p).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("TCP_CONGESTION") && msg.contains("no-such-algorithm"), "{msg}");
 }
