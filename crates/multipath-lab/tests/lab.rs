@@ -83,49 +83,41 @@ fn loss_is_applied_per_direction() {
     let mut lossy = PathConfig::new("lossy").rtt(Duration::from_millis(4));
     lossy.up.loss = 0.10;
     let lab = Lab::up(&relay(LabConfig::new().path(lossy))).unwrap();
-    let server = lab.server().run(|| std::net::UdpSocket::bind("0.0.0.0:0")).unwrap();
-    server.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let target = SocketAddr::V4(SocketAddrV4::new(lab.server_addr(), server.local_addr().unwrap().port()));
-    let client = lab.client().run(|| std::net::UdpSocket::bind("0.0.0.0:0")).unwrap();
-    const SENT: usize = 2000;
-    let receiver = std::thread::spawn(move || {
-        let mut got = 0usize;
-        let mut buf = [0u8; 64];
-        // Ends when no datagram arrives for 500 ms after the last one.
-        while server.recv(&mut buf).is_ok() {
-            got += 1;
-        }
-        got
-    });
-    for i in 0..SENT {
-        client.send_to(&(i as u32).to_be_bytes(), target).unwrap();
-        if i % 50 == 0 {
-            std::thread::sleep(Duration::from_millis(1)); // stay far below any queue limit
-        }
-    }
-    let lost = (SENT - receiver.join().unwrap()) as f64 / SENT as f64;
-    assert!((0.075..=0.125).contains(&lost), "10% loss configured, {:.1}% lost", lost * 100.0);
+    let bind = || std::net::UdpSocket::bind("0.0.0.0:0");
+    let (server, client) = (lab.server().run(bind).unwrap(), lab.client().run(bind).unwrap());
+    let server_addr = SocketAddr::V4(SocketAddrV4::new(lab.server_addr(), server.local_addr().unwrap().port()));
+    let client_ip = lab.path("lossy").unwrap().client_addr();
+    let client_addr = SocketAddr::V4(SocketAddrV4::new(client_ip, client.local_addr().unwrap().port()));
 
-    // And nothing is lost the other way.
-    let back = client.local_addr().unwrap().port();
-    let client_addr = SocketAddr::V4(SocketAddrV4::new(lab.path("lossy").unwrap().client_addr(), back));
-    client.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let server = lab.server().run(|| std::net::UdpSocket::bind("0.0.0.0:0")).unwrap();
-    let receiver = std::thread::spawn(move || {
-        let (mut got, mut buf) = (0usize, [0u8; 64]);
-        while client.recv(&mut buf).is_ok() {
-            got += 1;
+    let up = datagrams_through(&client, &server, server_addr);
+    let lost = (DATAGRAMS - up) as f64 / DATAGRAMS as f64;
+    assert!((0.075..=0.125).contains(&lost), "10% loss configured, {:.1}% lost", lost * 100.0);
+    let down = datagrams_through(&server, &client, client_addr);
+    assert!(down >= DATAGRAMS - DATAGRAMS / 200, "no loss configured down, {down} of {DATAGRAMS} arrived");
+}
+
+const DATAGRAMS: usize = 2000;
+
+/// Sends [`DATAGRAMS`] from `from` to `to_addr` and counts what `to` receives.
+fn datagrams_through(from: &std::net::UdpSocket, to: &std::net::UdpSocket, to_addr: SocketAddr) -> usize {
+    to.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    std::thread::scope(|s| {
+        let receiver = s.spawn(|| {
+            let (mut got, mut buf) = (0usize, [0u8; 64]);
+            // Ends when nothing arrives for 500 ms after the last datagram.
+            while to.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            got
+        });
+        for i in 0..DATAGRAMS {
+            from.send_to(&(i as u32).to_be_bytes(), to_addr).unwrap();
+            if i % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(1)); // far below any queue limit
+            }
         }
-        got
-    });
-    for i in 0..SENT {
-        server.send_to(&(i as u32).to_be_bytes(), client_addr).unwrap();
-        if i % 50 == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    let received = receiver.join().unwrap();
-    assert!(received >= SENT - SENT / 200, "download has no loss configured, {received} of {SENT} arrived");
+        receiver.join().unwrap()
+    })
 }
 
 #[test]
