@@ -26,6 +26,7 @@ fn assert_rtt(lab: &Lab, path: &str, expected_ms: f64) {
     let stats = lab.ping(path, 20, Duration::from_millis(20)).unwrap();
     assert_eq!(stats.lost, 0, "{path}: {stats:?}");
     let median = ms(stats.median().unwrap());
+    eprintln!("{path}: median RTT {median:.2} ms (configured {expected_ms})");
     assert!((median - expected_ms).abs() <= 2.0, "{path}: median RTT {median:.2} ms, configured {expected_ms} ms");
 }
 
@@ -44,6 +45,7 @@ fn shaper_holds_configured_rates() {
     for (path, mbit) in [("wifi", 20.0), ("cell", 10.0)] {
         for dir in [Direction::Down, Direction::Up] {
             let got = lab.tcp_goodput(path, dir, Duration::from_secs(4)).unwrap() / 1e6;
+            eprintln!("{path} {dir:?}: {got:.2} Mbit/s (shaped {mbit})");
             // TCP goodput sits a few % under the shaped rate (headers).
             assert!(got >= 0.85 * mbit && got <= 1.02 * mbit, "{path} {dir:?}: {got:.2} Mbit/s, shaped {mbit}");
         }
@@ -57,6 +59,7 @@ fn delay_line_does_not_limit_a_100_mbit_path() {
     let lab = Lab::up(&relay(config)).unwrap();
     assert_rtt(&lab, "fast", 20.0);
     let got = lab.tcp_goodput("fast", Direction::Down, Duration::from_secs(4)).unwrap() / 1e6;
+    eprintln!("fast Down: {got:.1} Mbit/s through the delay line (shaped 100)");
     assert!(got >= 90.0, "100 Mbit/s path with delay line carried {got:.1} Mbit/s");
 }
 
