@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod netlink;
+pub mod policy;
 
 pub use netlink::mptcp_pm::{Command, ConnectionEvent, Event, LocalAddr, SubflowEvent};
 pub use netlink::socket::{EventSocket, PmError, PmSocket};

@@ -1,0 +1,501 @@
+//! The path manager's deterministic core: one state machine per managed
+//! connection, fed inputs (path changes, path-manager events, periodic
+//! subflow measurements) and the current time, producing the netlink
+//! commands that make the connection's subflows match its service type.
+//!
+//! No I/O and no clock inside, as in quinn's protocol core: the driver
+//! calls [`Core::handle`] and [`Core::handle_timeout`], then drains
+//! [`Core::poll_command`]. Tests step it in simulated time.
+//!
+//! Each step *reconciles*: from the paths that are up and healthy, the
+//! service type decides which path carries data (the *active* one) and
+//! which subflows should exist; the difference to the subflows that do
+//! exist becomes commands, in the order the kernel needs (withdraw a dead
+//! address before destroying its subflow, un-backup the new active path
+//! before backing up the old one).
+
+mod select;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use multipath::ServiceType;
+
+use crate::netlink::mptcp_pm::{flags, Command, LocalAddr};
+pub use select::Hysteresis;
+
+/// A local path: an interface with a usable address and a route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalPath {
+    /// Interface name, e.g. "wifi0".
+    pub name: String,
+    /// The address subflows on this path leave from.
+    pub addr: IpAddr,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Preference: lower is better (default-route metric by default).
+    pub rank: u32,
+}
+
+/// Measurements of one subflow, sampled periodically by the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubflowSample {
+    /// Local address and port: which subflow.
+    pub local: SocketAddr,
+    /// Smoothed RTT, µs.
+    pub rtt_us: u32,
+    /// Exponential backoff of the retransmission timer: above 0 after an RTO.
+    pub backoff: u8,
+    /// Segments sent and not acknowledged.
+    pub unacked: u32,
+    /// Retransmitted segments over the subflow's life.
+    pub total_retrans: u32,
+}
+
+/// What the core is told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A path became usable (or changed address or rank).
+    PathUp(LocalPath),
+    /// A path is gone: link down, address or route removed.
+    PathDown {
+        /// Its name.
+        name: String,
+    },
+    /// A connection to manage is established (path-manager ESTABLISHED,
+    /// or a registration).
+    Established {
+        /// Connection token.
+        token: u32,
+        /// Service type to enforce.
+        service: ServiceType,
+        /// Local address and port of the initial subflow.
+        local: SocketAddr,
+        /// The peer.
+        remote: SocketAddr,
+    },
+    /// A subflow is established (SUB_ESTABLISHED).
+    SubflowEstablished {
+        /// Connection token.
+        token: u32,
+        /// Local address and port.
+        local: SocketAddr,
+        /// Local address id.
+        loc_id: u8,
+    },
+    /// A subflow closed or failed to establish (SUB_CLOSED).
+    SubflowClosed {
+        /// Connection token.
+        token: u32,
+        /// Local address and port.
+        local: SocketAddr,
+        /// Local address id.
+        loc_id: u8,
+    },
+    /// The kernel refused a command the core issued; the core undoes what
+    /// it assumed and tries again later.
+    CommandFailed(Command),
+    /// Fresh measurements of a connection's subflows.
+    Samples {
+        /// Connection token.
+        token: u32,
+        /// One per open subflow.
+        subflows: Vec<SubflowSample>,
+    },
+    /// The connection closed (CLOSED).
+    Closed {
+        /// Connection token.
+        token: u32,
+    },
+}
+
+/// Tunables, with defaults that suit the lab's 20 ms / 60 ms paths.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    /// Handover: open secondary subflows only once the primary degrades
+    /// (Apple's behaviour) instead of at once as standby backups.
+    pub lazy_secondary: bool,
+    /// A join not established within this long is abandoned and retried.
+    pub join_timeout: Duration,
+    /// First retry delay after a failed join; doubles up to `retry_max`.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Interactive: how much better and for how long another path must be.
+    pub hysteresis: Hysteresis,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            lazy_secondary: false,
+            join_timeout: Duration::from_secs(3),
+            retry_min: Duration::from_millis(250),
+            retry_max: Duration::from_secs(8),
+            hysteresis: Hysteresis::default(),
+        }
+    }
+}
+
+/// The core: all managed connections and the paths they may use.
+#[derive(Debug)]
+pub struct Core {
+    config: PolicyConfig,
+    paths: Vec<LocalPath>,
+    conns: BTreeMap<u32, Conn>,
+    out: VecDeque<Command>,
+}
+
+/// Where a subflow stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SubflowState {
+    /// SUBFLOW_CREATE sent at this time; no SUB_ESTABLISHED yet.
+    Joining(Instant),
+    Established,
+}
+
+#[derive(Clone, Debug)]
+struct Subflow {
+    path: String,
+    loc_id: u8,
+    /// Port 0 until established.
+    local: SocketAddr,
+    backup: bool,
+    state: SubflowState,
+}
+
+/// Per path, per connection: failures and when to try again.
+#[derive(Clone, Copy, Debug, Default)]
+struct PathHealth {
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// Declared failed from measurements (RTO with data outstanding) while
+    /// the path itself stays up; cleared when a new subflow on it works.
+    failed: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Conn {
+    service: ServiceType,
+    remote: SocketAddr,
+    subflows: Vec<Subflow>,
+    health: BTreeMap<String, PathHealth>,
+    next_id: u8,
+    /// The path carrying data.
+    active: Option<String>,
+    interactive: select::InteractiveState,
+}
+
+impl Core {
+    /// A core with no paths and no connections.
+    pub fn new(config: PolicyConfig) -> Self {
+        Core { config, paths: Vec::new(), conns: BTreeMap::new(), out: VecDeque::new() }
+    }
+
+    /// Feeds one input at time `now`.
+    pub fn handle(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::PathUp(path) => {
+                self.paths.retain(|p| p.name != path.name);
+                for conn in self.conns.values_mut() {
+                    // A path that comes back gets a fresh chance at once.
+                    conn.health.remove(&path.name);
+                }
+                self.paths.push(path);
+                self.paths.sort_by(|a, b| a.rank.cmp(&b.rank).then(a.name.cmp(&b.name)));
+            }
+            Input::PathDown { name } => self.paths.retain(|p| p.name != name),
+            Input::Established { token, service, local, remote } => {
+                if service == ServiceType::None || self.conns.contains_key(&token) {
+                    return;
+                }
+                let path = self.path_of(local.ip()).map(|p| p.name.clone()).unwrap_or_default();
+                let initial = Subflow { path, loc_id: 0, local, backup: false, state: SubflowState::Established };
+                let conn = Conn {
+                    service,
+                    remote,
+                    subflows: vec![initial],
+                    health: BTreeMap::new(),
+                    next_id: 1,
+                    active: None,
+                    interactive: select::InteractiveState::default(),
+                };
+                self.conns.insert(token, conn);
+            }
+            Input::SubflowEstablished { token, local, loc_id } => {
+                let Some(conn) = self.conns.get_mut(&token) else { return };
+                if let Some(sf) = conn.subflows.iter_mut().find(|s| s.loc_id == loc_id && s.local.ip() == local.ip()) {
+                    sf.local = local;
+                    sf.state = SubflowState::Established;
+                    let health = conn.health.entry(sf.path.clone()).or_default();
+                    *health = PathHealth::default();
+                }
+            }
+            Input::SubflowClosed { token, local, loc_id } => {
+                let Some(conn) = self.conns.get_mut(&token) else { return };
+                let closed = |s: &Subflow| s.loc_id == loc_id && s.local.ip() == local.ip();
+                if let Some(sf) = conn.subflows.iter().find(|s| closed(s)) {
+                    let path = sf.path.clone();
+                    backoff(&self.config, conn.health.entry(path).or_default(), now);
+                }
+                conn.subflows.retain(|s| !closed(s));
+            }
+            Input::CommandFailed(command) => self.command_failed(command, now),
+            Input::Samples { token, subflows } => {
+                let Some(conn) = self.conns.get_mut(&token) else { return };
+                observe(&self.config, conn, &subflows, now);
+            }
+            Input::Closed { token } => {
+                self.conns.remove(&token);
+            }
+        }
+        self.reconcile_all(now);
+    }
+
+    /// Runs what was waiting for time to pass (retries, join timeouts).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (&token, conn) in self.conns.iter_mut() {
+            let timeout = self.config.join_timeout;
+            let expired: Vec<(String, u8)> = conn
+                .subflows
+                .iter()
+                .filter(|s| matches!(s.state, SubflowState::Joining(at) if now >= at + timeout))
+                .map(|s| (s.path.clone(), s.loc_id))
+                .collect();
+            for (path, loc_id) in expired {
+                // Withdraw the half-open join; the kernel drops its SYN.
+                conn.subflows.retain(|s| s.loc_id != loc_id);
+                self.out.push_back(Command::Remove { token, loc_id });
+                backoff(&self.config, conn.health.entry(path).or_default(), now);
+            }
+        }
+        self.reconcile_all(now);
+        // Retries that fell due had their chance (their path may be down):
+        // forget them so time moves on.
+        for conn in self.conns.values_mut() {
+            for h in conn.health.values_mut() {
+                if h.retry_at.is_some_and(|at| at <= now) {
+                    h.retry_at = None;
+                }
+            }
+        }
+    }
+
+    /// When [`Core::handle_timeout`] next has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let joins = self.conns.values().flat_map(|c| {
+            c.subflows.iter().filter_map(|s| match s.state {
+                SubflowState::Joining(at) => Some(at + self.config.join_timeout),
+                SubflowState::Established => None,
+            })
+        });
+        let retries = self.conns.values().flat_map(|c| c.health.values().filter_map(|h| h.retry_at));
+        joins.chain(retries).min()
+    }
+
+    /// The next command to send, in order.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.out.pop_front()
+    }
+
+    /// The path carrying a connection's data, for status and monitoring.
+    pub fn active_path(&self, token: u32) -> Option<&str> {
+        self.conns.get(&token)?.active.as_deref()
+    }
+
+    /// Connections under management.
+    pub fn tokens(&self) -> impl Iterator<Item = u32> + '_ {
+        self.conns.keys().copied()
+    }
+
+    fn command_failed(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::SubflowCreate { token, local, .. } => {
+                let Some(conn) = self.conns.get_mut(&token) else { return };
+                if let Some(sf) = conn.subflows.iter().find(|s| s.loc_id == local.id) {
+                    let path = sf.path.clone();
+                    backoff(&self.config, conn.health.entry(path).or_default(), now);
+                }
+                conn.subflows.retain(|s| s.loc_id != local.id);
+            }
+            // E.g. MP_PRIO before the join is fully established: the next
+            // reconcile asks again.
+            Command::SetBackup { token, local, backup, .. } => {
+                let Some(conn) = self.conns.get_mut(&token) else { return };
+                if let Some(sf) = conn.subflows.iter_mut().find(|s| s.local == local) {
+                    sf.backup = !backup;
+                }
+            }
+            // The subflow or address is already gone: nothing to undo.
+            Command::SubflowDestroy { .. } | Command::Remove { .. } | Command::Announce { .. } => {}
+        }
+    }
+
+    fn path_of(&self, ip: IpAddr) -> Option<&LocalPath> {
+        self.paths.iter().find(|p| p.addr == ip.to_canonical())
+    }
+
+    fn reconcile_all(&mut self, now: Instant) {
+        let tokens: Vec<u32> = self.conns.keys().copied().collect();
+        for token in tokens {
+            let conn = self.conns.get_mut(&token).expect("token listed");
+            reconcile(&self.config, &self.paths, token, conn, now, &mut self.out);
+        }
+    }
+}
+
+/// Records a failure on a path and when to try it again.
+fn backoff(config: &PolicyConfig, health: &mut PathHealth, now: Instant) {
+    health.failures = health.failures.saturating_add(1);
+    let exp = health.failures.saturating_sub(1).min(16);
+    let delay = config.retry_min.saturating_mul(1 << exp).min(config.retry_max);
+    health.retry_at = Some(now + delay);
+}
+
+/// Reads measurements: failure of the active path, RTTs and loss for the
+/// interactive choice.
+fn observe(config: &PolicyConfig, conn: &mut Conn, samples: &[SubflowSample], now: Instant) {
+    for sample in samples {
+        let Some(sf) = conn.subflows.iter().find(|s| s.local == sample.local) else { continue };
+        let path = sf.path.clone();
+        let carrying = conn.active.as_deref() == Some(path.as_str()) || conn.service == ServiceType::Aggregate;
+        // An RTO with data outstanding on a path that carries data: do not
+        // wait for the kernel's stale detection (several RTOs).
+        if carrying && sample.backoff > 0 && sample.unacked > 0 && conn.service != ServiceType::Aggregate {
+            let health = conn.health.entry(path.clone()).or_default();
+            if !health.failed {
+                health.failed = true;
+                backoff(config, health, now);
+            }
+        }
+        conn.interactive.observe(&path, sample);
+    }
+}
+
+/// The paths a connection may use now: up, and either healthy or due for
+/// another try.
+fn usable<'a>(paths: &'a [LocalPath], conn: &Conn, now: Instant) -> Vec<&'a LocalPath> {
+    paths
+        .iter()
+        // A failed path is out while it waits for its next try; then a
+        // fresh join probes it.
+        .filter(|p| !conn.health.get(&p.name).is_some_and(|h| h.failed && h.retry_at.is_some_and(|at| now < at)))
+        .collect()
+}
+
+/// Makes one connection's subflows match its service type.
+fn reconcile(
+    config: &PolicyConfig,
+    paths: &[LocalPath],
+    token: u32,
+    conn: &mut Conn,
+    now: Instant,
+    out: &mut VecDeque<Command>,
+) {
+    let usable = usable(paths, conn, now);
+    let is_usable = |name: &str| usable.iter().any(|p| p.name == name);
+    let is_failed = |conn: &Conn, name: &str| conn.health.get(name).is_some_and(|h| h.failed);
+    let remote = conn.remote;
+
+    // 1. Subflows on dead or failed paths go: withdraw the address first,
+    // over a working subflow, so the peer stops using the dead one at once
+    // (it would otherwise wait for its own timeouts), then destroy.
+    let (dead, alive): (Vec<Subflow>, Vec<Subflow>) = std::mem::take(&mut conn.subflows)
+        .into_iter()
+        .partition(|s| !is_usable(&s.path) || (is_failed(conn, &s.path) && s.state == SubflowState::Established));
+    conn.subflows = alive;
+    for sf in dead {
+        out.push_back(Command::Remove { token, loc_id: sf.loc_id });
+        if sf.state == SubflowState::Established {
+            out.push_back(Command::SubflowDestroy { token, local: sf.local, remote });
+        }
+    }
+
+    // 2. Which path carries data.
+    let established: Vec<&str> = usable
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|name| conn.subflows.iter().any(|s| s.path == *name && s.state == SubflowState::Established))
+        .filter(|name| !is_failed(conn, name))
+        .collect();
+    let active = match conn.service {
+        ServiceType::Aggregate | ServiceType::None => None,
+        ServiceType::Handover => established.first().map(|s| s.to_string()),
+        ServiceType::Interactive => {
+            conn.interactive.choose(conn.active.as_deref(), &established, &config.hysteresis, now)
+        }
+    };
+    let wants_backup = |conn: &Conn, path: &str| match conn.service {
+        ServiceType::Aggregate | ServiceType::None => false,
+        _ => active.as_deref() != Some(path),
+    };
+
+    // 3. The new active path stops being backup before anything else is.
+    if let Some(name) = &active {
+        for sf in
+            conn.subflows.iter_mut().filter(|s| &s.path == name && s.backup && s.state == SubflowState::Established)
+        {
+            sf.backup = false;
+            out.push_back(Command::SetBackup { token, local: sf.local, remote, backup: false });
+        }
+    }
+
+    // 4. Subflows on usable paths that have none.
+    let best = usable.first().map(|p| p.name.clone());
+    let wanted: Vec<&LocalPath> = match conn.service {
+        ServiceType::Handover if config.lazy_secondary => {
+            // Apple's way: the secondary only once the primary is gone.
+            usable.iter().copied().take(1).collect()
+        }
+        _ => usable.clone(),
+    };
+    for path in wanted {
+        let has = conn.subflows.iter().any(|s| s.path == path.name);
+        let waiting = conn.health.get(&path.name).and_then(|h| h.retry_at).is_some_and(|at| now < at);
+        if has || waiting || conn.next_id == u8::MAX {
+            continue;
+        }
+        // Handover: a recovering primary joins non-backup so traffic moves
+        // back the moment it is up; everything else joins as backup.
+        let backup = match conn.service {
+            ServiceType::Handover => best.as_deref() != Some(path.name.as_str()),
+            _ => wants_backup(conn, &path.name),
+        };
+        let loc_id = conn.next_id;
+        conn.next_id += 1;
+        if let Some(h) = conn.health.get_mut(&path.name) {
+            h.retry_at = None; // this join is the try
+        }
+        let local = LocalAddr {
+            id: loc_id,
+            addr: path.addr,
+            port: 0,
+            ifindex: path.ifindex as i32,
+            flags: if backup { flags::BACKUP } else { 0 },
+        };
+        out.push_back(Command::SubflowCreate { token, local, remote });
+        let joining = Subflow {
+            path: path.name.clone(),
+            loc_id,
+            local: SocketAddr::new(path.addr, 0),
+            backup,
+            state: SubflowState::Joining(now),
+        };
+        conn.subflows.push(joining);
+    }
+
+    // 5. Every other established subflow gets the flag its role wants.
+    for i in 0..conn.subflows.len() {
+        let sf = &conn.subflows[i];
+        let want = wants_backup(conn, &sf.path);
+        if sf.state == SubflowState::Established && sf.backup != want {
+            let sf = &mut conn.subflows[i];
+            sf.backup = want;
+            out.push_back(Command::SetBackup { token, local: sf.local, remote, backup: want });
+        }
+    }
+    conn.active = active;
+}

@@ -1,0 +1,327 @@
+//! The core stepped in simulated time through scripted event sequences.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use multipath::ServiceType;
+
+use super::*;
+
+const TOKEN: u32 = 0xc0ffee;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn server() -> SocketAddr {
+    addr("10.0.0.2:443")
+}
+
+fn wifi() -> LocalPath {
+    LocalPath { name: "wifi".into(), addr: "10.1.0.2".parse().unwrap(), ifindex: 2, rank: 100 }
+}
+
+fn cell() -> LocalPath {
+    LocalPath { name: "cell".into(), addr: "10.2.0.2".parse().unwrap(), ifindex: 3, rank: 200 }
+}
+
+struct Sim {
+    core: Core,
+    now: Instant,
+}
+
+impl Sim {
+    fn new(config: PolicyConfig) -> Sim {
+        let mut sim = Sim { core: Core::new(config), now: Instant::now() };
+        sim.input(Input::PathUp(cell()));
+        sim.input(Input::PathUp(wifi()));
+        sim
+    }
+
+    fn drain(&mut self) -> Vec<Command> {
+        std::iter::from_fn(|| self.core.poll_command()).collect()
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Command> {
+        self.core.handle(input, self.now);
+        self.drain()
+    }
+
+    /// Moves time forward, firing timeouts as they fall due.
+    fn advance(&mut self, by: Duration) -> Vec<Command> {
+        let end = self.now + by;
+        let mut out = Vec::new();
+        while let Some(at) = self.core.poll_timeout().filter(|&at| at <= end) {
+            self.now = self.now.max(at);
+            self.core.handle_timeout(self.now);
+            out.extend(self.drain());
+        }
+        self.now = end;
+        out
+    }
+
+    fn establish(&mut self, service: ServiceType, on: &str) -> Vec<Command> {
+        let local = addr(on);
+        self.input(Input::Established { token: TOKEN, service, local, remote: server() })
+    }
+
+    /// The kernel reports the join `create` asked for as established.
+    fn joined(&mut self, create: &Command, port: u16) -> (SocketAddr, Vec<Command>) {
+        let Command::SubflowCreate { local, .. } = create else { panic!("not a create: {create:?}") };
+        let sock = SocketAddr::new(local.addr, port);
+        (sock, self.input(Input::SubflowEstablished { token: TOKEN, local: sock, loc_id: local.id }))
+    }
+
+    fn sample(&mut self, samples: &[SubflowSample]) -> Vec<Command> {
+        self.input(Input::Samples { token: TOKEN, subflows: samples.to_vec() })
+    }
+}
+
+fn sample(local: SocketAddr, rtt_ms: u32) -> SubflowSample {
+    SubflowSample { local, rtt_us: rtt_ms * 1000, backoff: 0, unacked: 0, total_retrans: 0 }
+}
+
+fn create_on(cmd: &Command, path: &LocalPath, backup: bool) -> bool {
+    matches!(cmd, Command::SubflowCreate { token: TOKEN, local, remote }
+        if local.addr == path.addr && local.ifindex == path.ifindex as i32 && *remote == server()
+            && (local.flags & flags::BACKUP != 0) == backup && local.id != 0)
+}
+
+const WIFI_INITIAL: &str = "10.1.0.2:40000";
+
+/// A handover connection on wifi with its cell backup joined.
+fn handover_ready() -> (Sim, SocketAddr) {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Handover, WIFI_INITIAL);
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert!(create_on(&cmds[0], &cell(), true), "cell joins at once, as backup: {cmds:?}");
+    let (cell_sf, cmds) = sim.joined(&cmds[0], 50000);
+    assert!(cmds.is_empty(), "nothing more to do: {cmds:?}");
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+    (sim, cell_sf)
+}
+
+#[test]
+fn handover_keeps_cell_as_standby_backup() {
+    let (mut sim, cell_sf) = handover_ready();
+    // Healthy samples change nothing, however long.
+    for _ in 0..100 {
+        let cmds = sim.sample(&[sample(addr(WIFI_INITIAL), 20), sample(cell_sf, 60)]);
+        assert!(cmds.is_empty(), "{cmds:?}");
+        assert!(sim.advance(Duration::from_millis(50)).is_empty());
+    }
+}
+
+#[test]
+fn handover_wifi_down_withdraws_it_then_activates_cell() {
+    let (mut sim, cell_sf) = handover_ready();
+    let cmds = sim.input(Input::PathDown { name: "wifi".into() });
+    assert_eq!(
+        cmds,
+        vec![
+            Command::Remove { token: TOKEN, loc_id: 0 },
+            Command::SubflowDestroy { token: TOKEN, local: addr(WIFI_INITIAL), remote: server() },
+            Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: false },
+        ],
+        "RM_ADDR first, over cell; then destroy; then cell carries data"
+    );
+    assert_eq!(sim.core.active_path(TOKEN), Some("cell"));
+    assert!(sim.advance(Duration::from_secs(30)).is_empty(), "nothing to retry while wifi is down");
+}
+
+#[test]
+fn handover_wifi_back_moves_traffic_back_without_a_gap() {
+    let (mut sim, cell_sf) = handover_ready();
+    sim.input(Input::PathDown { name: "wifi".into() });
+    let cmds = sim.input(Input::PathUp(wifi()));
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert!(create_on(&cmds[0], &wifi(), false), "a fresh wifi subflow, non-backup: {cmds:?}");
+    let Command::SubflowCreate { local, .. } = &cmds[0] else { unreachable!() };
+    assert_eq!(local.id, 2, "a new address id, never the dead one's");
+    assert_eq!(sim.core.active_path(TOKEN), Some("cell"), "cell carries on until wifi is up");
+    let (_, cmds) = sim.joined(&cmds[0], 40001);
+    assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true }]);
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+}
+
+#[test]
+fn handover_rto_on_wifi_fails_over_without_waiting_for_the_kernel() {
+    let (mut sim, cell_sf) = handover_ready();
+    let stalled = SubflowSample { backoff: 1, unacked: 12, ..sample(addr(WIFI_INITIAL), 20) };
+    let cmds = sim.sample(&[stalled, sample(cell_sf, 60)]);
+    assert_eq!(cmds.len(), 3, "{cmds:?}");
+    assert_eq!(cmds[0], Command::Remove { token: TOKEN, loc_id: 0 });
+    assert_eq!(cmds[2], Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: false });
+    assert_eq!(sim.core.active_path(TOKEN), Some("cell"));
+}
+
+/// A blackholed wifi (link up): the core probes it with fresh joins, backing
+/// off, and never loops tightly; once a join works, traffic returns.
+#[test]
+fn handover_blackholed_wifi_is_retried_with_backoff_then_used_again() {
+    let (mut sim, cell_sf) = handover_ready();
+    let stalled = SubflowSample { backoff: 1, unacked: 12, ..sample(addr(WIFI_INITIAL), 20) };
+    sim.sample(&[stalled]);
+    let mut creates = Vec::new();
+    for _ in 0..600 {
+        for c in sim.advance(Duration::from_millis(50)) {
+            if let Command::SubflowCreate { .. } = c {
+                creates.push((sim.now, c));
+            }
+        }
+    }
+    // 30 s: joins time out after 3 s, retries back off to 8 s.
+    assert!((3..=8).contains(&creates.len()), "{} joins in 30 s", creates.len());
+    let gaps: Vec<_> = creates.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "delays never shrink: {gaps:?}");
+    // The blackhole clears: the next join establishes, traffic moves back.
+    let next = loop {
+        let cmds = sim.advance(Duration::from_millis(50));
+        if let Some(c) = cmds.into_iter().find(|c| matches!(c, Command::SubflowCreate { .. })) {
+            break c;
+        }
+    };
+    let last = next;
+    assert!(create_on(&last, &wifi(), false));
+    let (_, cmds) = sim.joined(&last, 40002);
+    assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true }]);
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+}
+
+#[test]
+fn lazy_handover_opens_cell_only_when_wifi_goes() {
+    let mut sim = Sim::new(PolicyConfig { lazy_secondary: true, ..PolicyConfig::default() });
+    assert!(sim.establish(ServiceType::Handover, WIFI_INITIAL).is_empty());
+    let cmds = sim.input(Input::PathDown { name: "wifi".into() });
+    assert_eq!(cmds[0], Command::Remove { token: TOKEN, loc_id: 0 });
+    assert!(create_on(&cmds[2], &cell(), false), "{cmds:?}");
+}
+
+#[test]
+fn failed_joins_back_off_and_a_refused_create_is_retried() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Handover, WIFI_INITIAL);
+    let Command::SubflowCreate { local, .. } = cmds[0].clone() else { panic!() };
+    // The kernel refused the command itself.
+    assert!(sim.input(Input::CommandFailed(cmds[0].clone())).is_empty(), "no immediate retry");
+    let retry = sim.advance(Duration::from_millis(250));
+    assert_eq!(retry.len(), 1, "retried after 250 ms: {retry:?}");
+    // The join went out and was refused by the peer.
+    let closed = Input::SubflowClosed { token: TOKEN, local: SocketAddr::new(local.addr, 0), loc_id: local.id + 1 };
+    assert!(sim.input(closed).is_empty());
+    assert!(sim.advance(Duration::from_millis(400)).is_empty(), "second delay is 500 ms");
+    assert_eq!(sim.advance(Duration::from_millis(100)).len(), 1);
+}
+
+#[test]
+fn a_refused_set_backup_is_asked_again() {
+    let (mut sim, cell_sf) = handover_ready();
+    let cmds = sim.input(Input::PathDown { name: "wifi".into() });
+    let unbackup = cmds[2].clone();
+    let again = sim.input(Input::CommandFailed(unbackup.clone()));
+    assert_eq!(again, vec![unbackup], "re-issued on the next reconcile");
+    let _ = cell_sf;
+}
+
+#[test]
+fn interactive_follows_the_lower_rtt_with_hysteresis() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Interactive, WIFI_INITIAL);
+    assert!(create_on(&cmds[0], &cell(), true), "{cmds:?}");
+    let (cell_sf, _) = sim.joined(&cmds[0], 50000);
+    let wifi_sf = addr(WIFI_INITIAL);
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+
+    // Close RTTs, or cell barely better: no switch, ever.
+    for rtts in [(20, 60), (60, 55), (55, 60), (60, 50)] {
+        for _ in 0..20 {
+            let cmds = sim.sample(&[sample(wifi_sf, rtts.0), sample(cell_sf, rtts.1)]);
+            assert!(cmds.is_empty(), "{rtts:?}: {cmds:?}");
+            sim.advance(Duration::from_millis(50));
+        }
+    }
+    // Wifi becomes clearly slower: the switch waits for the hold time.
+    let mut switched_at = None;
+    for i in 0..30 {
+        let cmds = sim.sample(&[sample(wifi_sf, 120), sample(cell_sf, 60)]);
+        if !cmds.is_empty() {
+            assert_eq!(
+                cmds,
+                vec![
+                    Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: false },
+                    Command::SetBackup { token: TOKEN, local: wifi_sf, remote: server(), backup: true },
+                ],
+                "un-backup the new path before backing up the old"
+            );
+            switched_at = Some(i);
+            break;
+        }
+        sim.advance(Duration::from_millis(50));
+    }
+    assert_eq!(switched_at, Some(10), "after 500 ms of samples 50 ms apart");
+    assert_eq!(sim.core.active_path(TOKEN), Some("cell"));
+}
+
+#[test]
+fn interactive_leaves_a_lossy_path_at_once() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Interactive, WIFI_INITIAL);
+    let (cell_sf, _) = sim.joined(&cmds[0], 50000);
+    let wifi_sf = addr(WIFI_INITIAL);
+    assert!(sim.sample(&[sample(wifi_sf, 20), sample(cell_sf, 60)]).is_empty());
+    let lossy = SubflowSample { total_retrans: 3, ..sample(wifi_sf, 20) };
+    let cmds = sim.sample(&[lossy, sample(cell_sf, 60)]);
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    assert_eq!(sim.core.active_path(TOKEN), Some("cell"));
+}
+
+#[test]
+fn aggregate_uses_every_path_and_restores_a_returning_one() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    assert!(create_on(&cmds[0], &cell(), false), "{cmds:?}");
+    let (cell_sf, _) = sim.joined(&cmds[0], 50000);
+    let cmds = sim.input(Input::PathDown { name: "cell".into() });
+    assert_eq!(
+        cmds,
+        vec![
+            Command::Remove { token: TOKEN, loc_id: 1 },
+            Command::SubflowDestroy { token: TOKEN, local: cell_sf, remote: server() },
+        ]
+    );
+    let cmds = sim.input(Input::PathUp(cell()));
+    assert!(create_on(&cmds[0], &cell(), false), "{cmds:?}");
+    // RTOs do not make aggregate drop a path: the kernel's scheduler copes.
+    let stalled = SubflowSample { backoff: 2, unacked: 5, ..sample(addr(WIFI_INITIAL), 20) };
+    assert!(sim.sample(&[stalled]).is_empty());
+}
+
+#[test]
+fn unmanaged_and_closed_connections_get_nothing() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    assert!(sim.establish(ServiceType::None, WIFI_INITIAL).is_empty());
+    assert_eq!(sim.core.tokens().count(), 0);
+    sim.establish(ServiceType::Handover, WIFI_INITIAL);
+    assert!(sim.input(Input::Closed { token: TOKEN }).is_empty());
+    assert!(sim.input(Input::PathDown { name: "wifi".into() }).is_empty());
+    assert_eq!(sim.core.poll_timeout(), None);
+    let unknown = Input::SubflowEstablished { token: 1, local: addr("10.2.0.2:1"), loc_id: 3 };
+    assert!(sim.input(unknown).is_empty());
+}
+
+/// Paths flapping many times leave exactly one subflow per path behind.
+#[test]
+fn no_subflow_leaks_after_flaps() {
+    let (mut sim, _) = handover_ready();
+    let mut port = 41000;
+    for _ in 0..20 {
+        sim.input(Input::PathDown { name: "wifi".into() });
+        let cmds = sim.input(Input::PathUp(wifi()));
+        let create = cmds.iter().find(|c| matches!(c, Command::SubflowCreate { .. })).unwrap().clone();
+        port += 1;
+        sim.joined(&create, port);
+    }
+    let conn = sim.core.conns.get(&TOKEN).unwrap();
+    assert_eq!(conn.subflows.len(), 2, "{:?}", conn.subflows);
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+}
