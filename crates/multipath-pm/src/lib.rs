@@ -11,4 +11,4 @@ pub mod netlink;
 pub mod policy;
 
 pub use netlink::mptcp_pm::{Command, ConnectionEvent, Event, LocalAddr, SubflowEvent};
-pub use netlink::socket::{EventSocket, PmError, PmSocket};
+pub use netlink::socket::{EventSocket, PmError, PmSocket, RouteWatcher};

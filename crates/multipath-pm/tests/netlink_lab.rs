@@ -9,7 +9,7 @@ use multipath::{blocking, Parameters, ServiceType, TcpState};
 use multipath_lab::testing::lab_test;
 use multipath_lab::{Lab, LabConfig};
 use multipath_pm::netlink::mptcp_pm::flags;
-use multipath_pm::{Command, Event, EventSocket, LocalAddr, PmError, PmSocket};
+use multipath_pm::{Command, Event, EventSocket, LocalAddr, PmError, PmSocket, RouteWatcher};
 
 fn ifindex(name: &str) -> i32 {
     let c = std::ffi::CString::new(name).unwrap();
@@ -118,4 +118,26 @@ fn userspace_pm_commands_and_events_on_a_real_connection() {
             |e| matches!(e, Event::SubClosed(s) if s.token == token && s.local == sub.local),
         );
     });
+}
+
+#[test]
+fn route_watcher_sees_paths_come_and_go() {
+    let Some(_one_at_a_time) = lab_test("route_watcher_sees_paths_come_and_go") else { return };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let mut watcher = lab.client().run(RouteWatcher::open).unwrap();
+    let names = |w: &mut RouteWatcher| -> Vec<(String, u32)> {
+        lab.client().run(|| w.paths().unwrap()).into_iter().map(|p| (p.name, p.rank)).collect()
+    };
+    assert_eq!(names(&mut watcher), vec![("wifi".into(), 100), ("cell".into(), 200)]);
+    watcher.changed().unwrap(); // whatever the lab's setup left pending
+
+    lab.set_link("wifi", false).unwrap();
+    assert!(watcher.wait(Duration::from_secs(2)).unwrap(), "no notification for wifi going down");
+    assert!(watcher.changed().unwrap());
+    assert_eq!(names(&mut watcher), vec![("cell".into(), 200)]);
+
+    lab.set_link("wifi", true).unwrap();
+    assert!(watcher.wait(Duration::from_secs(2)).unwrap(), "no notification for wifi coming back");
+    watcher.changed().unwrap();
+    assert_eq!(names(&mut watcher), vec![("wifi".into(), 100), ("cell".into(), 200)]);
 }

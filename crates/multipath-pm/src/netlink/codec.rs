@@ -70,8 +70,14 @@ pub struct Header {
 
 /// Builds one generic-netlink request; the closure appends attributes.
 pub fn genl_request(header: Header, cmd: u8, version: u8, attrs: impl FnOnce(&mut AttrWriter<'_>)) -> Vec<u8> {
+    request(header, &[cmd, version, 0, 0], attrs)
+}
+
+/// Builds one request: header, the family's fixed header, attributes.
+pub fn request(header: Header, fixed: &[u8], attrs: impl FnOnce(&mut AttrWriter<'_>)) -> Vec<u8> {
     let mut buf = vec![0u8; NLMSG_HDRLEN];
-    buf.extend_from_slice(&[cmd, version, 0, 0]);
+    buf.extend_from_slice(fixed);
+    buf.resize(align4(buf.len()), 0);
     attrs(&mut AttrWriter { buf: &mut buf });
     let len = buf.len() as u32;
     buf[0..4].copy_from_slice(&len.to_ne_bytes());
@@ -236,6 +242,14 @@ pub enum Message<'a> {
         /// The attributes, not yet parsed.
         attrs: &'a [u8],
     },
+    /// A message of a classic netlink family (rtnetlink): its header and
+    /// body (the family's fixed header, then attributes).
+    Data {
+        /// Its header.
+        header: Header,
+        /// The body.
+        body: &'a [u8],
+    },
     /// Acknowledgement of request `seq`.
     Ack {
         /// Sequence number of the request.
@@ -259,14 +273,23 @@ pub enum Message<'a> {
     Overrun,
 }
 
-/// Splits a datagram into messages.
+/// Splits a generic-netlink datagram into messages.
 pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<Message<'_>, DecodeError>> {
+    split(buf, true)
+}
+
+/// Splits a datagram of a classic family (rtnetlink) into messages.
+pub fn route_messages(buf: &[u8]) -> impl Iterator<Item = Result<Message<'_>, DecodeError>> {
+    split(buf, false)
+}
+
+fn split(buf: &[u8], generic: bool) -> impl Iterator<Item = Result<Message<'_>, DecodeError>> {
     let mut rest = buf;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        let result = parse_one(rest);
+        let result = parse_one(rest, generic);
         match &result {
             Ok((_, used)) => rest = &rest[(*used).min(rest.len())..],
             Err(_) => rest = &[],
@@ -275,7 +298,7 @@ pub fn messages(buf: &[u8]) -> impl Iterator<Item = Result<Message<'_>, DecodeEr
     })
 }
 
-fn parse_one(buf: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
+fn parse_one(buf: &[u8], generic: bool) -> Result<(Message<'_>, usize), DecodeError> {
     if buf.len() < NLMSG_HDRLEN {
         return Err(DecodeError::new(format!("{} bytes, too few for a message header", buf.len())));
     }
@@ -295,6 +318,7 @@ fn parse_one(buf: &[u8]) -> Result<(Message<'_>, usize), DecodeError> {
         NLMSG_ERROR => parse_error(header, body)?,
         NLMSG_DONE => Message::Done { seq: header.seq },
         NLMSG_OVERRUN => Message::Overrun,
+        _ if !generic => Message::Data { header, body },
         _ => {
             if body.len() < GENL_HDRLEN {
                 return Err(DecodeError::new("generic netlink message without its header"));

@@ -3,4 +3,5 @@
 pub mod codec;
 pub mod ctrl;
 pub mod mptcp_pm;
+pub mod route;
 pub mod socket;

@@ -8,9 +8,11 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::codec::consts::{NLM_F_ACK, NLM_F_REQUEST};
-use super::codec::{genl_request, messages, DecodeError, Header, Message};
+use super::codec::{genl_request, messages, route_messages, DecodeError, Header, Message};
 use super::ctrl::{self, Family};
 use super::mptcp_pm::{self, Command, Event};
+use super::route;
+use crate::policy::LocalPath;
 
 /// What can go wrong talking to the kernel's path manager.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +151,86 @@ impl AsFd for EventSocket {
     }
 }
 
+/// Watches links, addresses and routes, and lists the usable local paths.
+#[derive(Debug)]
+pub struct RouteWatcher {
+    /// Subscribed to changes; read without blocking.
+    events: OwnedFd,
+    /// For dumps.
+    dumps: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+const NETLINK_ROUTE: i32 = 0;
+
+impl RouteWatcher {
+    /// Subscribes in the calling thread's network namespace.
+    pub fn open() -> Result<RouteWatcher, PmError> {
+        let events = netlink_socket_of(NETLINK_ROUTE)?;
+        for group in route::GROUPS {
+            setsockopt_int(&events, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group as i32)?;
+        }
+        let _ = setsockopt_int(&events, libc::SOL_SOCKET, libc::SO_RCVBUF, 1 << 20);
+        Ok(RouteWatcher { events, dumps: netlink_socket_of(NETLINK_ROUTE)?, seq: 1, buf: vec![0; RECV_BUF] })
+    }
+
+    /// Reads every pending change notification without blocking; whether
+    /// there was any (a lost one counts: the caller re-reads the tables).
+    pub fn changed(&mut self) -> Result<bool, PmError> {
+        let mut any = false;
+        loop {
+            match recv_flags(&self.events, &mut self.buf, libc::MSG_DONTWAIT) {
+                Ok(_) => any = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => any = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Blocks until a change notification is pending or `timeout` passes;
+    /// whether one is pending.
+    pub fn wait(&self, timeout: std::time::Duration) -> Result<bool, PmError> {
+        Ok(poll_readable(&self.events, timeout)?)
+    }
+
+    /// The usable local paths now, from fresh dumps of the kernel's tables.
+    pub fn paths(&mut self) -> Result<Vec<LocalPath>, PmError> {
+        let mut entries = Vec::new();
+        for kind in route::DUMPS {
+            self.seq = self.seq.wrapping_add(1);
+            send(&self.dumps, &route::dump_request(kind, self.seq))?;
+            'dump: loop {
+                let n = recv(&self.dumps, &mut self.buf)?;
+                for m in route_messages(&self.buf[..n]) {
+                    match m? {
+                        Message::Data { header, body } if header.seq == self.seq => {
+                            match route::parse(header.ty, body) {
+                                Ok(Some(entry)) => entries.push(entry),
+                                Ok(None) => {}
+                                Err(e) => tracing::warn!(error = %e, "rtnetlink entry skipped"),
+                            }
+                        }
+                        Message::Done { seq } if seq == self.seq => break 'dump,
+                        Message::Error { seq, errno, message } if seq == self.seq => {
+                            return Err(PmError::Refused { command: "RTM_GET*", errno, message })
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(route::paths(&entries))
+    }
+}
+
+impl AsFd for RouteWatcher {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.events.as_fd()
+    }
+}
+
 fn resolve(fd: &OwnedFd, name: &str) -> Result<Family, PmError> {
     send(fd, &ctrl::get_family_request(name, 1))?;
     let mut buf = vec![0u8; RECV_BUF];
@@ -190,13 +272,34 @@ fn wait_ack(fd: &OwnedFd, seq: u32, command: &'static str) -> Result<(), PmError
 
 /// `socket(AF_NETLINK, SOCK_RAW, NETLINK_GENERIC)` with extended acks.
 fn netlink_socket() -> io::Result<OwnedFd> {
+    netlink_socket_of(NETLINK_GENERIC)
+}
+
+/// A netlink socket of `protocol` with extended acks.
+fn netlink_socket_of(protocol: i32) -> io::Result<OwnedFd> {
     // SAFETY: socket(2) with constant arguments; the result is checked.
-    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_GENERIC) };
+    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `raw` is a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // Bound (port id chosen by the kernel) before anything else: multicast
+    // groups joined by an unbound socket deliver nothing.
+    // SAFETY: sockaddr_nl is plain data; zeroed asks for any port id.
+    let mut local: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    local.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: `local` is a valid sockaddr_nl of the length passed.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&local as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
     // Error messages with the kernel's text, without the echoed request.
     setsockopt_int(&fd, SOL_NETLINK, NETLINK_EXT_ACK, 1)?;
     setsockopt_int(&fd, SOL_NETLINK, NETLINK_CAP_ACK, 1)?;
@@ -248,9 +351,30 @@ fn send(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
 
 /// Receives one datagram, retrying on EINTR.
 fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    recv_flags(fd, buf, 0)
+}
+
+/// `poll(2)` for readability.
+fn poll_readable(fd: &OwnedFd, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n >= 0 {
+            return Ok(n > 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+fn recv_flags(fd: &OwnedFd, buf: &mut [u8], flags: i32) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is valid for writes of its length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
         if n >= 0 {
             return Ok(n as usize);
         }
