@@ -44,6 +44,7 @@ mod endpoint;
 mod error;
 mod info;
 mod params;
+pub mod raw;
 mod service;
 mod socket;
 mod status;

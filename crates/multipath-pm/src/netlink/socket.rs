@@ -354,6 +354,24 @@ fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     recv_flags(fd, buf, 0)
 }
 
+/// `poll(2)` on several descriptors: which are readable (all false on timeout).
+pub(crate) fn poll_any(fds: &[BorrowedFd<'_>], timeout: std::time::Duration) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    loop {
+        // SAFETY: `pfds` is a valid array of its length.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        if n >= 0 {
+            return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// `poll(2)` for readability.
 fn poll_readable(fd: &OwnedFd, timeout: std::time::Duration) -> io::Result<bool> {
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };

@@ -1,0 +1,270 @@
+//! The in-process path manager: a thread that owns the netlink sockets and
+//! the policy core, and enforces the service type of the connections a
+//! program hands it. Needs CAP_NET_ADMIN and the userspace path manager
+//! (`net.mptcp.pm_type = 1`) in the network namespace it starts in.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use multipath::ServiceType;
+
+use crate::netlink::socket::poll_any;
+use crate::policy::{Core, Input, LocalPath, PolicyConfig, SubflowSample};
+use crate::{Event, EventSocket, PmError, PmSocket, RouteWatcher};
+
+/// How often managed connections' subflows are measured.
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// A running path manager. Dropping it stops the thread (connections keep
+/// their subflows; nothing manages them any more).
+#[derive(Debug)]
+pub struct Manager {
+    requests: Option<mpsc::Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+enum Request {
+    Manage { fd: OwnedFd, service: ServiceType, reply: mpsc::Sender<Result<u32, PmError>> },
+    ActivePath { token: u32, reply: mpsc::Sender<Option<String>> },
+}
+
+impl Manager {
+    /// Starts managing in the calling thread's network namespace.
+    pub fn start(config: PolicyConfig) -> Result<Manager, PmError> {
+        let mut driver = Driver::open(config)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("multipath-pm".into())
+            .spawn(move || driver.run(rx))
+            .map_err(PmError::Io)?;
+        Ok(Manager { requests: Some(tx), thread: Some(thread) })
+    }
+
+    /// Enforces `service` on the MPTCP connection behind `socket` from now
+    /// on; returns its token. The manager keeps its own duplicate of the
+    /// descriptor to measure the subflows.
+    pub fn manage(&self, socket: BorrowedFd<'_>, service: ServiceType) -> Result<u32, PmError> {
+        let fd = socket.try_clone_to_owned()?;
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::Manage { fd, service, reply })?;
+        answer.recv().map_err(|_| stopped())?
+    }
+
+    /// The path carrying a managed connection's data.
+    pub fn active_path(&self, token: u32) -> Result<Option<String>, PmError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::ActivePath { token, reply })?;
+        answer.recv().map_err(|_| stopped())
+    }
+
+    fn send(&self, request: Request) -> Result<(), PmError> {
+        self.requests.as_ref().expect("sender lives until drop").send(request).map_err(|_| stopped())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.requests.take(); // the thread sees the channel close
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn stopped() -> PmError {
+    PmError::Io(std::io::Error::other("the path manager thread has stopped"))
+}
+
+struct Managed {
+    fd: OwnedFd,
+}
+
+struct Driver {
+    core: Core,
+    pm: PmSocket,
+    events: EventSocket,
+    routes: RouteWatcher,
+    paths: Vec<LocalPath>,
+    managed: BTreeMap<u32, Managed>,
+}
+
+impl Driver {
+    fn open(config: PolicyConfig) -> Result<Driver, PmError> {
+        let mut driver = Driver {
+            core: Core::new(config),
+            pm: PmSocket::open()?,
+            events: EventSocket::open()?,
+            routes: RouteWatcher::open()?,
+            paths: Vec::new(),
+            managed: BTreeMap::new(),
+        };
+        driver.refresh_paths(Instant::now())?;
+        Ok(driver)
+    }
+
+    fn run(&mut self, requests: mpsc::Receiver<Request>) {
+        let mut next_sample = Instant::now();
+        loop {
+            loop {
+                match requests.try_recv() {
+                    Ok(r) => self.request(r),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            }
+            let now = Instant::now();
+            let mut wake = next_sample.min(now + SAMPLE_EVERY);
+            if let Some(t) = self.core.poll_timeout() {
+                wake = wake.min(t);
+            }
+            let fds = [self.events.as_fd(), self.routes.as_fd()];
+            let ready = match poll_any(&fds, wake.saturating_duration_since(now)) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "poll failed; path manager stops");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            if ready[0] {
+                self.kernel_events(now);
+            }
+            if ready[1] {
+                if let Err(e) = self.routes.changed().and_then(|_| self.refresh_paths(now)) {
+                    tracing::warn!(error = %e, "reading links and routes");
+                }
+            }
+            if now >= next_sample {
+                self.sample(now);
+                next_sample = now + SAMPLE_EVERY;
+            }
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now);
+            }
+            self.flush(now);
+        }
+    }
+
+    fn request(&mut self, request: Request) {
+        match request {
+            Request::Manage { fd, service, reply } => {
+                let _ = reply.send(self.manage(fd, service));
+            }
+            Request::ActivePath { token, reply } => {
+                let _ = reply.send(self.core.active_path(token).map(str::to_owned));
+            }
+        }
+    }
+
+    /// Reads the token and the initial subflow from the descriptor itself.
+    fn manage(&mut self, fd: OwnedFd, service: ServiceType) -> Result<u32, PmError> {
+        let not_mptcp =
+            |e: multipath::Error| PmError::Io(std::io::Error::other(format!("not a managed MPTCP connection: {e}")));
+        let token = multipath::raw::mptcp_info(fd.as_fd()).map_err(not_mptcp)?.token;
+        let sock = socket2::SockRef::from(&fd);
+        let addr = |a: std::io::Result<socket2::SockAddr>| -> Result<SocketAddr, PmError> {
+            a?.as_socket().ok_or_else(|| PmError::Io(std::io::Error::other("not an IP socket")))
+        };
+        let (local, remote) = (addr(sock.local_addr())?, addr(sock.peer_addr())?);
+        let now = Instant::now();
+        self.core.handle(Input::Established { token, service, local, remote }, now);
+        self.managed.insert(token, Managed { fd });
+        self.flush(now);
+        Ok(token)
+    }
+
+    fn kernel_events(&mut self, now: Instant) {
+        let events = match self.events.recv() {
+            Ok(e) => e,
+            Err(PmError::EventsLost) => {
+                // Subflow states come back with the next samples; joins in
+                // flight time out and are retried by the core.
+                tracing::warn!("path-manager events lost");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading path-manager events");
+                return;
+            }
+        };
+        for event in events {
+            let managed = event.token().is_some_and(|t| self.managed.contains_key(&t));
+            if !managed {
+                continue;
+            }
+            let input = match event {
+                Event::SubEstablished(s) => {
+                    Input::SubflowEstablished { token: s.token, local: s.local, loc_id: s.loc_id }
+                }
+                Event::SubClosed(s) => Input::SubflowClosed { token: s.token, local: s.local, loc_id: s.loc_id },
+                Event::Closed { token } => {
+                    self.managed.remove(&token);
+                    Input::Closed { token }
+                }
+                _ => continue,
+            };
+            self.core.handle(input, now);
+        }
+    }
+
+    fn refresh_paths(&mut self, now: Instant) -> Result<(), PmError> {
+        let fresh = self.routes.paths()?;
+        for old in &self.paths {
+            if !fresh.iter().any(|p| p.name == old.name) {
+                self.core.handle(Input::PathDown { name: old.name.clone() }, now);
+            }
+        }
+        for p in &fresh {
+            if !self.paths.contains(p) {
+                self.core.handle(Input::PathUp(p.clone()), now);
+            }
+        }
+        self.paths = fresh;
+        Ok(())
+    }
+
+    fn sample(&mut self, now: Instant) {
+        let mut inputs = Vec::new();
+        for (&token, m) in &self.managed {
+            let Ok(subflows) = multipath::raw::subflows(m.fd.as_fd()) else { continue };
+            let samples = subflows
+                .iter()
+                .filter(|s| s.is_open())
+                .map(|s| SubflowSample {
+                    local: s.local,
+                    rtt_us: s.tcp.rtt_us,
+                    backoff: s.tcp.backoff,
+                    unacked: s.tcp.unacked,
+                    total_retrans: s.tcp.total_retrans,
+                })
+                .collect();
+            inputs.push(Input::Samples { token, subflows: samples });
+        }
+        for input in inputs {
+            self.core.handle(input, now);
+        }
+    }
+
+    /// Sends what the core decided. Refusals go back to the core after the
+    /// batch, so what it asks again waits for the next turn of the loop
+    /// instead of spinning.
+    fn flush(&mut self, now: Instant) {
+        let batch: Vec<_> = std::iter::from_fn(|| self.core.poll_command()).collect();
+        let mut refused = Vec::new();
+        for command in batch {
+            tracing::debug!(?command, "path manager");
+            if let Err(e) = self.pm.execute(&command) {
+                tracing::debug!(error = %e, command = command.name(), "refused");
+                refused.push(command);
+            }
+        }
+        for command in refused {
+            self.core.handle(Input::CommandFailed(command), now);
+        }
+    }
+}

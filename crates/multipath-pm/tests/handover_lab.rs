@@ -1,0 +1,100 @@
+//! The in-process path manager enforcing handover on a real download across
+//! the lab. Needs root; without it the test reports itself SKIPPED.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use multipath::{blocking, Parameters, ServiceType};
+use multipath_lab::testing::lab_test;
+use multipath_lab::{Lab, LabConfig};
+use multipath_pm::policy::PolicyConfig;
+use multipath_pm::Manager;
+
+const TOTAL: usize = 12 * 1024 * 1024;
+
+fn byte_at(i: usize) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+/// Bytes received per local IP while the download runs, sampled from the
+/// connection's subflows.
+fn received_on(conn: &blocking::Connection, ip: std::net::IpAddr) -> u64 {
+    conn.subflows()
+        .map(|s| s.iter().filter(|s| s.local.ip() == ip).map(|s| s.tcp.bytes_received.unwrap_or(0)).sum())
+        .unwrap_or(0)
+}
+
+#[test]
+fn handover_download_survives_wifi_down_and_returns_to_wifi() {
+    let Some(_one_at_a_time) = lab_test("handover_download_survives_wifi_down_and_returns_to_wifi") else { return };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
+    let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.read_exact(&mut [0u8; 2]).unwrap();
+        let data: Vec<u8> = (0..TOTAL).map(byte_at).collect();
+        let _ = conn.write_all(&data);
+        // Close only after the client has everything (its EOF), so nothing
+        // unread makes the close a reset.
+        let _ = conn.get_ref().shutdown(std::net::Shutdown::Write);
+        let _ = conn.read(&mut [0u8; 1]);
+    });
+    let (wifi_ip, cell_ip) =
+        (lab.path("wifi").unwrap().client_addr().into(), lab.path("cell").unwrap().client_addr().into());
+
+    let (manager, mut conn) = lab.client().run(|| {
+        let manager = Manager::start(PolicyConfig::default()).unwrap();
+        let mut conn = blocking::Connection::connect(server, &params).unwrap();
+        conn.write_all(b"go").unwrap();
+        (manager, conn)
+    });
+    let token = manager.manage(conn.as_fd(), ServiceType::Handover).unwrap();
+    assert_eq!(token, conn.mptcp_info().unwrap().token);
+
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut got, mut phase) = (0usize, 0);
+    let (mut cell_before_down, mut cell_at_up, mut wifi_at_up) = (0, 0, 0);
+    let mut longest_gap = Duration::ZERO;
+    let mut last = Instant::now();
+    let started = Instant::now();
+    while got < TOTAL {
+        let n = conn
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("after {got} B, {:?}, phase {phase}: {e}", started.elapsed()));
+        assert!(n > 0, "connection closed after {got} of {TOTAL} bytes");
+        for (i, b) in buf[..n].iter().enumerate() {
+            assert_eq!(*b, byte_at(got + i), "byte {} corrupted", got + i);
+        }
+        got += n;
+        longest_gap = longest_gap.max(last.elapsed());
+        last = Instant::now();
+        let t = started.elapsed();
+        if phase == 0 && t > Duration::from_millis(1500) {
+            cell_before_down = received_on(&conn, cell_ip);
+            lab.set_link("wifi", false).unwrap();
+            phase = 1;
+        } else if phase == 1 && t > Duration::from_millis(3500) {
+            assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("cell"));
+            cell_at_up = received_on(&conn, cell_ip);
+            wifi_at_up = received_on(&conn, wifi_ip);
+            lab.set_link("wifi", true).unwrap();
+            phase = 2;
+        }
+    }
+    assert_eq!(phase, 2, "the download ended before the script ran; make TOTAL larger");
+    let cell_total = received_on(&conn, cell_ip);
+    eprintln!(
+        "cell before down {cell_before_down} B, cell while down {} B, wifi after up {} B, longest gap {longest_gap:?}",
+        cell_at_up - cell_before_down,
+        received_on(&conn, wifi_ip).saturating_sub(wifi_at_up)
+    );
+    assert!(cell_before_down < 64 * 1024, "cell carried {cell_before_down} B while wifi was healthy");
+    assert!(cell_at_up - cell_before_down > 1024 * 1024, "cell carried too little while wifi was down");
+    assert!(cell_total - cell_at_up < (TOTAL as u64) / 2, "traffic did not move back to wifi");
+    assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("wifi"));
+}
