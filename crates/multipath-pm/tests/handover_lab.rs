@@ -29,15 +29,20 @@ fn received_on(conn: &blocking::Connection, ip: std::net::IpAddr) -> u64 {
 #[test]
 fn handover_download_survives_wifi_down_and_returns_to_wifi() {
     let Some(_one_at_a_time) = lab_test("handover_download_survives_wifi_down_and_returns_to_wifi") else { return };
+    // RUST_LOG=multipath_pm=debug shows each command with its time.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
     let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
     let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
     let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    let data: Vec<u8> = (0..TOTAL).map(byte_at).collect();
     std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
         conn.read_exact(&mut [0u8; 2]).unwrap();
-        let data: Vec<u8> = (0..TOTAL).map(byte_at).collect();
         let _ = conn.write_all(&data);
         // Close only after the client has everything (its EOF), so nothing
         // unread makes the close a reset.
@@ -70,19 +75,27 @@ fn handover_download_survives_wifi_down_and_returns_to_wifi() {
         for (i, b) in buf[..n].iter().enumerate() {
             assert_eq!(*b, byte_at(got + i), "byte {} corrupted", got + i);
         }
+        if got == 0 {
+            last = Instant::now(); // gaps count from the first byte
+        }
         got += n;
+        if last.elapsed() > Duration::from_millis(100) {
+            eprintln!("gap of {:?} ending at {:?} (phase {phase})", last.elapsed(), started.elapsed());
+        }
         longest_gap = longest_gap.max(last.elapsed());
         last = Instant::now();
         let t = started.elapsed();
         if phase == 0 && t > Duration::from_millis(1500) {
             cell_before_down = received_on(&conn, cell_ip);
             lab.set_link("wifi", false).unwrap();
+            eprintln!("wifi down at {:?}", started.elapsed());
             phase = 1;
         } else if phase == 1 && t > Duration::from_millis(3500) {
             assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("cell"));
             cell_at_up = received_on(&conn, cell_ip);
             wifi_at_up = received_on(&conn, wifi_ip);
             lab.set_link("wifi", true).unwrap();
+            eprintln!("wifi up at {:?}", started.elapsed());
             phase = 2;
         }
     }
