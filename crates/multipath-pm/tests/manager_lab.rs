@@ -1,0 +1,229 @@
+//! The in-process path manager enforcing each service type on real traffic
+//! across the lab. Needs root; without it each test reports itself SKIPPED.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use multipath::{blocking, Parameters, ServiceType};
+use multipath_lab::testing::lab_test;
+use multipath_lab::{Lab, LabConfig};
+use multipath_pm::policy::PolicyConfig;
+use multipath_pm::Manager;
+
+const TOTAL: usize = 12 * 1024 * 1024;
+
+fn byte_at(i: usize) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+/// Bytes received per local IP while the download runs, sampled from the
+/// connection's subflows.
+fn received_on(conn: &blocking::Connection, ip: std::net::IpAddr) -> u64 {
+    conn.subflows()
+        .map(|s| s.iter().filter(|s| s.local.ip() == ip).map(|s| s.tcp.bytes_received.unwrap_or(0)).sum())
+        .unwrap_or(0)
+}
+
+#[test]
+fn handover_download_survives_wifi_down_and_returns_to_wifi() {
+    let Some(_one_at_a_time) = lab_test("handover_download_survives_wifi_down_and_returns_to_wifi") else { return };
+    // RUST_LOG=multipath_pm=debug shows each command with its time.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
+    let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    let data: Vec<u8> = (0..TOTAL).map(byte_at).collect();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.read_exact(&mut [0u8; 2]).unwrap();
+        let _ = conn.write_all(&data);
+        // Close only after the client has everything (its EOF), so nothing
+        // unread makes the close a reset.
+        let _ = conn.get_ref().shutdown(std::net::Shutdown::Write);
+        let _ = conn.read(&mut [0u8; 1]);
+    });
+    let (wifi_ip, cell_ip) =
+        (lab.path("wifi").unwrap().client_addr().into(), lab.path("cell").unwrap().client_addr().into());
+
+    let (manager, mut conn) = lab.client().run(|| {
+        let manager = Manager::start(PolicyConfig::default()).unwrap();
+        let mut conn = blocking::Connection::connect(server, &params).unwrap();
+        conn.write_all(b"go").unwrap();
+        (manager, conn)
+    });
+    let token = manager.manage(conn.as_fd(), ServiceType::Handover).unwrap();
+    assert_eq!(token, conn.mptcp_info().unwrap().token);
+
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut got, mut phase) = (0usize, 0);
+    let (mut cell_before_down, mut cell_at_up, mut wifi_at_up) = (0, 0, 0);
+    let mut longest_gap = Duration::ZERO;
+    let mut last = Instant::now();
+    let started = Instant::now();
+    while got < TOTAL {
+        let n = conn
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("after {got} B, {:?}, phase {phase}: {e}", started.elapsed()));
+        assert!(n > 0, "connection closed after {got} of {TOTAL} bytes");
+        for (i, b) in buf[..n].iter().enumerate() {
+            assert_eq!(*b, byte_at(got + i), "byte {} corrupted", got + i);
+        }
+        if got == 0 {
+            last = Instant::now(); // gaps count from the first byte
+        }
+        got += n;
+        if last.elapsed() > Duration::from_millis(100) {
+            eprintln!("gap of {:?} ending at {:?} (phase {phase})", last.elapsed(), started.elapsed());
+        }
+        longest_gap = longest_gap.max(last.elapsed());
+        last = Instant::now();
+        let t = started.elapsed();
+        if phase == 0 && t > Duration::from_millis(1500) {
+            cell_before_down = received_on(&conn, cell_ip);
+            lab.set_link("wifi", false).unwrap();
+            eprintln!("wifi down at {:?}", started.elapsed());
+            phase = 1;
+        } else if phase == 1 && t > Duration::from_millis(3500) {
+            assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("cell"));
+            cell_at_up = received_on(&conn, cell_ip);
+            wifi_at_up = received_on(&conn, wifi_ip);
+            lab.set_link("wifi", true).unwrap();
+            eprintln!("wifi up at {:?}", started.elapsed());
+            phase = 2;
+        }
+    }
+    assert_eq!(phase, 2, "the download ended before the script ran; make TOTAL larger");
+    let cell_total = received_on(&conn, cell_ip);
+    eprintln!(
+        "cell before down {cell_before_down} B, cell while down {} B, wifi after up {} B, longest gap {longest_gap:?}",
+        cell_at_up - cell_before_down,
+        received_on(&conn, wifi_ip).saturating_sub(wifi_at_up)
+    );
+    assert!(cell_before_down < 64 * 1024, "cell carried {cell_before_down} B while wifi was healthy");
+    assert!(cell_at_up - cell_before_down > 1024 * 1024, "cell carried too little while wifi was down");
+    assert!(cell_total - cell_at_up < (TOTAL as u64) / 2, "traffic did not move back to wifi");
+    assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("wifi"));
+}
+
+/// A server that answers every message with the same bytes.
+fn echo_server(lab: &Lab, params: &Parameters) -> SocketAddr {
+    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), params)).unwrap();
+    let addr = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        while let Ok((mut conn, _)) = listener.accept() {
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A managed connection from the client namespace.
+fn managed(lab: &Lab, server: SocketAddr, service: ServiceType) -> (Manager, blocking::Connection, u32) {
+    lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
+    let params = Parameters::tcp().multipath_service_type(service).nodelay(true);
+    let (manager, mut conn) = lab.client().run(|| {
+        let manager = Manager::start(PolicyConfig::default()).unwrap();
+        let conn = blocking::Connection::connect(server, &params).unwrap();
+        (manager, conn)
+    });
+    // Data must flow before the kernel lets a client add subflows.
+    conn.write_all(b"hi").unwrap();
+    conn.read_exact(&mut [0u8; 2]).unwrap();
+    let token = manager.manage(conn.as_fd(), service).unwrap();
+    (manager, conn, token)
+}
+
+/// Until `what` holds, failing after `within`: for states the manager
+/// reaches on its own schedule, which no event announces.
+fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn interactive_follows_the_faster_path_when_delays_swap() {
+    let Some(_one_at_a_time) = lab_test("interactive_follows_the_faster_path_when_delays_swap") else { return };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let server = echo_server(&lab, &Parameters::tcp().multipath_service_type(ServiceType::Interactive));
+    let (manager, mut conn, token) = managed(&lab, server, ServiceType::Interactive);
+    let cell_ip = lab.path("cell").unwrap().client_addr().into();
+    let ping = |conn: &mut blocking::Connection| {
+        conn.write_all(&[1u8; 1000]).unwrap();
+        conn.read_exact(&mut [0u8; 1000]).unwrap();
+    };
+    eventually(Duration::from_secs(5), "a cell subflow", || {
+        ping(&mut conn);
+        conn.subflows().unwrap().iter().filter(|s| s.is_open()).count() == 2
+    });
+    for _ in 0..20 {
+        ping(&mut conn);
+    }
+    assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("wifi"), "wifi is faster at first");
+
+    // Wifi becomes a 120 ms path; cell stays at 60 ms.
+    let (up, down) = lab.path("wifi").unwrap().shape();
+    let slow = |mut s: multipath_lab::LinkShape| {
+        s.delay = Duration::from_millis(60);
+        s
+    };
+    lab.set_shape("wifi", slow(up), slow(down)).unwrap();
+    eventually(Duration::from_secs(5), "the switch to cell", || {
+        ping(&mut conn);
+        manager.active_path(token).unwrap().as_deref() == Some("cell")
+    });
+    let before = received_on(&conn, cell_ip);
+    for _ in 0..20 {
+        ping(&mut conn);
+    }
+    assert!(received_on(&conn, cell_ip) - before >= 20 * 1000, "the replies now come over cell");
+}
+
+#[test]
+fn aggregate_downloads_over_both_paths() {
+    let Some(_one_at_a_time) = lab_test("aggregate_downloads_over_both_paths") else { return };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let server = echo_server(&lab, &Parameters::tcp().multipath_service_type(ServiceType::Aggregate));
+    let (_manager, mut conn, _token) = managed(&lab, server, ServiceType::Aggregate);
+    let (wifi_ip, cell_ip) =
+        (lab.path("wifi").unwrap().client_addr().into(), lab.path("cell").unwrap().client_addr().into());
+    eventually(Duration::from_secs(5), "a cell subflow", || {
+        conn.subflows().unwrap().iter().filter(|s| s.is_open()).count() == 2
+    });
+    // 6 MB echoed: both directions load both paths.
+    const CHUNK: usize = 64 * 1024;
+    const CHUNKS: usize = 96;
+    let chunk = vec![7u8; CHUNK];
+    let mut reader = conn.try_clone().unwrap();
+    let echoed = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < CHUNKS * CHUNK {
+            got += reader.read(&mut buf).unwrap();
+        }
+        got
+    });
+    for _ in 0..CHUNKS {
+        conn.write_all(&chunk).unwrap();
+    }
+    assert_eq!(echoed.join().unwrap(), CHUNKS * CHUNK);
+    let (wifi, cell) = (received_on(&conn, wifi_ip), received_on(&conn, cell_ip));
+    eprintln!("aggregate: wifi received {wifi} B, cell {cell} B");
+    assert!(cell > 500_000 && wifi > 500_000, "both paths carry data: wifi {wifi} B, cell {cell} B");
+}
