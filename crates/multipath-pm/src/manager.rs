@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use multipath::ServiceType;
 
 use crate::netlink::socket::poll_any;
-use crate::policy::{Core, Input, LocalPath, PolicyConfig, SubflowSample};
+use crate::policy::{Core, Input, LocalPath, PolicyConfig, Probe, SubflowSample};
 use crate::{Event, EventSocket, PmError, PmSocket, RouteWatcher};
 
 /// How often managed connections' subflows are measured.
@@ -84,6 +84,33 @@ struct Managed {
     fd: OwnedFd,
 }
 
+/// An ICMP echo on its way.
+struct PendingProbe {
+    token: u32,
+    path: String,
+    socket: std::net::UdpSocket,
+    sent: Instant,
+}
+
+/// Sends one ICMP echo from `probe.from` to `probe.to` on an ICMP datagram
+/// socket (the kernel fills in checksum and identifier; needs the
+/// namespace's `net.ipv4.ping_group_range` to include our group).
+fn send_probe(probe: &Probe) -> std::io::Result<PendingProbe> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (domain, proto, echo) = match probe.to {
+        std::net::IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4, 8u8),
+        std::net::IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6, 128u8),
+    };
+    let sock = Socket::new(domain, Type::DGRAM, Some(proto))?;
+    sock.bind(&SocketAddr::new(probe.from, 0).into())?;
+    sock.set_nonblocking(true)?;
+    let socket: std::net::UdpSocket = sock.into();
+    let mut request = [0u8; 16];
+    request[0] = echo;
+    socket.send_to(&request, SocketAddr::new(probe.to, 0))?;
+    Ok(PendingProbe { token: probe.token, path: probe.path.clone(), socket, sent: Instant::now() })
+}
+
 struct Driver {
     core: Core,
     pm: PmSocket,
@@ -91,6 +118,7 @@ struct Driver {
     routes: RouteWatcher,
     paths: Vec<LocalPath>,
     managed: BTreeMap<u32, Managed>,
+    probes: Vec<PendingProbe>,
 }
 
 impl Driver {
@@ -102,6 +130,7 @@ impl Driver {
             routes: RouteWatcher::open()?,
             paths: Vec::new(),
             managed: BTreeMap::new(),
+            probes: Vec::new(),
         };
         driver.refresh_paths(Instant::now())?;
         Ok(driver)
@@ -139,6 +168,7 @@ impl Driver {
                     tracing::warn!(error = %e, "reading links and routes");
                 }
             }
+            self.probe_answers(now);
             if now >= next_sample {
                 self.sample(now);
                 next_sample = now + SAMPLE_EVERY;
@@ -238,9 +268,11 @@ impl Driver {
                 .map(|s| SubflowSample {
                     local: s.local,
                     rtt_us: s.tcp.rtt_us,
+                    min_rtt_us: s.tcp.min_rtt_us.unwrap_or(0),
                     backoff: s.tcp.backoff,
                     unacked: s.tcp.unacked,
                     total_retrans: s.tcp.total_retrans,
+                    last_data_recv_ms: s.tcp.last_data_recv_ms,
                 })
                 .collect();
             inputs.push(Input::Samples { token, subflows: samples });
@@ -250,10 +282,39 @@ impl Driver {
         }
     }
 
+    /// Collects echo replies; forgets probes the core has long given up on.
+    fn probe_answers(&mut self, now: Instant) {
+        let mut answered = Vec::new();
+        self.probes.retain(|p| {
+            let mut buf = [0u8; 64];
+            // Any reply on the socket is the echo's: ping sockets only get theirs.
+            if p.socket.recv(&mut buf).is_ok() {
+                answered.push((p.token, p.path.clone()));
+                return false;
+            }
+            now.duration_since(p.sent) < Duration::from_secs(2)
+        });
+        for (token, path) in answered {
+            self.core.handle(Input::ProbeAnswered { token, path }, now);
+        }
+    }
+
     /// Sends what the core decided. Refusals go back to the core after the
     /// batch, so what it asks again waits for the next turn of the loop
     /// instead of spinning.
     fn flush(&mut self, now: Instant) {
+        while let Some(probe) = self.core.poll_probe() {
+            match send_probe(&probe) {
+                Ok(p) => self.probes.push(p),
+                // A probe that cannot be sent proves nothing: count the path
+                // as alive rather than switch on every silence. Detection
+                // then rests on retransmission timeouts alone.
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %probe.path, "cannot send a path probe");
+                    self.core.handle(Input::ProbeAnswered { token: probe.token, path: probe.path }, now);
+                }
+            }
+        }
         let batch: Vec<_> = std::iter::from_fn(|| self.core.poll_command()).collect();
         let mut refused = Vec::new();
         for command in batch {

@@ -227,3 +227,74 @@ fn aggregate_downloads_over_both_paths() {
     eprintln!("aggregate: wifi received {wifi} B, cell {cell} B");
     assert!(cell > 500_000 && wifi > 500_000, "both paths carry data: wifi {wifi} B, cell {cell} B");
 }
+
+#[test]
+fn handover_download_survives_a_silent_blackhole_of_wifi() {
+    let Some(_one_at_a_time) = lab_test("handover_download_survives_a_silent_blackhole_of_wifi") else { return };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    const SIZE: usize = 20 * 1024 * 1024;
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
+    let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    let data: Vec<u8> = (0..SIZE).map(byte_at).collect();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.read_exact(&mut [0u8; 2]).unwrap();
+        let _ = conn.write_all(&data);
+        let _ = conn.get_ref().shutdown(std::net::Shutdown::Write);
+        let _ = conn.read(&mut [0u8; 1]);
+    });
+    let (manager, mut conn, token) = managed(&lab, server, ServiceType::Handover);
+    let (wifi_ip, cell_ip) =
+        (lab.path("wifi").unwrap().client_addr().into(), lab.path("cell").unwrap().client_addr().into());
+
+    let mut buf = vec![0u8; 64 * 1024];
+    // `managed` read the first two bytes as its warm-up reply.
+    let (mut got, mut phase) = (2usize, 0);
+    let (mut cell_before, mut cell_at_clear, mut wifi_at_clear) = (0, 0, 0);
+    let (mut longest_gap, mut last) = (Duration::ZERO, Instant::now());
+    let started = Instant::now();
+    while got < SIZE {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {got} of {SIZE} bytes");
+        for (i, b) in buf[..n].iter().enumerate() {
+            assert_eq!(*b, byte_at(got + i), "byte {} corrupted", got + i);
+        }
+        if got == 2 {
+            last = Instant::now();
+        }
+        got += n;
+        if last.elapsed() > Duration::from_millis(100) {
+            eprintln!("gap of {:?} ending at {:?} (phase {phase})", last.elapsed(), started.elapsed());
+        }
+        longest_gap = longest_gap.max(last.elapsed());
+        last = Instant::now();
+        let t = started.elapsed();
+        if phase == 0 && t > Duration::from_millis(1500) {
+            cell_before = received_on(&conn, cell_ip);
+            lab.set_blackhole("wifi", true).unwrap();
+            eprintln!("wifi blackholed at {t:?}");
+            phase = 1;
+        } else if phase == 1 && t > Duration::from_millis(3500) {
+            assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("cell"));
+            cell_at_clear = received_on(&conn, cell_ip);
+            wifi_at_clear = received_on(&conn, wifi_ip);
+            lab.set_blackhole("wifi", false).unwrap();
+            eprintln!("blackhole cleared at {t:?}");
+            phase = 2;
+        }
+    }
+    assert_eq!(phase, 2, "the download ended before the script ran");
+    let wifi_after = received_on(&conn, wifi_ip).saturating_sub(wifi_at_clear);
+    eprintln!(
+        "blackhole: cell before {cell_before} B, cell during {} B, wifi after clearing {wifi_after} B, longest gap {longest_gap:?}",
+        cell_at_clear - cell_before
+    );
+    assert!(cell_before < 64 * 1024, "cell carried {cell_before} B while wifi was healthy");
+    assert!(cell_at_clear - cell_before > 1024 * 1024, "cell carried too little during the blackhole");
+    assert!(wifi_after > 1024 * 1024, "traffic did not return to wifi after the blackhole cleared");
+}

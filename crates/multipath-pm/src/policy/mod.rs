@@ -47,12 +47,31 @@ pub struct SubflowSample {
     pub local: SocketAddr,
     /// Smoothed RTT, µs.
     pub rtt_us: u32,
+    /// Lowest RTT seen, µs: the path's own delay without queueing.
+    pub min_rtt_us: u32,
     /// Exponential backoff of the retransmission timer: above 0 after an RTO.
     pub backoff: u8,
     /// Segments sent and not acknowledged.
     pub unacked: u32,
     /// Retransmitted segments over the subflow's life.
     pub total_retrans: u32,
+    /// Since data last arrived on the subflow, ms.
+    pub last_data_recv_ms: u32,
+}
+
+/// An ICMP echo the driver should send from a path to the peer, to tell a
+/// silent path from a dead one (a download's receiver has no retransmission
+/// timer of its own to notice a blackhole).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// The connection that asks.
+    pub token: u32,
+    /// The path to probe.
+    pub path: String,
+    /// Source address: the path's.
+    pub from: IpAddr,
+    /// Destination: the peer.
+    pub to: IpAddr,
 }
 
 /// What the core is told.
@@ -98,6 +117,13 @@ pub enum Input {
     /// The kernel refused a command the core issued; the core undoes what
     /// it assumed and tries again later.
     CommandFailed(Command),
+    /// The peer answered the probe of `path`: the path works.
+    ProbeAnswered {
+        /// Connection token.
+        token: u32,
+        /// The probed path.
+        path: String,
+    },
     /// Fresh measurements of a connection's subflows.
     Samples {
         /// Connection token.
@@ -126,6 +152,10 @@ pub struct PolicyConfig {
     pub retry_max: Duration,
     /// Interactive: how much better and for how long another path must be.
     pub hysteresis: Hysteresis,
+    /// Silence on the active path after which it is probed.
+    pub silence: Duration,
+    /// A probe unanswered this long declares the path dead.
+    pub probe_timeout: Duration,
 }
 
 impl Default for PolicyConfig {
@@ -136,6 +166,8 @@ impl Default for PolicyConfig {
             retry_min: Duration::from_millis(250),
             retry_max: Duration::from_secs(8),
             hysteresis: Hysteresis::default(),
+            silence: Duration::from_millis(50),
+            probe_timeout: Duration::from_millis(80),
         }
     }
 }
@@ -147,6 +179,7 @@ pub struct Core {
     paths: Vec<LocalPath>,
     conns: BTreeMap<u32, Conn>,
     out: VecDeque<Command>,
+    probes: VecDeque<Probe>,
 }
 
 /// Where a subflow stands.
@@ -165,6 +198,9 @@ struct Subflow {
     local: SocketAddr,
     backup: bool,
     state: SubflowState,
+    /// The kernel refused to change the backup flag (a join not fully
+    /// established yet): ask again only after this.
+    flag_retry_at: Option<Instant>,
 }
 
 /// Per path, per connection: failures and when to try again.
@@ -187,12 +223,26 @@ struct Conn {
     /// The path carrying data.
     active: Option<String>,
     interactive: select::InteractiveState,
+    prober: Prober,
+}
+
+/// Probing of the active path when it falls silent.
+#[derive(Clone, Debug, Default)]
+struct Prober {
+    /// Path probed, when, and how long to wait for the answer.
+    outstanding: Option<(String, Instant, Duration)>,
+    /// When the current active path became active: silence before that
+    /// (as a standby backup) means nothing.
+    active_since: Option<(String, Instant)>,
+    /// An idle connection's path answered: probe again only after this.
+    quiet_until: Option<Instant>,
+    quiet_backoff: Duration,
 }
 
 impl Core {
     /// A core with no paths and no connections.
     pub fn new(config: PolicyConfig) -> Self {
-        Core { config, paths: Vec::new(), conns: BTreeMap::new(), out: VecDeque::new() }
+        Core { config, paths: Vec::new(), conns: BTreeMap::new(), out: VecDeque::new(), probes: VecDeque::new() }
     }
 
     /// Feeds one input at time `now`.
@@ -213,7 +263,14 @@ impl Core {
                     return;
                 }
                 let path = self.path_of(local.ip()).map(|p| p.name.clone()).unwrap_or_default();
-                let initial = Subflow { path, loc_id: 0, local, backup: false, state: SubflowState::Established };
+                let initial = Subflow {
+                    path,
+                    loc_id: 0,
+                    local,
+                    backup: false,
+                    state: SubflowState::Established,
+                    flag_retry_at: None,
+                };
                 let conn = Conn {
                     service,
                     remote,
@@ -222,6 +279,7 @@ impl Core {
                     next_id: 1,
                     active: None,
                     interactive: select::InteractiveState::default(),
+                    prober: Prober::default(),
                 };
                 self.conns.insert(token, conn);
             }
@@ -244,9 +302,22 @@ impl Core {
                 conn.subflows.retain(|s| !closed(s));
             }
             Input::CommandFailed(command) => self.command_failed(command, now),
+            Input::ProbeAnswered { token, path } => {
+                let Some(conn) = self.conns.get_mut(&token) else { return };
+                if conn.prober.outstanding.as_ref().is_some_and(|(p, _, _)| *p == path) {
+                    // Alive but idle: probe less and less often while silence lasts.
+                    let p = &mut conn.prober;
+                    p.outstanding = None;
+                    p.quiet_backoff = (p.quiet_backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(5));
+                    p.quiet_until = Some(now + p.quiet_backoff);
+                }
+            }
             Input::Samples { token, subflows } => {
                 let Some(conn) = self.conns.get_mut(&token) else { return };
                 observe(&self.config, conn, &subflows, now);
+                if let Some(probe) = silence_probe(&self.config, &self.paths, token, conn, &subflows, now) {
+                    self.probes.push_back(probe);
+                }
             }
             Input::Closed { token } => {
                 self.conns.remove(&token);
@@ -257,6 +328,16 @@ impl Core {
 
     /// Runs what was waiting for time to pass (retries, join timeouts).
     pub fn handle_timeout(&mut self, now: Instant) {
+        for conn in self.conns.values_mut() {
+            let Some((path, sent, wait)) = conn.prober.outstanding.clone() else { continue };
+            if now >= sent + wait {
+                // No answer: the path is dead, whatever its link says.
+                conn.prober = Prober::default();
+                let health = conn.health.entry(path).or_default();
+                health.failed = true;
+                backoff(&self.config, health, now);
+            }
+        }
         for (&token, conn) in self.conns.iter_mut() {
             let timeout = self.config.join_timeout;
             let expired: Vec<(String, u8)> = conn
@@ -293,7 +374,14 @@ impl Core {
             })
         });
         let retries = self.conns.values().flat_map(|c| c.health.values().filter_map(|h| h.retry_at));
-        joins.chain(retries).min()
+        let probes = self.conns.values().filter_map(|c| c.prober.outstanding.as_ref().map(|(_, at, wait)| *at + *wait));
+        let flags = self.conns.values().flat_map(|c| c.subflows.iter().filter_map(|s| s.flag_retry_at));
+        joins.chain(retries).chain(probes).chain(flags).min()
+    }
+
+    /// The next probe to send.
+    pub fn poll_probe(&mut self) -> Option<Probe> {
+        self.probes.pop_front()
     }
 
     /// The next command to send, in order.
@@ -327,6 +415,7 @@ impl Core {
                 let Some(conn) = self.conns.get_mut(&token) else { return };
                 if let Some(sf) = conn.subflows.iter_mut().find(|s| s.local == local) {
                     sf.backup = !backup;
+                    sf.flag_retry_at = Some(now + FLAG_RETRY);
                 }
             }
             // The subflow or address is already gone: nothing to undo.
@@ -346,6 +435,9 @@ impl Core {
         }
     }
 }
+
+/// Wait before asking again for a backup-flag change the kernel refused.
+const FLAG_RETRY: Duration = Duration::from_millis(20);
 
 /// Records a failure on a path and when to try it again.
 fn backoff(config: &PolicyConfig, health: &mut PathHealth, now: Instant) {
@@ -373,6 +465,48 @@ fn observe(config: &PolicyConfig, conn: &mut Conn, samples: &[SubflowSample], no
         }
         conn.interactive.observe(&path, sample);
     }
+}
+
+/// A probe of the active path if it has been silent too long. Only for the
+/// types with one active path; aggregate leaves loss to the kernel.
+fn silence_probe(
+    config: &PolicyConfig,
+    paths: &[LocalPath],
+    token: u32,
+    conn: &mut Conn,
+    samples: &[SubflowSample],
+    now: Instant,
+) -> Option<Probe> {
+    if !matches!(conn.service, ServiceType::Handover | ServiceType::Interactive) {
+        return None;
+    }
+    let active = conn.active.clone()?;
+    let sf = conn.subflows.iter().find(|s| s.path == active && s.state == SubflowState::Established)?;
+    let sample = samples.iter().find(|s| s.local == sf.local)?;
+    let p = &mut conn.prober;
+    let since = match &p.active_since {
+        Some((path, at)) if *path == active => *at,
+        _ => now,
+    };
+    // Silence is relative to the path: a 60 ms path is quiet for 60 ms
+    // between bursts without anything being wrong. Its base delay, not the
+    // smoothed RTT that queueing inflates, sets the scale.
+    let rtt = Duration::from_micros(u64::from(if sample.min_rtt_us > 0 { sample.min_rtt_us } else { sample.rtt_us }));
+    let threshold = config.silence.max(rtt * 2);
+    let silent_for = Duration::from_millis(u64::from(sample.last_data_recv_ms)).min(now.duration_since(since));
+    if silent_for < threshold {
+        // Data flows: the next silence is probed at once.
+        p.quiet_until = None;
+        p.quiet_backoff = Duration::ZERO;
+        return None;
+    }
+    if p.outstanding.is_some() || p.quiet_until.is_some_and(|t| now < t) {
+        return None;
+    }
+    let path = paths.iter().find(|p| p.name == active)?;
+    let wait = config.probe_timeout.max(rtt * 2 + Duration::from_millis(20));
+    p.outstanding = Some((active.clone(), now, wait));
+    Some(Probe { token, path: active, from: path.addr, to: conn.remote.ip() })
 }
 
 /// The paths a connection may use now: up, and either healthy or due for
@@ -434,17 +568,19 @@ fn reconcile(
     };
 
     // 3. The new active path stops being backup before anything else is.
+    let flag_ready = |s: &Subflow| s.state == SubflowState::Established && s.flag_retry_at.is_none_or(|at| now >= at);
     if let Some(name) = &active {
-        for sf in
-            conn.subflows.iter_mut().filter(|s| &s.path == name && s.backup && s.state == SubflowState::Established)
-        {
+        for sf in conn.subflows.iter_mut().filter(|s| &s.path == name && s.backup && flag_ready(s)) {
             sf.backup = false;
+            sf.flag_retry_at = None;
             out.push_back(Command::SetBackup { token, local: sf.local, remote, backup: false });
         }
     }
 
     // 4. Subflows on usable paths that have none.
-    let best = usable.first().map(|p| p.name.clone());
+    // The path a handover connection should end up on: failed paths being
+    // probed do not count.
+    let best = usable.iter().find(|p| !is_failed(conn, &p.name)).map(|p| p.name.clone());
     let wanted: Vec<&LocalPath> = match conn.service {
         ServiceType::Handover if config.lazy_secondary => {
             // Apple's way: the secondary only once the primary is gone.
@@ -483,6 +619,7 @@ fn reconcile(
             local: SocketAddr::new(path.addr, 0),
             backup,
             state: SubflowState::Joining(now),
+            flag_retry_at: None,
         };
         conn.subflows.push(joining);
     }
@@ -491,11 +628,16 @@ fn reconcile(
     for i in 0..conn.subflows.len() {
         let sf = &conn.subflows[i];
         let want = wants_backup(conn, &sf.path);
-        if sf.state == SubflowState::Established && sf.backup != want {
+        if flag_ready(sf) && sf.backup != want {
             let sf = &mut conn.subflows[i];
             sf.backup = want;
+            sf.flag_retry_at = None;
             out.push_back(Command::SetBackup { token, local: sf.local, remote, backup: want });
         }
+    }
+    if active != conn.active {
+        conn.prober.active_since = active.clone().map(|a| (a, now));
+        conn.prober.outstanding = None;
     }
     conn.active = active;
 }

@@ -78,7 +78,15 @@ impl Sim {
 }
 
 fn sample(local: SocketAddr, rtt_ms: u32) -> SubflowSample {
-    SubflowSample { local, rtt_us: rtt_ms * 1000, backoff: 0, unacked: 0, total_retrans: 0 }
+    SubflowSample {
+        local,
+        rtt_us: rtt_ms * 1000,
+        min_rtt_us: rtt_ms * 1000,
+        backoff: 0,
+        unacked: 0,
+        total_retrans: 0,
+        last_data_recv_ms: 5,
+    }
 }
 
 fn create_on(cmd: &Command, path: &LocalPath, backup: bool) -> bool {
@@ -182,9 +190,15 @@ fn handover_blackholed_wifi_is_retried_with_backoff_then_used_again() {
         }
     };
     let last = next;
-    assert!(create_on(&last, &wifi(), false));
-    let (_, cmds) = sim.joined(&last, 40002);
-    assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true }]);
+    assert!(create_on(&last, &wifi(), true), "a probing join is backup until it works: {last:?}");
+    let (wifi_sf, cmds) = sim.joined(&last, 40002);
+    assert_eq!(
+        cmds,
+        vec![
+            Command::SetBackup { token: TOKEN, local: wifi_sf, remote: server(), backup: false },
+            Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true },
+        ]
+    );
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
 }
 
@@ -219,7 +233,8 @@ fn a_refused_set_backup_is_asked_again() {
     let cmds = sim.input(Input::PathDown { name: "wifi".into() });
     let unbackup = cmds[2].clone();
     let again = sim.input(Input::CommandFailed(unbackup.clone()));
-    assert_eq!(again, vec![unbackup], "re-issued on the next reconcile");
+    assert!(again.is_empty(), "not at once: {again:?}");
+    assert_eq!(sim.advance(Duration::from_millis(20)), vec![unbackup], "re-issued after a short wait");
     let _ = cell_sf;
 }
 
@@ -324,4 +339,43 @@ fn no_subflow_leaks_after_flaps() {
     let conn = sim.core.conns.get(&TOKEN).unwrap();
     assert_eq!(conn.subflows.len(), 2, "{:?}", conn.subflows);
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+}
+
+#[test]
+fn silence_is_probed_and_an_unanswered_probe_fails_over() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    let silent = |ms| SubflowSample { last_data_recv_ms: ms, ..sample(wifi_sf, 20) };
+    sim.advance(Duration::from_millis(100));
+    assert!(sim.sample(&[silent(30)]).is_empty());
+    assert_eq!(sim.core.poll_probe(), None, "30 ms of silence is normal");
+    sim.sample(&[silent(60)]);
+    let probe = sim.core.poll_probe().expect("60 ms of silence: probe");
+    assert_eq!((probe.path.as_str(), probe.from, probe.to), ("wifi", wifi().addr, server().ip()));
+    sim.sample(&[silent(70)]);
+    assert_eq!(sim.core.poll_probe(), None, "one probe at a time");
+    let cmds = sim.advance(Duration::from_millis(80));
+    assert_eq!(cmds.first(), Some(&Command::Remove { token: TOKEN, loc_id: 0 }), "{cmds:?}");
+    assert!(cmds.contains(&Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: false }));
+    assert_eq!(sim.core.active_path(TOKEN), Some("cell"));
+}
+
+#[test]
+fn an_idle_connection_is_probed_ever_less_often() {
+    let (mut sim, _) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    let mut probes = Vec::new();
+    sim.advance(Duration::from_millis(100));
+    for i in 0..1000u32 {
+        // Idle for 10 s: silence grows, every probe is answered.
+        let idle = SubflowSample { last_data_recv_ms: 60 + i * 10, ..sample(wifi_sf, 20) };
+        assert!(sim.sample(&[idle]).is_empty());
+        if let Some(p) = sim.core.poll_probe() {
+            probes.push(sim.now);
+            sim.input(Input::ProbeAnswered { token: TOKEN, path: p.path });
+        }
+        sim.advance(Duration::from_millis(10));
+    }
+    assert!((4..=8).contains(&probes.len()), "{} probes in 10 s of idleness", probes.len());
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"), "no false switch");
 }
