@@ -67,6 +67,17 @@ impl Manager {
     }
 }
 
+/// Lets [`multipath::Parameters::path_manager`] hand connections over.
+impl multipath::Enforcer for Manager {
+    fn manage(&self, socket: BorrowedFd<'_>, service: ServiceType) -> Result<(), String> {
+        Manager::manage(self, socket, service).map(drop).map_err(|e| e.to_string())
+    }
+
+    fn kind(&self) -> multipath::PathManager {
+        multipath::PathManager::InProcess
+    }
+}
+
 impl Drop for Manager {
     fn drop(&mut self) {
         self.requests.take(); // the thread sees the channel close

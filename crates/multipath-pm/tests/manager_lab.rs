@@ -298,3 +298,31 @@ fn handover_download_survives_a_silent_blackhole_of_wifi() {
     assert!(cell_at_clear - cell_before > 1024 * 1024, "cell carried too little during the blackhole");
     assert!(wifi_after > 1024 * 1024, "traffic did not return to wifi after the blackhole cleared");
 }
+
+#[test]
+fn connections_opened_with_the_manager_are_enforced_and_say_so() {
+    let Some(_one_at_a_time) = lab_test("connections_opened_with_the_manager_are_enforced_and_say_so") else { return };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
+    let server = echo_server(&lab, &Parameters::tcp().multipath_service_type(ServiceType::Handover));
+    let manager = std::sync::Arc::new(lab.client().run(|| Manager::start(PolicyConfig::default())).unwrap());
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover).path_manager(manager.clone());
+    let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params)).unwrap();
+    let status = conn.multipath_status();
+    assert!(status.enforced, "{status}");
+    assert_eq!(status.path_manager, multipath::PathManager::InProcess);
+    assert!(status.to_string().contains("handover enforced"), "{status}");
+    eventually(Duration::from_secs(5), "the cell backup subflow", || {
+        conn.write_all(b"ping").unwrap();
+        conn.read_exact(&mut [0u8; 4]).unwrap();
+        conn.subflows().unwrap().iter().filter(|s| s.is_open()).count() == 2
+    });
+    let token = conn.mptcp_info().unwrap().token;
+    assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("wifi"));
+
+    // Without a manager the same connection is only requested, not enforced.
+    let plain = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    let other = lab.client().run(|| blocking::Connection::connect(server, &plain)).unwrap();
+    let status = other.multipath_status();
+    assert!(!status.enforced && status.path_manager == multipath::PathManager::UserspaceUnmanaged, "{status}");
+}

@@ -40,7 +40,8 @@ impl Connection {
                 Ok(Connection { stream: sock.into(), meta })
             });
             match connected {
-                Ok(conn) => {
+                Ok(mut conn) => {
+                    socket::enforce(conn.stream.as_fd(), &mut conn.meta, params);
                     socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
                     return Ok(conn);
                 }

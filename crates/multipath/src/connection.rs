@@ -86,7 +86,9 @@ impl Connection {
             None => resolving.await?,
         };
         let addrs = ordered(&endpoint, resolved, params)?;
-        let conn = race(&endpoint, addrs, params, deadline).await?;
+        let mut conn = race(&endpoint, addrs, params, deadline).await?;
+        let meta = Arc::get_mut(&mut conn.meta).expect("a new connection's meta is not shared");
+        socket::enforce(conn.stream.as_fd(), meta, params);
         socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
         Ok(conn)
     }

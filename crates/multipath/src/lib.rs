@@ -22,9 +22,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What each service type means is on [`ServiceType`]. In this version the
-//! kernel's own path manager decides the subflows, so a service type is
+//! What each service type means is on [`ServiceType`]. Without a path
+//! manager the kernel's own decides the subflows, so a service type is
 //! *requested* but not *enforced*; [`MultipathStatus::enforced`] says so.
+//! Give [`Parameters::path_manager`] an [`Enforcer`] (the `multipath-pm`
+//! crate's `Manager`) and the service type is enforced.
 //!
 //! Programs without tokio use [`blocking::Connection`]. Servers use
 //! [`Listener`], which accepts MPTCP and plain-TCP clients alike.
@@ -41,6 +43,7 @@
 pub mod blocking;
 mod connection;
 mod endpoint;
+mod enforcer;
 mod error;
 mod info;
 mod params;
@@ -52,6 +55,7 @@ mod sys;
 
 pub use connection::{Connection, Listener, ReadHalf, WriteHalf};
 pub use endpoint::{Endpoint, ToEndpoint};
+pub use enforcer::Enforcer;
 pub use error::{Error, Result};
 pub use info::{DecodeError, MptcpInfo, SubflowInfo, TcpInfo, TcpState};
 pub use params::{Keepalive, Parameters};

@@ -2,9 +2,10 @@
 //! application sets, in the spirit of `NWParameters`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ServiceType;
+use crate::{Enforcer, ServiceType};
 
 /// TCP keepalive probing, as in `NWProtocolTCP.Options`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +37,7 @@ impl Default for Keepalive {
 ///     .connect_timeout(Duration::from_secs(10));
 /// assert_eq!(params.service_type(), ServiceType::Handover);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Parameters {
     service_type: ServiceType,
     require_multipath: bool,
@@ -47,7 +48,25 @@ pub struct Parameters {
     connect_timeout: Option<Duration>,
     congestion_control: Option<String>,
     mark: Option<u32>,
+    path_manager: Option<Arc<dyn Enforcer>>,
 }
+
+impl PartialEq for Parameters {
+    fn eq(&self, other: &Self) -> bool {
+        let same_manager = match (&self.path_manager, &other.path_manager) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_manager
+            && (self.service_type, self.require_multipath, self.nodelay, self.keepalive, self.local_address)
+                == (other.service_type, other.require_multipath, other.nodelay, other.keepalive, other.local_address)
+            && (&self.bind_device, self.connect_timeout, &self.congestion_control, self.mark)
+                == (&other.bind_device, other.connect_timeout, &other.congestion_control, other.mark)
+    }
+}
+
+impl Eq for Parameters {}
 
 impl Parameters {
     /// TCP parameters with Apple's default service type for them, `none`;
@@ -63,6 +82,7 @@ impl Parameters {
             connect_timeout: None,
             congestion_control: None,
             mark: None,
+            path_manager: None,
         }
     }
 
@@ -125,6 +145,20 @@ impl Parameters {
     pub fn mark(mut self, mark: u32) -> Self {
         self.mark = Some(mark);
         self
+    }
+
+    /// Hand every MPTCP connection opened with these parameters to this
+    /// path manager, which enforces the service type. If it refuses a
+    /// connection, the connection still works, with the kernel's path
+    /// manager, and its status says so (or, in strict mode, fails).
+    pub fn path_manager(mut self, manager: Arc<dyn Enforcer>) -> Self {
+        self.path_manager = Some(manager);
+        self
+    }
+
+    /// The path manager connections are handed to.
+    pub fn enforcer(&self) -> Option<&Arc<dyn Enforcer>> {
+        self.path_manager.as_ref()
     }
 
     /// The service type.

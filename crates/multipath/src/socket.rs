@@ -32,6 +32,8 @@ pub(crate) struct SocketMeta {
     pub path_manager: PathManager,
     /// The peer, once connected: still known after the connection closed.
     pub peer: Option<SocketAddr>,
+    /// The `multipath` path manager that took the connection, if any.
+    pub enforced_by: Option<PathManager>,
 }
 
 /// `socket()` refused MPTCP itself, as opposed to failing for lack of
@@ -64,7 +66,7 @@ pub(crate) fn open(domain: Domain, params: &Parameters) -> Result<(Socket, Socke
     };
     configure(&socket, params)?;
     let path_manager = if opened == Opened::Mptcp { namespace_path_manager() } else { PathManager::None };
-    Ok((socket, SocketMeta { requested, opened, path_manager, peer: None }))
+    Ok((socket, SocketMeta { requested, opened, path_manager, peer: None, enforced_by: None }))
 }
 
 fn tcp_socket(domain: Domain) -> Result<Socket> {
@@ -163,14 +165,34 @@ fn status_for(opened: &Opened, speaks_mptcp: bool, requested: ServiceType, pm: P
 pub(crate) fn status(fd: BorrowedFd<'_>, meta: &SocketMeta) -> MultipathStatus {
     // A socket whose TCP_IS_MPTCP cannot be read is not usable as MPTCP.
     let speaks = meta.opened == Opened::Mptcp && is_mptcp(fd).unwrap_or(false);
-    status_for(&meta.opened, speaks, meta.requested, meta.path_manager)
+    let mut status = status_for(&meta.opened, speaks, meta.requested, meta.path_manager);
+    if let (Some(manager), true) = (meta.enforced_by, status.is_multipath()) {
+        status.path_manager = manager;
+        status.enforced = true;
+    }
+    status
 }
 
-/// In strict mode, turns a connection that is not multipath into an error.
+/// Hands a freshly connected socket to the parameters' path manager, if
+/// any and if the connection is multipath; records who took it. A refusal
+/// leaves the kernel's path manager in charge, which the status shows.
+pub(crate) fn enforce(fd: BorrowedFd<'_>, meta: &mut SocketMeta, params: &Parameters) {
+    let Some(manager) = params.enforcer() else { return };
+    if !status(fd, meta).is_multipath() {
+        return;
+    }
+    match manager.manage(fd, meta.requested) {
+        Ok(()) => meta.enforced_by = Some(manager.kind()),
+        Err(e) => tracing::warn!(error = %e, "the path manager did not take the connection"),
+    }
+}
+
+/// In strict mode, turns a connection that is not multipath, or that the
+/// given path manager did not take, into an error.
 pub(crate) fn check_strict(fd: BorrowedFd<'_>, meta: &SocketMeta, params: &Parameters) -> Result<()> {
     if params.requires_multipath() {
         let status = status(fd, meta);
-        if !status.is_multipath() {
+        if !status.is_multipath() || (params.enforcer().is_some() && !status.enforced) {
             return Err(Error::MultipathUnavailable { status: Box::new(status) });
         }
     }

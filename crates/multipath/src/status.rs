@@ -36,6 +36,10 @@ pub enum PathManager {
     /// The namespace runs the userspace path manager (`pm_type = 1`) but no
     /// `multipath` path manager has taken this connection.
     UserspaceUnmanaged,
+    /// A `multipath` path manager running inside this program.
+    InProcess,
+    /// The `mptcp pmd` daemon.
+    Daemon,
 }
 
 /// Whether a connection is multipath, which service type was asked for and
@@ -50,8 +54,8 @@ pub struct MultipathStatus {
     /// Who manages the subflows.
     pub path_manager: PathManager,
     /// Whether the requested service type's behaviour is enforced on this
-    /// connection. Only a `multipath` path manager enforces it; trivially
-    /// true for `none` on plain TCP.
+    /// connection. Only a `multipath` path manager (in-process or daemon)
+    /// enforces it; trivially true for `none` on plain TCP.
     pub enforced: bool,
 }
 
@@ -79,6 +83,8 @@ impl fmt::Display for PathManager {
             PathManager::None => "none",
             PathManager::Kernel => "kernel",
             PathManager::UserspaceUnmanaged => "userspace (unmanaged)",
+            PathManager::InProcess => "multipath (in-process)",
+            PathManager::Daemon => "multipath (daemon)",
         })
     }
 }
