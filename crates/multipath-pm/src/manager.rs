@@ -223,9 +223,10 @@ impl Driver {
         let events = match self.events.recv() {
             Ok(e) => e,
             Err(PmError::EventsLost) => {
-                // Subflow states come back with the next samples; joins in
-                // flight time out and are retried by the core.
-                tracing::warn!("path-manager events lost");
+                // The next samples (every 10 ms) resynchronise every
+                // managed connection's subflows with the kernel's.
+                tracing::warn!("path-manager events lost; resynchronising from the sockets");
+                self.sample(now);
                 return;
             }
             Err(e) => {
@@ -284,6 +285,7 @@ impl Driver {
                     unacked: s.tcp.unacked,
                     total_retrans: s.tcp.total_retrans,
                     last_data_recv_ms: s.tcp.last_data_recv_ms,
+                    established: s.tcp.state == multipath::TcpState::Established,
                 })
                 .collect();
             inputs.push(Input::Samples { token, subflows: samples });

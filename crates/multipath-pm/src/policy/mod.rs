@@ -57,6 +57,8 @@ pub struct SubflowSample {
     pub total_retrans: u32,
     /// Since data last arrived on the subflow, ms.
     pub last_data_recv_ms: u32,
+    /// The subflow is established (not still joining).
+    pub established: bool,
 }
 
 /// An ICMP echo the driver should send from a path to the peer, to tell a
@@ -314,6 +316,7 @@ impl Core {
             }
             Input::Samples { token, subflows } => {
                 let Some(conn) = self.conns.get_mut(&token) else { return };
+                sync(&self.config, conn, &subflows, now);
                 observe(&self.config, conn, &subflows, now);
                 if let Some(probe) = silence_probe(&self.config, &self.paths, token, conn, &subflows, now) {
                     self.probes.push_back(probe);
@@ -445,6 +448,38 @@ fn backoff(config: &PolicyConfig, health: &mut PathHealth, now: Instant) {
     let exp = health.failures.saturating_sub(1).min(16);
     let delay = config.retry_min.saturating_mul(1 << exp).min(config.retry_max);
     health.retry_at = Some(now + delay);
+}
+
+/// Samples are the kernel's truth about which subflows exist: they repair
+/// what lost events (a netlink overrun) left stale. A join reported
+/// established is promoted; a subflow the kernel no longer lists is gone.
+fn sync(config: &PolicyConfig, conn: &mut Conn, samples: &[SubflowSample], now: Instant) {
+    for sample in samples.iter().filter(|s| s.established) {
+        if conn.subflows.iter().any(|s| s.local == sample.local) {
+            continue;
+        }
+        let joining = conn.subflows.iter_mut().find(|s| {
+            matches!(s.state, SubflowState::Joining(_)) && s.local.ip() == sample.local.ip() && s.local.port() == 0
+        });
+        if let Some(sf) = joining {
+            sf.local = sample.local;
+            sf.state = SubflowState::Established;
+        }
+    }
+    let listed = |sf: &Subflow| samples.iter().any(|s| s.local == sf.local);
+    let gone: Vec<String> = conn
+        .subflows
+        .iter()
+        .filter(|s| s.state == SubflowState::Established && !listed(s))
+        .map(|s| s.path.clone())
+        .collect();
+    if gone.is_empty() {
+        return;
+    }
+    conn.subflows.retain(|s| s.state != SubflowState::Established || listed(s));
+    for path in gone {
+        backoff(config, conn.health.entry(path).or_default(), now);
+    }
 }
 
 /// Reads measurements: failure of the active path, RTTs and loss for the

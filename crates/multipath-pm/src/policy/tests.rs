@@ -86,6 +86,7 @@ fn sample(local: SocketAddr, rtt_ms: u32) -> SubflowSample {
         unacked: 0,
         total_retrans: 0,
         last_data_recv_ms: 5,
+        established: true,
     }
 }
 
@@ -169,7 +170,7 @@ fn handover_rto_on_wifi_fails_over_without_waiting_for_the_kernel() {
 fn handover_blackholed_wifi_is_retried_with_backoff_then_used_again() {
     let (mut sim, cell_sf) = handover_ready();
     let stalled = SubflowSample { backoff: 1, unacked: 12, ..sample(addr(WIFI_INITIAL), 20) };
-    sim.sample(&[stalled]);
+    sim.sample(&[stalled, sample(cell_sf, 60)]);
     let mut creates = Vec::new();
     for _ in 0..600 {
         for c in sim.advance(Duration::from_millis(50)) {
@@ -308,7 +309,9 @@ fn aggregate_uses_every_path_and_restores_a_returning_one() {
     assert!(create_on(&cmds[0], &cell(), false), "{cmds:?}");
     // RTOs do not make aggregate drop a path: the kernel's scheduler copes.
     let stalled = SubflowSample { backoff: 2, unacked: 5, ..sample(addr(WIFI_INITIAL), 20) };
-    assert!(sim.sample(&[stalled]).is_empty());
+    let Command::SubflowCreate { .. } = &cmds[0] else { panic!() };
+    let (cell_again, _) = sim.joined(&cmds[0], 50001);
+    assert!(sim.sample(&[stalled, sample(cell_again, 60)]).is_empty());
 }
 
 #[test]
@@ -345,14 +348,14 @@ fn no_subflow_leaks_after_flaps() {
 fn silence_is_probed_and_an_unanswered_probe_fails_over() {
     let (mut sim, cell_sf) = handover_ready();
     let wifi_sf = addr(WIFI_INITIAL);
-    let silent = |ms| SubflowSample { last_data_recv_ms: ms, ..sample(wifi_sf, 20) };
+    let silent = |ms| [SubflowSample { last_data_recv_ms: ms, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)];
     sim.advance(Duration::from_millis(100));
-    assert!(sim.sample(&[silent(30)]).is_empty());
+    assert!(sim.sample(&silent(30)).is_empty());
     assert_eq!(sim.core.poll_probe(), None, "30 ms of silence is normal");
-    sim.sample(&[silent(60)]);
+    sim.sample(&silent(60));
     let probe = sim.core.poll_probe().expect("60 ms of silence: probe");
     assert_eq!((probe.path.as_str(), probe.from, probe.to), ("wifi", wifi().addr, server().ip()));
-    sim.sample(&[silent(70)]);
+    sim.sample(&silent(70));
     assert_eq!(sim.core.poll_probe(), None, "one probe at a time");
     let cmds = sim.advance(Duration::from_millis(80));
     assert_eq!(cmds.first(), Some(&Command::Remove { token: TOKEN, loc_id: 0 }), "{cmds:?}");
@@ -362,14 +365,14 @@ fn silence_is_probed_and_an_unanswered_probe_fails_over() {
 
 #[test]
 fn an_idle_connection_is_probed_ever_less_often() {
-    let (mut sim, _) = handover_ready();
+    let (mut sim, cell_sf) = handover_ready();
     let wifi_sf = addr(WIFI_INITIAL);
     let mut probes = Vec::new();
     sim.advance(Duration::from_millis(100));
     for i in 0..1000u32 {
         // Idle for 10 s: silence grows, every probe is answered.
         let idle = SubflowSample { last_data_recv_ms: 60 + i * 10, ..sample(wifi_sf, 20) };
-        assert!(sim.sample(&[idle]).is_empty());
+        assert!(sim.sample(&[idle, sample(cell_sf, 60)]).is_empty());
         if let Some(p) = sim.core.poll_probe() {
             probes.push(sim.now);
             sim.input(Input::ProbeAnswered { token: TOKEN, path: p.path });
@@ -378,4 +381,26 @@ fn an_idle_connection_is_probed_ever_less_often() {
     }
     assert!((4..=8).contains(&probes.len()), "{} probes in 10 s of idleness", probes.len());
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"), "no false switch");
+}
+
+/// Events lost in an overrun: the samples alone bring the core back in
+/// line with the kernel, without duplicate joins.
+#[test]
+fn samples_repair_what_lost_events_left_stale() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Handover, WIFI_INITIAL);
+    assert!(create_on(&cmds[0], &cell(), true));
+    // SUB_ESTABLISHED was lost; the samples show the cell subflow up.
+    let cell_sf = addr("10.2.0.2:50000");
+    let cmds = sim.sample(&[sample(addr(WIFI_INITIAL), 20), sample(cell_sf, 60)]);
+    assert!(cmds.is_empty(), "{cmds:?}");
+    assert!(
+        sim.advance(Duration::from_secs(10)).iter().all(|c| !matches!(c, Command::SubflowCreate { .. })),
+        "no duplicate join"
+    );
+    // SUB_CLOSED of cell was lost too: it vanishes from the samples.
+    let cmds = sim.sample(&[sample(addr(WIFI_INITIAL), 20)]);
+    assert!(cmds.is_empty(), "re-created only after a backoff: {cmds:?}");
+    let cmds = sim.advance(Duration::from_millis(300));
+    assert!(cmds.iter().any(|c| create_on(c, &cell(), true)), "{cmds:?}");
 }
