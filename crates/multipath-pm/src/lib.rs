@@ -7,10 +7,12 @@
 //! and an event socket). The per-service-type policies come next.
 #![warn(missing_docs)]
 
+pub mod daemon;
 pub mod manager;
 pub mod netlink;
 pub mod policy;
 
+pub use daemon::{Daemon, DaemonConfig};
 pub use manager::Manager;
 pub use netlink::mptcp_pm::{Command, ConnectionEvent, Event, LocalAddr, SubflowEvent};
 pub use netlink::socket::{EventSocket, PmError, PmSocket, RouteWatcher};

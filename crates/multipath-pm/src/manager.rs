@@ -204,14 +204,16 @@ impl Driver {
 
     /// Reads the token and the initial subflow from the descriptor itself.
     fn manage(&mut self, fd: OwnedFd, service: ServiceType) -> Result<u32, PmError> {
-        let not_mptcp =
-            |e: multipath::Error| PmError::Io(std::io::Error::other(format!("not a managed MPTCP connection: {e}")));
-        let token = multipath::raw::mptcp_info(fd.as_fd()).map_err(not_mptcp)?.token;
+        let unfit = |e: &dyn std::fmt::Display| PmError::NotManageable(e.to_string());
+        let token = multipath::raw::mptcp_info(fd.as_fd()).map_err(|e| unfit(&e))?.token;
         let sock = socket2::SockRef::from(&fd);
         let addr = |a: std::io::Result<socket2::SockAddr>| -> Result<SocketAddr, PmError> {
-            a?.as_socket().ok_or_else(|| PmError::Io(std::io::Error::other("not an IP socket")))
+            a.map_err(|e| unfit(&e))?.as_socket().ok_or_else(|| unfit(&"not an IP socket"))
         };
         let (local, remote) = (addr(sock.local_addr())?, addr(sock.peer_addr())?);
+        if token == 0 {
+            return Err(unfit(&"no token yet"));
+        }
         let now = Instant::now();
         self.core.handle(Input::Established { token, service, local, remote }, now);
         self.managed.insert(token, Managed { fd });

@@ -42,6 +42,7 @@
 
 pub mod blocking;
 mod connection;
+pub mod daemon_client;
 mod endpoint;
 mod enforcer;
 mod error;

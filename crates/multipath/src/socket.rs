@@ -177,10 +177,21 @@ pub(crate) fn status(fd: BorrowedFd<'_>, meta: &SocketMeta) -> MultipathStatus {
 /// any and if the connection is multipath; records who took it. A refusal
 /// leaves the kernel's path manager in charge, which the status shows.
 pub(crate) fn enforce(fd: BorrowedFd<'_>, meta: &mut SocketMeta, params: &Parameters) {
-    let Some(manager) = params.enforcer() else { return };
     if !status(fd, meta).is_multipath() {
         return;
     }
+    // The parameters' manager, else the daemon when it runs on this host.
+    let discovered;
+    let manager: &dyn crate::Enforcer = match params.enforcer() {
+        Some(m) => m.as_ref(),
+        None => match crate::daemon_client::Daemon::discover() {
+            Some(d) => {
+                discovered = d;
+                &discovered
+            }
+            None => return,
+        },
+    };
     match manager.manage(fd, meta.requested) {
         Ok(()) => meta.enforced_by = Some(manager.kind()),
         Err(e) => tracing::warn!(error = %e, "the path manager did not take the connection"),

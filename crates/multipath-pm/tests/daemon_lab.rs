@@ -1,0 +1,149 @@
+//! The daemon: unprivileged programs register their connections by passing
+//! the socket; bad requests get clear errors and the daemon keeps serving.
+//! Needs root; without it each test reports itself SKIPPED.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use multipath::daemon_client::Daemon as DaemonClient;
+use multipath::{blocking, Parameters, PathManager, ServiceType};
+use multipath_lab::testing::lab_test;
+use multipath_lab::{Lab, LabConfig};
+use multipath_pm::{Daemon, DaemonConfig};
+
+const ENTITLED_UID: u32 = 4242;
+
+/// Drops this thread's root for `uid` (raw syscalls change one thread's
+/// credentials only, unlike libc's wrappers).
+fn become_user(uid: u32) {
+    // SAFETY: plain syscalls on the calling thread's credentials.
+    unsafe {
+        assert_eq!(libc::syscall(libc::SYS_setresgid, uid, uid, uid), 0);
+        assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
+    }
+}
+
+fn echo_server(lab: &Lab) -> SocketAddr {
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
+    let addr = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        while let Ok((mut conn, _)) = listener.accept() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    let _ = conn.write_all(&buf[..n]);
+                }
+            });
+        }
+    });
+    addr
+}
+
+struct Setup {
+    lab: Lab,
+    server: SocketAddr,
+    socket: PathBuf,
+    _daemon: Daemon,
+}
+
+fn setup(name: &str) -> Setup {
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
+    let server = echo_server(&lab);
+    let socket = std::env::temp_dir().join(format!("{}-{name}", lab.name())).join("pmd.sock");
+    let config = DaemonConfig { socket: socket.clone(), aggregate_uids: vec![ENTITLED_UID], ..Default::default() };
+    let daemon = lab.client().run(|| Daemon::start(config)).unwrap();
+    Setup { lab, server, socket, _daemon: daemon }
+}
+
+/// Opens a connection as `uid` through the daemon, from the client namespace.
+fn connect_as(s: &Setup, uid: u32, service: ServiceType) -> Result<(blocking::Connection, u32), String> {
+    let daemon = DaemonClient::at(&s.socket);
+    s.lab.client().run(|| {
+        become_user(uid);
+        let params = Parameters::tcp().multipath_service_type(service);
+        let mut conn = blocking::Connection::connect(s.server, &params).map_err(|e| e.to_string())?;
+        conn.write_all(b"hi").unwrap();
+        conn.read_exact(&mut [0u8; 2]).unwrap();
+        let token = daemon.register(conn.as_fd(), service).map_err(|e| e.to_string())?;
+        Ok((conn, token))
+    })
+}
+
+#[test]
+fn unprivileged_programs_register_and_aggregate_needs_an_entitlement() {
+    let Some(_one_at_a_time) = lab_test("unprivileged_programs_register_and_aggregate_needs_an_entitlement") else {
+        return;
+    };
+    let s = setup("entitle");
+    let (conn, token) = connect_as(&s, 65534, ServiceType::Handover).unwrap();
+    assert_eq!(token, conn.mptcp_info().unwrap().token, "the daemon read the token from the socket");
+
+    let refused = connect_as(&s, 65534, ServiceType::Aggregate).unwrap_err();
+    assert!(refused.contains("aggregate needs an entitlement") && refused.contains("65534"), "{refused}");
+    connect_as(&s, ENTITLED_UID, ServiceType::Aggregate).expect("the entitled user gets aggregate");
+
+    // With the daemon as the parameters' path manager, the status says so.
+    let daemon: Arc<dyn multipath::Enforcer> = Arc::new(DaemonClient::at(&s.socket));
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover).path_manager(daemon);
+    let conn = s.lab.client().run(|| {
+        become_user(65534);
+        blocking::Connection::connect(s.server, &params).unwrap()
+    });
+    let status = conn.multipath_status();
+    assert!(status.enforced && status.path_manager == PathManager::Daemon, "{status}");
+}
+
+/// Sends raw bytes (and optionally a descriptor) as one request; the reply.
+fn raw_request(socket: &std::path::Path, message: &[u8], fd: Option<std::os::fd::BorrowedFd<'_>>) -> String {
+    let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None).unwrap();
+    sock.connect(&socket2::SockAddr::unix(socket).unwrap()).unwrap();
+    let mut stream = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(sock));
+    match fd {
+        // The client library's own path for a request with a descriptor.
+        Some(fd) => {
+            let text = std::str::from_utf8(message).unwrap();
+            let service = text.strip_prefix("manage ").unwrap().parse().unwrap();
+            return match DaemonClient::at(socket).register(fd, service) {
+                Ok(token) => format!("ok {token}"),
+                Err(e) => e.to_string(),
+            };
+        }
+        None => stream.write_all(message).unwrap(),
+    }
+    let mut reply = vec![0u8; 512];
+    let n = stream.read(&mut reply).unwrap();
+    String::from_utf8_lossy(&reply[..n]).into_owned()
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
+    let Some(_one_at_a_time) = lab_test("bad_requests_get_clear_errors_and_the_daemon_keeps_serving") else { return };
+    let s = setup("garbage");
+    let reply = raw_request(&s.socket, b"\xff\xfe garbage", None);
+    assert!(reply.starts_with("error") && reply.contains("not text"), "{reply}");
+    let reply = raw_request(&s.socket, b"hello there", None);
+    assert!(reply.contains("malformed request"), "{reply}");
+    let reply = raw_request(&s.socket, b"manage handover", None);
+    assert!(reply.contains("no descriptor attached"), "{reply}");
+    let reply = raw_request(&s.socket, b"manage redundant", None);
+    assert!(reply.contains("unknown multipath service type"), "{reply}");
+    let reply = raw_request(&s.socket, &[b'a'; 1000], None);
+    assert!(reply.contains("longer than"), "{reply}");
+
+    // A plain TCP socket, and an MPTCP socket that is not connected.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let reply = raw_request(&s.socket, b"manage handover", Some(tcp.as_fd()));
+    assert!(reply.contains("not an MPTCP socket"), "{reply}");
+    let unconnected =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, Some(socket2::Protocol::MPTCP)).unwrap();
+    let reply = raw_request(&s.socket, b"manage handover", Some(unconnected.as_fd()));
+    assert!(reply.contains("refused") && reply.contains("MPTCP"), "{reply}");
+
+    // Still serving.
+    connect_as(&s, 65534, ServiceType::Handover).expect("the daemon still serves");
+}
