@@ -151,5 +151,5 @@ fn entitled(config: &DaemonConfig, pid: i32, uid: u32) -> bool {
         return true;
     }
     let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
-    exe.is_ok_and(|exe| config.aggregate_executables.iter().any(|e| *e == exe))
+    exe.is_ok_and(|exe| config.aggregate_executables.contains(&exe))
 }
