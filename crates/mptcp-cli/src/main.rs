@@ -2,12 +2,14 @@
 //!
 //! - `mptcp lab up|down|status`: multi-path test networks in namespaces.
 //! - `mptcp demo` (also `mptcp lab demo`): a lab, an MPTCP connection across it, its subflows.
+//! - `mptcp pmd`: the path-manager daemon.
 //! - `mptcp bench throughput`: the library against raw kernel MPTCP sockets.
 
 mod bench;
 mod demo;
 mod lab;
 mod pathspec;
+mod pmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -31,6 +33,8 @@ enum Command {
     },
     /// Build a lab, open an MPTCP connection across it and show its subflows (needs root).
     Demo(demo::DemoArgs),
+    /// The path-manager daemon: enforces the service types programs register (needs root).
+    Pmd(pmd::PmdArgs),
     /// Benchmarks, each measured side by side with its baseline.
     Bench {
         #[command(subcommand)]
@@ -51,6 +55,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Lab { command } => lab::run(command),
         Command::Demo(args) => demo::run(args),
+        Command::Pmd(args) => pmd::run(args),
         Command::Bench { command } => bench::run(command),
     }
 }
