@@ -3,11 +3,13 @@
 //! - `mptcp lab up|down|status`: multi-path test networks in namespaces.
 //! - `mptcp demo` (also `mptcp lab demo`): a lab, an MPTCP connection across it, its subflows.
 //! - `mptcp pmd`: the path-manager daemon.
+//! - `mptcp monitor`: live path-manager events and path changes.
 //! - `mptcp bench throughput`: the library against raw kernel MPTCP sockets.
 
 mod bench;
 mod demo;
 mod lab;
+mod monitor;
 mod pathspec;
 mod pmd;
 
@@ -33,6 +35,8 @@ enum Command {
     },
     /// Build a lab, open an MPTCP connection across it and show its subflows (needs root).
     Demo(demo::DemoArgs),
+    /// Print the kernel's path-manager events and path changes as they happen (needs root).
+    Monitor(monitor::MonitorArgs),
     /// The path-manager daemon: enforces the service types programs register (needs root).
     Pmd(pmd::PmdArgs),
     /// Benchmarks, each measured side by side with its baseline.
@@ -56,6 +60,7 @@ fn main() -> Result<()> {
         Command::Lab { command } => lab::run(command),
         Command::Demo(args) => demo::run(args),
         Command::Pmd(args) => pmd::run(args),
+        Command::Monitor(args) => monitor::run(args),
         Command::Bench { command } => bench::run(command),
     }
 }

@@ -1,0 +1,80 @@
+//! `mptcp monitor`: the kernel's path-manager events and path changes, live.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use multipath_pm::{Event, EventSocket, RouteWatcher};
+use serde_json::json;
+
+#[derive(Args)]
+pub struct MonitorArgs {
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: MonitorArgs) -> Result<()> {
+    let mut events = EventSocket::open().context("subscribing to mptcp_pm events (needs CAP_NET_ADMIN)")?;
+    let mut routes = RouteWatcher::open().context("subscribing to link and route changes")?;
+    let paths = routes.paths()?;
+    print_paths(&paths, args.json);
+    // Path changes are checked between event reads.
+    events.set_timeout(Some(std::time::Duration::from_millis(200)))?;
+    loop {
+        if routes.changed()? {
+            print_paths(&routes.paths()?, args.json);
+        }
+        match events.recv() {
+            Ok(list) => list.iter().for_each(|e| print_event(e, args.json)),
+            Err(multipath_pm::PmError::EventsLost) => {
+                println!("{}", line(args.json, json!({"lost": true}), "events lost"))
+            }
+            Err(multipath_pm::PmError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn line(as_json: bool, value: serde_json::Value, text: &str) -> String {
+    if as_json {
+        value.to_string()
+    } else {
+        text.to_owned()
+    }
+}
+
+fn print_paths(paths: &[multipath_pm::policy::LocalPath], as_json: bool) {
+    let list: Vec<_> =
+        paths.iter().map(|p| json!({"name": p.name, "addr": p.addr.to_string(), "rank": p.rank})).collect();
+    let text: Vec<_> = paths.iter().map(|p| format!("{} {} (metric {})", p.name, p.addr, p.rank)).collect();
+    println!("{}", line(as_json, json!({"paths": list}), &format!("paths: {}", text.join(", "))));
+}
+
+fn print_event(event: &Event, as_json: bool) {
+    let (kind, value) = match event {
+        Event::Created(c) | Event::Established(c) => (
+            if matches!(event, Event::Created(_)) { "created" } else { "established" },
+            json!({"token": c.token, "local": c.local.to_string(), "remote": c.remote.to_string(), "server_side": c.server_side}),
+        ),
+        Event::Closed { token } => ("closed", json!({"token": token})),
+        Event::Announced { token, rem_id, addr } => {
+            ("announced", json!({"token": token, "rem_id": rem_id, "addr": addr.to_string()}))
+        }
+        Event::Removed { token, rem_id } => ("removed", json!({"token": token, "rem_id": rem_id})),
+        Event::SubEstablished(s) | Event::SubClosed(s) | Event::SubPriority(s) => (
+            match event {
+                Event::SubEstablished(_) => "sub_established",
+                Event::SubClosed(_) => "sub_closed",
+                _ => "sub_priority",
+            },
+            json!({"token": s.token, "loc_id": s.loc_id, "rem_id": s.rem_id, "local": s.local.to_string(),
+                   "remote": s.remote.to_string(), "backup": s.backup, "ifindex": s.ifindex, "error": s.error}),
+        ),
+        Event::ListenerCreated { addr } => ("listener_created", json!({"addr": addr.to_string()})),
+        Event::ListenerClosed { addr } => ("listener_closed", json!({"addr": addr.to_string()})),
+        Event::Unknown { cmd } => ("unknown", json!({"cmd": cmd})),
+    };
+    let mut obj = value;
+    obj["event"] = json!(kind);
+    let text = format!("{kind:>16} {}", obj);
+    println!("{}", line(as_json, obj, &text));
+}
