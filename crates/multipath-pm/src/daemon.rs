@@ -47,7 +47,10 @@ impl Daemon {
     /// and listens on `config.socket` (mode 0666: any local user may
     /// register its own connections).
     pub fn start(config: DaemonConfig) -> Result<Daemon, PmError> {
-        let manager = Arc::new(Manager::start(config.policy.clone())?);
+        let mut policy = config.policy.clone();
+        // Unregistered connections behave as under the kernel's manager.
+        policy.default_service.get_or_insert(ServiceType::Aggregate);
+        let manager = Arc::new(Manager::start(policy)?);
         let listener = listen(&config.socket)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (stop2, manager2, socket) = (stop.clone(), manager.clone(), config.socket.clone());

@@ -128,20 +128,24 @@ struct Driver {
     events: EventSocket,
     routes: RouteWatcher,
     paths: Vec<LocalPath>,
+    /// Registered connections and the descriptors that measure them.
     managed: BTreeMap<u32, Managed>,
     probes: Vec<PendingProbe>,
+    /// What connections nobody registered get; `None` leaves them alone.
+    default_service: Option<ServiceType>,
 }
 
 impl Driver {
     fn open(config: PolicyConfig) -> Result<Driver, PmError> {
         let mut driver = Driver {
-            core: Core::new(config),
+            core: Core::new(config.clone()),
             pm: PmSocket::open()?,
             events: EventSocket::open()?,
             routes: RouteWatcher::open()?,
             paths: Vec::new(),
             managed: BTreeMap::new(),
             probes: Vec::new(),
+            default_service: config.default_service,
         };
         driver.refresh_paths(Instant::now())?;
         Ok(driver)
@@ -237,8 +241,16 @@ impl Driver {
             }
         };
         for event in events {
-            let managed = event.token().is_some_and(|t| self.managed.contains_key(&t));
-            if !managed {
+            // Connections nobody registered get the default service type
+            // (client side only: a server's joins come from its peers).
+            if let (Event::Established(c), Some(service)) = (&event, self.default_service) {
+                if !c.server_side && !self.core.manages(c.token) {
+                    let input = Input::Established { token: c.token, service, local: c.local, remote: c.remote };
+                    self.core.handle(input, now);
+                    continue;
+                }
+            }
+            if !event.token().is_some_and(|t| self.core.manages(t)) {
                 continue;
             }
             let input = match event {

@@ -147,3 +147,27 @@ fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
     // Still serving.
     connect_as(&s, 65534, ServiceType::Handover).expect("the daemon still serves");
 }
+
+/// A program that knows nothing of the daemon still gets every path, as
+/// under the kernel's path manager.
+#[test]
+fn unregistered_connections_get_all_paths() {
+    let Some(_one_at_a_time) = lab_test("unregistered_connections_get_all_paths") else { return };
+    let s = setup("default");
+    // No daemon discovery: the socket path is not the default one.
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    let mut conn = s.lab.client().run(|| blocking::Connection::connect(s.server, &params)).unwrap();
+    assert!(!conn.multipath_status().enforced);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        conn.write_all(b"hi").unwrap();
+        conn.read_exact(&mut [0u8; 2]).unwrap();
+        let open =
+            conn.subflows().unwrap().into_iter().filter(|s| s.tcp.state == multipath::TcpState::Established).count();
+        if open == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no second subflow for an unregistered connection");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -158,6 +158,11 @@ pub struct PolicyConfig {
     pub silence: Duration,
     /// A probe unanswered this long declares the path dead.
     pub probe_timeout: Duration,
+    /// Service type for connections nobody registered, seen through the
+    /// kernel's events. The daemon uses `aggregate` (all paths active, as the
+    /// kernel's path manager would) so other MPTCP programs keep working;
+    /// `None` leaves them with their initial subflow only.
+    pub default_service: Option<ServiceType>,
 }
 
 impl Default for PolicyConfig {
@@ -170,6 +175,7 @@ impl Default for PolicyConfig {
             hysteresis: Hysteresis::default(),
             silence: Duration::from_millis(50),
             probe_timeout: Duration::from_millis(80),
+            default_service: None,
         }
     }
 }
@@ -261,7 +267,15 @@ impl Core {
             }
             Input::PathDown { name } => self.paths.retain(|p| p.name != name),
             Input::Established { token, service, local, remote } => {
-                if service == ServiceType::None || self.conns.contains_key(&token) {
+                if let Some(conn) = self.conns.get_mut(&token) {
+                    // A registration after the kernel's event: the program's
+                    // own choice replaces the default.
+                    conn.service = service;
+                } else if service == ServiceType::None {
+                    return;
+                }
+                if self.conns.contains_key(&token) {
+                    self.reconcile_all(now);
                     return;
                 }
                 let path = self.path_of(local.ip()).map(|p| p.name.clone()).unwrap_or_default();
@@ -395,6 +409,11 @@ impl Core {
     /// The path carrying a connection's data, for status and monitoring.
     pub fn active_path(&self, token: u32) -> Option<&str> {
         self.conns.get(&token)?.active.as_deref()
+    }
+
+    /// Whether the core manages connection `token`.
+    pub fn manages(&self, token: u32) -> bool {
+        self.conns.contains_key(&token)
     }
 
     /// Connections under management.

@@ -404,3 +404,16 @@ fn samples_repair_what_lost_events_left_stale() {
     let cmds = sim.advance(Duration::from_millis(300));
     assert!(cmds.iter().any(|c| create_on(c, &cell(), true)), "{cmds:?}");
 }
+
+/// The kernel's ESTABLISHED reaches the daemon before the program's
+/// registration: the default applies first, the registration then wins.
+#[test]
+fn a_registration_after_the_event_replaces_the_default_service() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    assert!(create_on(&cmds[0], &cell(), false), "default: all paths active");
+    let (cell_sf, _) = sim.joined(&cmds[0], 50000);
+    let cmds = sim.establish(ServiceType::Handover, WIFI_INITIAL);
+    assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true }]);
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+}
