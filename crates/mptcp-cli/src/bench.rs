@@ -33,10 +33,29 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Wifi fails mid-transfer and comes back: stalls and the return to
+    /// wifi, kernel path manager against multipath's handover (needs root).
+    Handover {
+        /// How wifi fails.
+        #[arg(long, value_enum, default_value = "down")]
+        failure: crate::bench_handover::Failure,
+        /// Which way data flows.
+        #[arg(long, value_enum, default_value = "download")]
+        flow: crate::bench_handover::Flow,
+        /// Runs per path manager.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Handover { failure, flow, rounds, json } => {
+            crate::bench_handover::run(failure, flow, rounds, json)
+        }
         BenchCommand::Throughput { seconds, rounds, loopback_only, json } => {
             if !(seconds > 0.1 && rounds > 0) {
                 bail!("--seconds must be over 0.1 and --rounds at least 1");

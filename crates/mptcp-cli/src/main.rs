@@ -7,6 +7,7 @@
 //! - `mptcp bench throughput`: the library against raw kernel MPTCP sockets.
 
 mod bench;
+mod bench_handover;
 mod demo;
 mod lab;
 mod monitor;

@@ -154,6 +154,9 @@ pub struct PolicyConfig {
     pub retry_max: Duration,
     /// Interactive: how much better and for how long another path must be.
     pub hysteresis: Hysteresis,
+    /// Handover: how long the secondary keeps carrying data after traffic
+    /// returns to the primary.
+    pub demote_after: Duration,
     /// Silence on the active path after which it is probed.
     pub silence: Duration,
     /// A probe unanswered this long declares the path dead.
@@ -173,6 +176,7 @@ impl Default for PolicyConfig {
             retry_min: Duration::from_millis(250),
             retry_max: Duration::from_secs(8),
             hysteresis: Hysteresis::default(),
+            demote_after: Duration::from_millis(300),
             silence: Duration::from_millis(50),
             probe_timeout: Duration::from_millis(80),
             default_service: None,
@@ -393,6 +397,15 @@ impl Core {
         let retries = self.conns.values().flat_map(|c| c.health.values().filter_map(|h| h.retry_at));
         let probes = self.conns.values().filter_map(|c| c.prober.outstanding.as_ref().map(|(_, at, wait)| *at + *wait));
         let flags = self.conns.values().flat_map(|c| c.subflows.iter().filter_map(|s| s.flag_retry_at));
+        let demotions = self.conns.values().filter_map(|c| {
+            let (_, at) = c.prober.active_since.as_ref()?;
+            let pending = c.service == ServiceType::Handover
+                && c.subflows
+                    .iter()
+                    .any(|s| s.state == SubflowState::Established && !s.backup && Some(&s.path) != c.active.as_ref());
+            pending.then_some(*at + self.config.demote_after)
+        });
+        let flags = flags.chain(demotions);
         joins.chain(retries).chain(probes).chain(flags).min()
     }
 
@@ -678,10 +691,21 @@ fn reconcile(
         conn.subflows.push(joining);
     }
 
-    // 5. Every other established subflow gets the flag its role wants.
+    // 5. Every other established subflow gets the flag its role wants. A
+    // handover returning to its primary keeps the secondary carrying data
+    // for a moment, while the fresh primary subflow opens its window, so
+    // the receiver never starves between the two.
+    let switched_at = match &conn.prober.active_since {
+        Some((path, at)) if Some(path) == active.as_ref() => *at,
+        _ => now,
+    };
+    let settling = conn.service == ServiceType::Handover && now < switched_at + config.demote_after;
     for i in 0..conn.subflows.len() {
         let sf = &conn.subflows[i];
         let want = wants_backup(conn, &sf.path);
+        if want && settling {
+            continue;
+        }
         if flag_ready(sf) && sf.backup != want {
             let sf = &mut conn.subflows[i];
             sf.backup = want;
