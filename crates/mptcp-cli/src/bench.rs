@@ -33,6 +33,17 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// 20 KB echo exchanges: plain TCP on each path alone, the kernel path
+    /// manager with both paths active, multipath interactive; before and
+    /// after wifi's delay rises (needs root).
+    Interactive {
+        /// Exchanges measured per phase.
+        #[arg(long, default_value_t = 100)]
+        exchanges: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Wifi fails mid-transfer and comes back: stalls and the return to
     /// wifi, kernel path manager against multipath's handover (needs root).
     Handover {
@@ -53,6 +64,7 @@ pub enum BenchCommand {
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Interactive { exchanges, json } => crate::bench_interactive::run(exchanges.max(1), json),
         BenchCommand::Handover { failure, flow, rounds, json } => {
             crate::bench_handover::run(failure, flow, rounds, json)
         }

@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_handover;
+mod bench_interactive;
 mod demo;
 mod lab;
 mod monitor;
