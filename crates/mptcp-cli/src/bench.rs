@@ -33,6 +33,16 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Bulk download: plain TCP on each path alone, kernel path manager with
+    /// both paths active, multipath aggregate (needs root).
+    Aggregate {
+        /// Seconds per transfer.
+        #[arg(long, default_value_t = 8.0)]
+        seconds: f64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// 20 KB echo exchanges: plain TCP on each path alone, the kernel path
     /// manager with both paths active, multipath interactive; before and
     /// after wifi's delay rises (needs root).
@@ -64,6 +74,7 @@ pub enum BenchCommand {
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Aggregate { seconds, json } => crate::bench_aggregate::run(seconds, json),
         BenchCommand::Interactive { exchanges, json } => crate::bench_interactive::run(exchanges.max(1), json),
         BenchCommand::Handover { failure, flow, rounds, json } => {
             crate::bench_handover::run(failure, flow, rounds, json)

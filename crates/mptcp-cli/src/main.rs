@@ -7,6 +7,7 @@
 //! - `mptcp bench throughput`: the library against raw kernel MPTCP sockets.
 
 mod bench;
+mod bench_aggregate;
 mod bench_handover;
 mod bench_interactive;
 mod demo;
