@@ -4,22 +4,13 @@
 //! sum of the single-path figures.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use multipath::{blocking, Parameters, ServiceType};
-use multipath_lab::{Lab, LabConfig};
-use multipath_pm::policy::PolicyConfig;
-use multipath_pm::Manager;
 
-#[derive(Clone, Copy, Debug)]
-enum Setup {
-    Alone(&'static str),
-    Kernel,
-    Multipath,
-}
+use crate::bench_lab::{prepare, Contender as Setup};
 
 pub fn run(seconds: f64, json: bool) -> Result<()> {
     if !multipath_lab::is_root() {
@@ -27,7 +18,7 @@ pub fn run(seconds: f64, json: bool) -> Result<()> {
     }
     let duration = Duration::from_secs_f64(seconds.max(2.0));
     let mut rows = Vec::new();
-    for setup in [Setup::Alone("wifi"), Setup::Alone("cell"), Setup::Kernel, Setup::Multipath] {
+    for setup in [Setup::Alone("wifi"), Setup::Alone("cell"), Setup::Kernel { cell_backup: false }, Setup::Multipath] {
         rows.push((setup, once(setup, duration)?));
     }
     let sum = rows[0].1 + rows[1].1;
@@ -43,7 +34,7 @@ pub fn run(seconds: f64, json: bool) -> Result<()> {
     for (s, bps) in &rows {
         let name = match s {
             Setup::Alone(p) => format!("plain TCP, {p} alone"),
-            Setup::Kernel => "kernel PM, both active".into(),
+            Setup::Kernel { .. } => "kernel PM, both active".into(),
             Setup::Multipath => "multipath aggregate".into(),
         };
         println!("{name:<26} {:>7.2} Mbit/s  {:>5.1}% of the sum", bps / 1e6, bps / sum * 100.0);
@@ -52,26 +43,7 @@ pub fn run(seconds: f64, json: bool) -> Result<()> {
 }
 
 fn once(setup: Setup, duration: Duration) -> Result<f64> {
-    let lab = Lab::up(&LabConfig::wifi_cell()).context("building the lab")?;
-    let service = if matches!(setup, Setup::Alone(_)) { ServiceType::None } else { ServiceType::Aggregate };
-    let mut params = Parameters::tcp().multipath_service_type(service);
-    let _manager = match setup {
-        Setup::Alone(path) => {
-            let ip: IpAddr = lab.path(path)?.client_addr().into();
-            params = params.local_address(SocketAddr::new(ip, 0));
-            None
-        }
-        Setup::Kernel => {
-            lab.add_kernel_endpoint("cell", false)?;
-            None
-        }
-        Setup::Multipath => {
-            lab.client().sysctl("net.mptcp.pm_type", "1")?;
-            let manager = Arc::new(lab.client().run(|| Manager::start(PolicyConfig::default()))?);
-            params = params.path_manager(manager.clone());
-            Some(manager)
-        }
-    };
+    let (lab, params, _manager) = prepare(setup, ServiceType::Aggregate)?;
     let server_params = Parameters::tcp().multipath_service_type(ServiceType::Aggregate);
     let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().expect("addr"), &server_params))?;
     let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr()?.port());

@@ -5,14 +5,13 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use multipath::{blocking, Parameters, ServiceType};
-use multipath_lab::{Lab, LabConfig};
-use multipath_pm::policy::PolicyConfig;
-use multipath_pm::Manager;
+use anyhow::{bail, Result};
+use multipath::{blocking, ServiceType};
+use multipath_lab::Lab;
+
+use crate::bench_lab::{prepare, Contender};
 
 /// How wifi fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -84,17 +83,8 @@ pub fn run(failure: Failure, flow: Flow, rounds: usize, json: bool) -> Result<()
 }
 
 fn once(multipath: bool, failure: Failure, flow: Flow) -> Result<Outcome> {
-    let lab = Lab::up(&LabConfig::wifi_cell()).context("building the lab")?;
-    let mut params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
-    let _manager = if multipath {
-        lab.client().sysctl("net.mptcp.pm_type", "1")?;
-        let manager = Arc::new(lab.client().run(|| Manager::start(PolicyConfig::default()))?);
-        params = params.path_manager(manager.clone());
-        Some(manager)
-    } else {
-        lab.add_kernel_endpoint("cell", true)?;
-        None
-    };
+    let contender = if multipath { Contender::Multipath } else { Contender::Kernel { cell_backup: true } };
+    let (lab, params, _manager) = prepare(contender, ServiceType::Handover)?;
     let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().expect("addr"), &params))?;
     let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr()?.port());
     let sender = move |mut conn: blocking::Connection| {

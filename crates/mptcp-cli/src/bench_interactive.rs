@@ -4,32 +4,23 @@
 //! service type; then again after wifi's delay rises to 120 ms RTT.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use multipath::{blocking, Parameters, ServiceType};
-use multipath_lab::{Lab, LabConfig, LinkShape};
-use multipath_pm::policy::PolicyConfig;
-use multipath_pm::Manager;
+use multipath_lab::LinkShape;
+
+use crate::bench_lab::{prepare, Contender as Setup};
 
 const SIZE: usize = 20 * 1024;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Setup {
-    /// Plain TCP bound to one path's address.
-    Alone(&'static str),
-    Kernel,
-    Multipath,
-}
 
 pub fn run(exchanges: usize, json: bool) -> Result<()> {
     if !multipath_lab::is_root() {
         bail!("the interactive benchmark builds labs: run it as root");
     }
     let mut rows = Vec::new();
-    for setup in [Setup::Alone("wifi"), Setup::Alone("cell"), Setup::Kernel, Setup::Multipath] {
+    for setup in [Setup::Alone("wifi"), Setup::Alone("cell"), Setup::Kernel { cell_backup: false }, Setup::Multipath] {
         let (before, after) = once(setup, exchanges)?;
         rows.push((setup, before, after));
     }
@@ -52,7 +43,7 @@ pub fn run(exchanges: usize, json: bool) -> Result<()> {
     for (s, b, a) in &rows {
         let name = match s {
             Setup::Alone(p) => format!("plain TCP, {p} alone"),
-            Setup::Kernel => "kernel PM, both active".into(),
+            Setup::Kernel { .. } => "kernel PM, both active".into(),
             Setup::Multipath => "multipath interactive".into(),
         };
         println!(
@@ -68,26 +59,7 @@ pub fn run(exchanges: usize, json: bool) -> Result<()> {
 
 /// Medians before and (from 2 s) after wifi's delay rises.
 fn once(setup: Setup, exchanges: usize) -> Result<(Duration, Duration)> {
-    let lab = Lab::up(&LabConfig::wifi_cell()).context("building the lab")?;
-    let service = if matches!(setup, Setup::Alone(_)) { ServiceType::None } else { ServiceType::Interactive };
-    let mut params = Parameters::tcp().multipath_service_type(service).nodelay(true);
-    let _manager = match setup {
-        Setup::Alone(path) => {
-            let ip: IpAddr = lab.path(path)?.client_addr().into();
-            params = params.local_address(SocketAddr::new(ip, 0));
-            None
-        }
-        Setup::Kernel => {
-            lab.add_kernel_endpoint("cell", false)?;
-            None
-        }
-        Setup::Multipath => {
-            lab.client().sysctl("net.mptcp.pm_type", "1")?;
-            let manager = Arc::new(lab.client().run(|| Manager::start(PolicyConfig::default()))?);
-            params = params.path_manager(manager.clone());
-            Some(manager)
-        }
-    };
+    let (lab, params, _manager) = prepare(setup, ServiceType::Interactive)?;
     let server_params = Parameters::tcp().multipath_service_type(ServiceType::Interactive).nodelay(true);
     let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().expect("addr"), &server_params))?;
     let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr()?.port());

@@ -72,17 +72,7 @@ pub fn config_from(paths: &[String]) -> Result<LabConfig> {
 
 fn up(paths: Vec<String>, kernel_endpoints: bool) -> Result<()> {
     let config = config_from(&paths)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    // Listen before building: a Ctrl-C while the lab is being built must
-    // still tear it down rather than kill the process half-way.
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut int, mut term, mut hup) = rt.block_on(async {
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::hangup())?,
-        ))
-    })?;
+    let shutdown = crate::shutdown::Shutdown::listen()?;
     let lab = Lab::up(&config).context("building the lab")?;
     if kernel_endpoints {
         for p in &lab.paths()[1..] {
@@ -91,13 +81,7 @@ fn up(paths: Vec<String>, kernel_endpoints: bool) -> Result<()> {
     }
     print!("{}", lab.describe());
     println!("press Ctrl-C to tear the lab down");
-    rt.block_on(async {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
-        }
-    });
+    shutdown.wait();
     drop(lab);
     println!("lab torn down");
     Ok(())

@@ -10,11 +10,13 @@ mod bench;
 mod bench_aggregate;
 mod bench_handover;
 mod bench_interactive;
+mod bench_lab;
 mod demo;
 mod lab;
 mod monitor;
 mod pathspec;
 mod pmd;
+mod shutdown;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -29,15 +29,7 @@ pub fn run(args: PmdArgs) -> Result<()> {
         bail!("mptcp pmd needs CAP_NET_ADMIN (run it as root)");
     }
     let previous = std::fs::read_to_string(PM_TYPE).context("reading net.mptcp.pm_type (is MPTCP enabled?)")?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut int, mut term, mut hup) = rt.block_on(async {
-        Ok::<_, std::io::Error>((
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::hangup())?,
-        ))
-    })?;
+    let shutdown = crate::shutdown::Shutdown::listen()?;
     std::fs::write(PM_TYPE, "1").context("switching to the userspace path manager")?;
     let config = DaemonConfig {
         socket: args.socket.clone(),
@@ -53,13 +45,7 @@ pub fn run(args: PmdArgs) -> Result<()> {
         }
     };
     eprintln!("mptcp pmd: managing MPTCP connections; register on {}", args.socket.display());
-    rt.block_on(async {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
-        }
-    });
+    shutdown.wait();
     drop(daemon);
     std::fs::write(PM_TYPE, previous.trim()).context("restoring net.mptcp.pm_type")?;
     eprintln!("mptcp pmd: stopped; net.mptcp.pm_type restored to {}", previous.trim());

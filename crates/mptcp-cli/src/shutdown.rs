@@ -1,0 +1,38 @@
+//! Waiting for the signal that ends a long-running command.
+
+use anyhow::Result;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// SIGINT, SIGTERM and SIGHUP, caught from the moment this is created, so
+/// a signal during start-up still ends the command cleanly.
+pub struct Shutdown {
+    rt: tokio::runtime::Runtime,
+    signals: [Signal; 3],
+}
+
+impl Shutdown {
+    /// Starts catching the signals.
+    pub fn listen() -> Result<Shutdown> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let signals = rt.block_on(async {
+            Ok::<_, std::io::Error>([
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
+            ])
+        })?;
+        Ok(Shutdown { rt, signals })
+    }
+
+    /// Blocks until one of them arrives (or already has).
+    pub fn wait(self) {
+        let Shutdown { rt, signals: [mut int, mut term, mut hup] } = self;
+        rt.block_on(async {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
+        });
+    }
+}
