@@ -26,52 +26,52 @@ fn received_on(conn: &blocking::Connection, ip: std::net::IpAddr) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn handover_download_survives_wifi_down_and_returns_to_wifi() {
-    let Some(_one_at_a_time) = lab_test("handover_download_survives_wifi_down_and_returns_to_wifi") else { return };
+/// What a handover download through a failure of wifi showed.
+struct Through {
+    cell_before: u64,
+    cell_during: u64,
+    wifi_after: u64,
+    longest_gap: Duration,
+}
+
+/// A handover download of `size` bytes, verified byte by byte, with wifi
+/// failed by `fail(lab, true)` at 1.5 s and restored at 3.5 s.
+fn handover_through(name: &str, size: usize, fail: fn(&Lab, bool)) -> Option<Through> {
+    let _one_at_a_time = lab_test(name)?;
     // RUST_LOG=multipath_pm=debug shows each command with its time.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
-    lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
     let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
     let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
     let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
-    let data: Vec<u8> = (0..TOTAL).map(byte_at).collect();
+    let data: Vec<u8> = (0..size).map(byte_at).collect();
     std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
-        conn.read_exact(&mut [0u8; 2]).unwrap();
+        let mut hello = [0u8; 2];
+        conn.read_exact(&mut hello).unwrap();
+        conn.write_all(&hello).unwrap();
         let _ = conn.write_all(&data);
         // Close only after the client has everything (its EOF), so nothing
         // unread makes the close a reset.
         let _ = conn.get_ref().shutdown(std::net::Shutdown::Write);
         let _ = conn.read(&mut [0u8; 1]);
     });
+    let (manager, mut conn, token) = managed(&lab, server, ServiceType::Handover);
+    assert_eq!(token, conn.mptcp_info().unwrap().token);
     let (wifi_ip, cell_ip) =
         (lab.path("wifi").unwrap().client_addr().into(), lab.path("cell").unwrap().client_addr().into());
 
-    let (manager, mut conn) = lab.client().run(|| {
-        let manager = Manager::start(PolicyConfig::default()).unwrap();
-        let mut conn = blocking::Connection::connect(server, &params).unwrap();
-        conn.write_all(b"go").unwrap();
-        (manager, conn)
-    });
-    let token = manager.manage(conn.as_fd(), ServiceType::Handover).unwrap();
-    assert_eq!(token, conn.mptcp_info().unwrap().token);
-
     let mut buf = vec![0u8; 64 * 1024];
     let (mut got, mut phase) = (0usize, 0);
-    let (mut cell_before_down, mut cell_at_up, mut wifi_at_up) = (0, 0, 0);
-    let mut longest_gap = Duration::ZERO;
-    let mut last = Instant::now();
+    let (mut cell_before, mut cell_at_back, mut wifi_at_back) = (0, 0, 0);
+    let (mut longest_gap, mut last) = (Duration::ZERO, Instant::now());
     let started = Instant::now();
-    while got < TOTAL {
-        let n = conn
-            .read(&mut buf)
-            .unwrap_or_else(|e| panic!("after {got} B, {:?}, phase {phase}: {e}", started.elapsed()));
-        assert!(n > 0, "connection closed after {got} of {TOTAL} bytes");
+    while got < size {
+        let n = conn.read(&mut buf).unwrap_or_else(|e| panic!("after {got} B, phase {phase}: {e}"));
+        assert!(n > 0, "closed after {got} of {size} bytes");
         for (i, b) in buf[..n].iter().enumerate() {
             assert_eq!(*b, byte_at(got + i), "byte {} corrupted", got + i);
         }
@@ -86,30 +86,52 @@ fn handover_download_survives_wifi_down_and_returns_to_wifi() {
         last = Instant::now();
         let t = started.elapsed();
         if phase == 0 && t > Duration::from_millis(1500) {
-            cell_before_down = received_on(&conn, cell_ip);
-            lab.set_link("wifi", false).unwrap();
-            eprintln!("wifi down at {:?}", started.elapsed());
+            cell_before = received_on(&conn, cell_ip);
+            fail(&lab, true);
             phase = 1;
         } else if phase == 1 && t > Duration::from_millis(3500) {
             assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("cell"));
-            cell_at_up = received_on(&conn, cell_ip);
-            wifi_at_up = received_on(&conn, wifi_ip);
-            lab.set_link("wifi", true).unwrap();
-            eprintln!("wifi up at {:?}", started.elapsed());
+            cell_at_back = received_on(&conn, cell_ip);
+            wifi_at_back = received_on(&conn, wifi_ip);
+            fail(&lab, false);
             phase = 2;
         }
     }
-    assert_eq!(phase, 2, "the download ended before the script ran; make TOTAL larger");
-    let cell_total = received_on(&conn, cell_ip);
-    eprintln!(
-        "cell before down {cell_before_down} B, cell while down {} B, wifi after up {} B, longest gap {longest_gap:?}",
-        cell_at_up - cell_before_down,
-        received_on(&conn, wifi_ip).saturating_sub(wifi_at_up)
-    );
-    assert!(cell_before_down < 64 * 1024, "cell carried {cell_before_down} B while wifi was healthy");
-    assert!(cell_at_up - cell_before_down > 1024 * 1024, "cell carried too little while wifi was down");
-    assert!(cell_total - cell_at_up < (TOTAL as u64) / 2, "traffic did not move back to wifi");
+    assert_eq!(phase, 2, "the download ended before the script ran: make it larger");
     assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("wifi"));
+    let through = Through {
+        cell_before,
+        cell_during: cell_at_back - cell_before,
+        wifi_after: received_on(&conn, wifi_ip).saturating_sub(wifi_at_back),
+        longest_gap,
+    };
+    eprintln!(
+        "cell before {} B, cell during {} B, wifi after {} B, longest gap {:?}",
+        through.cell_before, through.cell_during, through.wifi_after, through.longest_gap
+    );
+    Some(through)
+}
+
+fn assert_handover(t: &Through) {
+    assert!(t.cell_before < 64 * 1024, "cell carried {} B while wifi was healthy", t.cell_before);
+    assert!(t.cell_during > 1024 * 1024, "cell carried too little ({} B) while wifi was failed", t.cell_during);
+    assert!(t.wifi_after > 1024 * 1024, "traffic did not return to wifi ({} B)", t.wifi_after);
+}
+
+#[test]
+fn handover_download_survives_wifi_down_and_returns_to_wifi() {
+    let fail = |lab: &Lab, failed: bool| lab.set_link("wifi", !failed).unwrap();
+    if let Some(t) = handover_through("handover_download_survives_wifi_down_and_returns_to_wifi", TOTAL, fail) {
+        assert_handover(&t);
+    }
+}
+
+#[test]
+fn handover_download_survives_a_silent_blackhole_of_wifi() {
+    let fail = |lab: &Lab, failed: bool| lab.set_blackhole("wifi", failed).unwrap();
+    if let Some(t) = handover_through("handover_download_survives_a_silent_blackhole_of_wifi", 20 * 1024 * 1024, fail) {
+        assert_handover(&t);
+    }
 }
 
 /// A server that answers every message with the same bytes.
@@ -226,77 +248,6 @@ fn aggregate_downloads_over_both_paths() {
     let (wifi, cell) = (received_on(&conn, wifi_ip), received_on(&conn, cell_ip));
     eprintln!("aggregate: wifi received {wifi} B, cell {cell} B");
     assert!(cell > 500_000 && wifi > 500_000, "both paths carry data: wifi {wifi} B, cell {cell} B");
-}
-
-#[test]
-fn handover_download_survives_a_silent_blackhole_of_wifi() {
-    let Some(_one_at_a_time) = lab_test("handover_download_survives_a_silent_blackhole_of_wifi") else { return };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    const SIZE: usize = 20 * 1024 * 1024;
-    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
-    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
-    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
-    let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
-    let data: Vec<u8> = (0..SIZE).map(byte_at).collect();
-    std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        conn.read_exact(&mut [0u8; 2]).unwrap();
-        let _ = conn.write_all(&data);
-        let _ = conn.get_ref().shutdown(std::net::Shutdown::Write);
-        let _ = conn.read(&mut [0u8; 1]);
-    });
-    let (manager, mut conn, token) = managed(&lab, server, ServiceType::Handover);
-    let (wifi_ip, cell_ip) =
-        (lab.path("wifi").unwrap().client_addr().into(), lab.path("cell").unwrap().client_addr().into());
-
-    let mut buf = vec![0u8; 64 * 1024];
-    // `managed` read the first two bytes as its warm-up reply.
-    let (mut got, mut phase) = (2usize, 0);
-    let (mut cell_before, mut cell_at_clear, mut wifi_at_clear) = (0, 0, 0);
-    let (mut longest_gap, mut last) = (Duration::ZERO, Instant::now());
-    let started = Instant::now();
-    while got < SIZE {
-        let n = conn.read(&mut buf).unwrap();
-        assert!(n > 0, "closed after {got} of {SIZE} bytes");
-        for (i, b) in buf[..n].iter().enumerate() {
-            assert_eq!(*b, byte_at(got + i), "byte {} corrupted", got + i);
-        }
-        if got == 2 {
-            last = Instant::now();
-        }
-        got += n;
-        if last.elapsed() > Duration::from_millis(100) {
-            eprintln!("gap of {:?} ending at {:?} (phase {phase})", last.elapsed(), started.elapsed());
-        }
-        longest_gap = longest_gap.max(last.elapsed());
-        last = Instant::now();
-        let t = started.elapsed();
-        if phase == 0 && t > Duration::from_millis(1500) {
-            cell_before = received_on(&conn, cell_ip);
-            lab.set_blackhole("wifi", true).unwrap();
-            eprintln!("wifi blackholed at {t:?}");
-            phase = 1;
-        } else if phase == 1 && t > Duration::from_millis(3500) {
-            assert_eq!(manager.active_path(token).unwrap().as_deref(), Some("cell"));
-            cell_at_clear = received_on(&conn, cell_ip);
-            wifi_at_clear = received_on(&conn, wifi_ip);
-            lab.set_blackhole("wifi", false).unwrap();
-            eprintln!("blackhole cleared at {t:?}");
-            phase = 2;
-        }
-    }
-    assert_eq!(phase, 2, "the download ended before the script ran");
-    let wifi_after = received_on(&conn, wifi_ip).saturating_sub(wifi_at_clear);
-    eprintln!(
-        "blackhole: cell before {cell_before} B, cell during {} B, wifi after clearing {wifi_after} B, longest gap {longest_gap:?}",
-        cell_at_clear - cell_before
-    );
-    assert!(cell_before < 64 * 1024, "cell carried {cell_before} B while wifi was healthy");
-    assert!(cell_at_clear - cell_before > 1024 * 1024, "cell carried too little during the blackhole");
-    assert!(wifi_after > 1024 * 1024, "traffic did not return to wifi after the blackhole cleared");
 }
 
 #[test]
