@@ -38,3 +38,35 @@ pub fn root_or_skip(test: &str) -> bool {
     let _ = writeln!(std::io::stderr(), "\n!!!!!!!! {msg} !!!!!!!!\n");
     false
 }
+
+/// An echo server in the lab's server namespace, MPTCP or plain TCP, that
+/// sends back whatever each client sends; returns its address.
+pub fn echo_server(lab: &crate::Lab, mptcp: bool) -> std::net::SocketAddr {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let protocol = if mptcp { Protocol::MPTCP } else { Protocol::TCP };
+    let listener: std::net::TcpListener = lab
+        .server()
+        .run(|| -> std::io::Result<_> {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, Some(protocol))?;
+            s.set_reuse_address(true)?;
+            s.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 0)).into())?;
+            s.listen(64)?;
+            Ok(s.into())
+        })
+        .expect("echo server socket");
+    let port = listener.local_addr().expect("local_addr").port();
+    std::thread::spawn(move || {
+        while let Ok((mut conn, _)) = listener.accept() {
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    std::net::SocketAddr::new(lab.server_addr().into(), port)
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use multipath::daemon_client::Daemon as DaemonClient;
 use multipath::{blocking, Parameters, PathManager, ServiceType};
-use multipath_lab::testing::lab_test;
+use multipath_lab::testing::{echo_server, lab_test};
 use multipath_lab::{Lab, LabConfig};
 use multipath_pm::{Daemon, DaemonConfig};
 
@@ -26,23 +26,6 @@ fn become_user(uid: u32) {
     }
 }
 
-fn echo_server(lab: &Lab) -> SocketAddr {
-    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
-    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
-    let addr = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
-    std::thread::spawn(move || {
-        while let Ok((mut conn, _)) = listener.accept() {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = conn.read(&mut buf) {
-                    let _ = conn.write_all(&buf[..n]);
-                }
-            });
-        }
-    });
-    addr
-}
-
 struct Setup {
     lab: Lab,
     server: SocketAddr,
@@ -53,7 +36,7 @@ struct Setup {
 fn setup(name: &str) -> Setup {
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
-    let server = echo_server(&lab);
+    let server = echo_server(&lab, true);
     let socket = std::env::temp_dir().join(format!("{}-{name}", lab.name())).join("pmd.sock");
     let config = DaemonConfig { socket: socket.clone(), aggregate_uids: vec![ENTITLED_UID], ..Default::default() };
     let daemon = lab.client().run(|| Daemon::start(config)).unwrap();

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use multipath::{blocking, Parameters, ServiceType};
-use multipath_lab::testing::lab_test;
+use multipath_lab::testing::{echo_server, lab_test};
 use multipath_lab::{Lab, LabConfig};
 use multipath_pm::policy::PolicyConfig;
 use multipath_pm::Manager;
@@ -134,25 +134,6 @@ fn handover_download_survives_a_silent_blackhole_of_wifi() {
     }
 }
 
-/// A server that answers every message with the same bytes.
-fn echo_server(lab: &Lab, params: &Parameters) -> SocketAddr {
-    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), params)).unwrap();
-    let addr = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
-    std::thread::spawn(move || {
-        while let Ok((mut conn, _)) = listener.accept() {
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n @ 1..) = conn.read(&mut buf) {
-                    if conn.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// A managed connection from the client namespace.
 fn managed(lab: &Lab, server: SocketAddr, service: ServiceType) -> (Manager, blocking::Connection, u32) {
     lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
@@ -183,7 +164,7 @@ fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
 fn interactive_follows_the_faster_path_when_delays_swap() {
     let Some(_one_at_a_time) = lab_test("interactive_follows_the_faster_path_when_delays_swap") else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
-    let server = echo_server(&lab, &Parameters::tcp().multipath_service_type(ServiceType::Interactive));
+    let server = echo_server(&lab, true);
     let (manager, mut conn, token) = managed(&lab, server, ServiceType::Interactive);
     let cell_ip = lab.path("cell").unwrap().client_addr().into();
     let ping = |conn: &mut blocking::Connection| {
@@ -221,7 +202,7 @@ fn interactive_follows_the_faster_path_when_delays_swap() {
 fn aggregate_downloads_over_both_paths() {
     let Some(_one_at_a_time) = lab_test("aggregate_downloads_over_both_paths") else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
-    let server = echo_server(&lab, &Parameters::tcp().multipath_service_type(ServiceType::Aggregate));
+    let server = echo_server(&lab, true);
     let (_manager, mut conn, _token) = managed(&lab, server, ServiceType::Aggregate);
     let (wifi_ip, cell_ip) =
         (lab.path("wifi").unwrap().client_addr().into(), lab.path("cell").unwrap().client_addr().into());
@@ -255,7 +236,7 @@ fn connections_opened_with_the_manager_are_enforced_and_say_so() {
     let Some(_one_at_a_time) = lab_test("connections_opened_with_the_manager_are_enforced_and_say_so") else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
-    let server = echo_server(&lab, &Parameters::tcp().multipath_service_type(ServiceType::Handover));
+    let server = echo_server(&lab, true);
     let manager = std::sync::Arc::new(lab.client().run(|| Manager::start(PolicyConfig::default())).unwrap());
     let params = Parameters::tcp().multipath_service_type(ServiceType::Handover).path_manager(manager.clone());
     let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params)).unwrap();

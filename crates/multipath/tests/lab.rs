@@ -2,12 +2,11 @@
 //! Needs root; without it each test reports itself SKIPPED.
 
 use std::future::Future;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use multipath::{blocking, Connection, Error, Parameters, ServiceType, SubflowInfo, TcpState, Transport};
-use multipath_lab::testing::lab_test;
+use multipath::{Connection, Error, Parameters, ServiceType, SubflowInfo, TcpState, Transport};
+use multipath_lab::testing::{echo_server, lab_test};
 use multipath_lab::{Lab, LabConfig, Netns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -23,25 +22,6 @@ where
     ns.run(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(fut))
 }
 
-/// An echo server in the lab's server namespace; returns its address.
-fn echo_server(lab: &Lab, params: &Parameters) -> SocketAddr {
-    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), params)).unwrap();
-    let addr = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
-    std::thread::spawn(move || {
-        while let Ok((mut conn, _)) = listener.accept() {
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n @ 1..) = conn.read(&mut buf) {
-                    if conn.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 fn established_from(subflows: &[SubflowInfo], ip: Ipv4Addr) -> Option<&SubflowInfo> {
     subflows.iter().find(|s| s.tcp.state == TcpState::Established && s.local.ip().to_canonical() == ip)
 }
@@ -51,7 +31,7 @@ fn kernel_endpoint_gives_a_second_subflow_with_path_rtts() {
     let Some(_one_at_a_time) = lab_test("kernel_endpoint_gives_a_second_subflow_with_path_rtts") else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     lab.add_kernel_endpoint("cell", false).unwrap();
-    let server = echo_server(&lab, &handover());
+    let server = echo_server(&lab, true);
     let (wifi_ip, cell_ip) = (lab.path("wifi").unwrap().client_addr(), lab.path("cell").unwrap().client_addr());
 
     let subflows = block_on_in(lab.client(), async {
@@ -87,7 +67,7 @@ fn kernel_endpoint_gives_a_second_subflow_with_path_rtts() {
 fn mptcp_disabled_on_the_host_falls_back_or_fails_strictly() {
     let Some(_one_at_a_time) = lab_test("mptcp_disabled_on_the_host_falls_back_or_fails_strictly") else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
-    let server = echo_server(&lab, &handover());
+    let server = echo_server(&lab, true);
     lab.client().sysctl("net.mptcp.enabled", "0").unwrap();
 
     block_on_in(lab.client(), async {
@@ -122,7 +102,7 @@ fn plain_tcp_server_in_the_lab_reports_fallback_and_keeps_bytes_intact() {
     };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     lab.add_kernel_endpoint("cell", false).unwrap();
-    let server = echo_server(&lab, &Parameters::tcp());
+    let server = echo_server(&lab, false);
     block_on_in(lab.client(), async {
         let conn = Connection::connect(server, &handover()).await.unwrap();
         assert_eq!(conn.multipath_status().transport, Transport::FellBackToTcp);
