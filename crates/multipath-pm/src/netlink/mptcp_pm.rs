@@ -18,7 +18,6 @@ pub const VERSION: u8 = 1;
 pub const EVENTS_GROUP: &str = "mptcp_pm_events";
 
 mod cmd {
-    pub const GET_ADDR: u8 = 3;
     pub const SET_FLAGS: u8 = 7;
     pub const ANNOUNCE: u8 = 8;
     pub const REMOVE: u8 = 9;
@@ -226,9 +225,6 @@ impl Command {
         }
     }
 }
-
-/// `GET_ADDR` as a dump: the endpoints of the kernel path manager.
-pub const GET_ADDR: u8 = cmd::GET_ADDR;
 
 /// Addresses and ids of one subflow, as events carry them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
