@@ -16,6 +16,7 @@ mod lab;
 mod monitor;
 mod pathspec;
 mod pmd;
+mod pmd_config;
 mod shutdown;
 
 use anyhow::Result;

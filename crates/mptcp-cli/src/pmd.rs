@@ -4,18 +4,28 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use multipath::daemon_client::DEFAULT_SOCKET;
-use multipath_pm::{Daemon, DaemonConfig};
+use multipath_pm::Daemon;
+
+use crate::pmd_config;
 
 #[derive(Args)]
 pub struct PmdArgs {
-    /// Unix socket programs register their connections on.
-    #[arg(long, default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
-    /// A user id entitled to `aggregate` (repeatable).
+    /// Configuration file (TOML; see `--print-config` for every key and its default).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the documented default configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Check the configuration, print what it resolves to, and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Unix socket programs register their connections on (overrides the file).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// A user id entitled to `aggregate` (repeatable; adds to the file's).
     #[arg(long = "aggregate-uid", value_name = "UID")]
     aggregate_uids: Vec<u32>,
-    /// An executable entitled to `aggregate` (repeatable).
+    /// An executable entitled to `aggregate` (repeatable; adds to the file's).
     #[arg(long = "aggregate-exe", value_name = "PATH")]
     aggregate_executables: Vec<PathBuf>,
 }
@@ -25,18 +35,33 @@ const PM_TYPE: &str = "/proc/sys/net/mptcp/pm_type";
 /// Runs until SIGINT/SIGTERM/SIGHUP. Switches this network namespace to the
 /// userspace path manager and puts the previous setting back on exit.
 pub fn run(args: PmdArgs) -> Result<()> {
+    if args.print_config {
+        print!("{}", pmd_config::DOCUMENTED);
+        return Ok(());
+    }
+    let mut config = match &args.config {
+        Some(path) => pmd_config::load(path)?,
+        None => pmd_config::defaults(),
+    };
+    if let Some(socket) = args.socket {
+        config.socket = socket;
+    }
+    config.aggregate_uids.extend(args.aggregate_uids);
+    if let Some(exe) = args.aggregate_executables.iter().find(|p| !p.is_absolute()) {
+        bail!("--aggregate-exe {}: not an absolute path", exe.display());
+    }
+    config.aggregate_executables.extend(args.aggregate_executables);
+    if args.check_config {
+        println!("{config:#?}");
+        return Ok(());
+    }
     if !multipath_lab::is_root() {
         bail!("mptcp pmd needs CAP_NET_ADMIN (run it as root)");
     }
     let previous = std::fs::read_to_string(PM_TYPE).context("reading net.mptcp.pm_type (is MPTCP enabled?)")?;
     let shutdown = crate::shutdown::Shutdown::listen()?;
     std::fs::write(PM_TYPE, "1").context("switching to the userspace path manager")?;
-    let config = DaemonConfig {
-        socket: args.socket.clone(),
-        aggregate_uids: args.aggregate_uids,
-        aggregate_executables: args.aggregate_executables,
-        ..Default::default()
-    };
+    let socket = config.socket.clone();
     let daemon = match Daemon::start(config) {
         Ok(d) => d,
         Err(e) => {
@@ -44,7 +69,7 @@ pub fn run(args: PmdArgs) -> Result<()> {
             return Err(e).context("starting the path manager");
         }
     };
-    eprintln!("mptcp pmd: managing MPTCP connections; register on {}", args.socket.display());
+    eprintln!("mptcp pmd: managing MPTCP connections; register on {}", socket.display());
     shutdown.wait();
     drop(daemon);
     std::fs::write(PM_TYPE, previous.trim()).context("restoring net.mptcp.pm_type")?;

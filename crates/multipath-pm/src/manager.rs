@@ -269,7 +269,7 @@ impl Driver {
     }
 
     fn refresh_paths(&mut self, now: Instant) -> Result<(), PmError> {
-        let fresh = self.routes.paths()?;
+        let fresh = self.core.config().paths.apply(self.routes.paths()?);
         for old in &self.paths {
             if !fresh.iter().any(|p| p.name == old.name) {
                 self.core.handle(Input::PathDown { name: old.name.clone() }, now);

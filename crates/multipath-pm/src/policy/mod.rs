@@ -14,6 +14,7 @@
 //! address before destroying its subflow, un-backup the new active path
 //! before backing up the old one).
 
+mod rank;
 mod select;
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use multipath::ServiceType;
 
 use crate::netlink::mptcp_pm::{flags, Command, LocalAddr};
+pub use rank::PathPreference;
 pub use select::Hysteresis;
 
 /// A local path: an interface with a usable address and a route.
@@ -143,6 +145,8 @@ pub enum Input {
 /// Tunables, with defaults that suit the lab's 20 ms / 60 ms paths.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyConfig {
+    /// Which paths are primary, metered or never used.
+    pub paths: PathPreference,
     /// Handover: open secondary subflows only once the primary degrades
     /// (Apple's behaviour) instead of at once as standby backups.
     pub lazy_secondary: bool,
@@ -171,6 +175,7 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
+            paths: PathPreference::default(),
             lazy_secondary: false,
             join_timeout: Duration::from_secs(3),
             retry_min: Duration::from_millis(250),
@@ -255,6 +260,11 @@ impl Core {
     /// A core with no paths and no connections.
     pub fn new(config: PolicyConfig) -> Self {
         Core { config, paths: Vec::new(), conns: BTreeMap::new(), out: VecDeque::new(), probes: VecDeque::new() }
+    }
+
+    /// The configuration the core runs with.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
     }
 
     /// Feeds one input at time `now`.

@@ -1,0 +1,205 @@
+//! The daemon's TOML configuration file. `docs/pmd.toml` documents every
+//! key with its default; a test holds the two together.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use multipath::daemon_client::DEFAULT_SOCKET;
+use multipath::ServiceType;
+use multipath_pm::policy::{Hysteresis, PathPreference, PolicyConfig};
+use multipath_pm::DaemonConfig;
+use serde::Deserialize;
+
+/// The documented configuration, defaults included.
+pub const DOCUMENTED: &str = include_str!("../../../docs/pmd.toml");
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct File {
+    socket: Option<PathBuf>,
+    default_service: Option<ServiceType>,
+    entitlements: Entitlements,
+    paths: Paths,
+    handover: Handover,
+    interactive: Interactive,
+    joins: Joins,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Entitlements {
+    aggregate_uids: Vec<u32>,
+    aggregate_executables: Vec<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Paths {
+    primary: Vec<String>,
+    metered: Vec<String>,
+    exclude: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Handover {
+    lazy_secondary: Option<bool>,
+    silence_ms: Option<u64>,
+    probe_timeout_ms: Option<u64>,
+    demote_after_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Interactive {
+    hysteresis_margin: Option<f64>,
+    hysteresis_hold_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Joins {
+    timeout_ms: Option<u64>,
+    retry_min_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
+}
+
+/// The daemon's configuration when no file is given.
+pub fn defaults() -> DaemonConfig {
+    DaemonConfig {
+        socket: DEFAULT_SOCKET.into(),
+        policy: PolicyConfig { default_service: Some(ServiceType::Aggregate), ..PolicyConfig::default() },
+        ..DaemonConfig::default()
+    }
+}
+
+/// Reads and checks a configuration file.
+pub fn load(path: &Path) -> Result<DaemonConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// Parses configuration text; missing keys keep their defaults.
+pub fn parse(text: &str) -> Result<DaemonConfig> {
+    let file: File = toml::from_str(text)?;
+    let mut config = defaults();
+    let policy = &mut config.policy;
+    if let Some(socket) = file.socket {
+        config.socket = socket;
+    }
+    if let Some(service) = file.default_service {
+        policy.default_service = Some(service);
+    }
+    config.aggregate_uids = file.entitlements.aggregate_uids;
+    config.aggregate_executables = file.entitlements.aggregate_executables;
+    if let Some(exe) = config.aggregate_executables.iter().find(|p| !p.is_absolute()) {
+        bail!("entitlements.aggregate_executables: {} is not an absolute path", exe.display());
+    }
+    let Paths { primary, metered, exclude } = file.paths;
+    for pattern in primary.iter().chain(&metered).chain(&exclude) {
+        if pattern.is_empty() || pattern.len() > libc::IFNAMSIZ * 4 {
+            bail!("paths: {pattern:?} cannot match an interface name");
+        }
+    }
+    policy.paths = PathPreference { primary, metered, exclude };
+    let ms = |key: &str, value: Option<u64>, default: Duration| -> Result<Duration> {
+        match value {
+            None => Ok(default),
+            Some(0) => bail!("{key} must be above 0"),
+            Some(v) if v > 3_600_000 => bail!("{key} = {v} is over an hour"),
+            Some(v) => Ok(Duration::from_millis(v)),
+        }
+    };
+    let h = file.handover;
+    policy.lazy_secondary = h.lazy_secondary.unwrap_or(policy.lazy_secondary);
+    policy.silence = ms("handover.silence_ms", h.silence_ms, policy.silence)?;
+    policy.probe_timeout = ms("handover.probe_timeout_ms", h.probe_timeout_ms, policy.probe_timeout)?;
+    policy.demote_after = ms("handover.demote_after_ms", h.demote_after_ms, policy.demote_after)?;
+    let i = file.interactive;
+    let margin = i.hysteresis_margin.unwrap_or(policy.hysteresis.margin);
+    if !(0.0..1.0).contains(&margin) {
+        bail!("interactive.hysteresis_margin = {margin} must be at least 0 and below 1");
+    }
+    let hold = ms("interactive.hysteresis_hold_ms", i.hysteresis_hold_ms, policy.hysteresis.hold)?;
+    policy.hysteresis = Hysteresis { margin, hold };
+    let j = file.joins;
+    policy.join_timeout = ms("joins.timeout_ms", j.timeout_ms, policy.join_timeout)?;
+    policy.retry_min = ms("joins.retry_min_ms", j.retry_min_ms, policy.retry_min)?;
+    policy.retry_max = ms("joins.retry_max_ms", j.retry_max_ms, policy.retry_max)?;
+    if policy.retry_min > policy.retry_max {
+        bail!("joins.retry_min_ms is above joins.retry_max_ms");
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same(a: &DaemonConfig, b: &DaemonConfig) {
+        assert_eq!(a.socket, b.socket);
+        assert_eq!(a.aggregate_uids, b.aggregate_uids);
+        assert_eq!(a.aggregate_executables, b.aggregate_executables);
+        assert_eq!(a.policy, b.policy);
+    }
+
+    #[test]
+    fn the_documented_file_states_the_defaults() {
+        same(&parse(DOCUMENTED).unwrap(), &defaults());
+        same(&parse("").unwrap(), &defaults());
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = parse(
+            r#"
+            socket = "/tmp/x.sock"
+            default_service = "handover"
+            [entitlements]
+            aggregate_uids = [1000]
+            aggregate_executables = ["/usr/bin/backup"]
+            [paths]
+            primary = ["wl*"]
+            metered = ["rmnet*"]
+            [handover]
+            lazy_secondary = true
+            silence_ms = 70
+            [interactive]
+            hysteresis_margin = 0.3
+            [joins]
+            retry_max_ms = 4000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.socket, Path::new("/tmp/x.sock"));
+        assert_eq!(c.policy.default_service, Some(ServiceType::Handover));
+        assert_eq!(c.aggregate_uids, [1000]);
+        assert_eq!(c.policy.paths.primary, ["wl*"]);
+        assert_eq!(c.policy.paths.metered, ["rmnet*"]);
+        assert!(c.policy.lazy_secondary);
+        assert_eq!(c.policy.silence, Duration::from_millis(70));
+        assert_eq!(c.policy.hysteresis.margin, 0.3);
+        assert_eq!(c.policy.retry_max, Duration::from_secs(4));
+        assert_eq!(c.policy.probe_timeout, defaults().policy.probe_timeout, "untouched keys keep defaults");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            ("sokcet = \"/x\"", "sokcet"),
+            ("default_service = \"fastest\"", "fastest"),
+            ("[handover]\nsilence_ms = 0", "handover.silence_ms must be above 0"),
+            ("[handover]\nsilence_ms = -5", "silence_ms"),
+            ("[interactive]\nhysteresis_margin = 1.5", "hysteresis_margin"),
+            ("[joins]\nretry_min_ms = 9000", "retry_min_ms is above"),
+            ("[entitlements]\naggregate_executables = [\"backup\"]", "not an absolute path"),
+            ("[paths]\nprimary = [\"\"]", "cannot match"),
+            ("[paths\nprimary = []", "TOML"),
+        ];
+        for (text, expect) in cases {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(expect), "{text:?}: {err}");
+        }
+    }
+}
