@@ -70,3 +70,17 @@ pub fn echo_server(lab: &crate::Lab, mptcp: bool) -> std::net::SocketAddr {
     });
     std::net::SocketAddr::new(lab.server_addr().into(), port)
 }
+
+/// Drops the calling thread's root for `uid` (and the same gid), to act as
+/// an unprivileged program. Raw syscalls change one thread's credentials
+/// only, unlike libc's wrappers, which change the whole process's: call it
+/// on a thread of its own, such as inside [`crate::Netns::run`].
+pub fn become_user(uid: u32) -> std::io::Result<()> {
+    // SAFETY: plain syscalls on the calling thread's credentials; no memory
+    // is passed.
+    let set = |call, id: u32| unsafe { libc::syscall(call, id, id, id) };
+    if set(libc::SYS_setresgid, uid) != 0 || set(libc::SYS_setresuid, uid) != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

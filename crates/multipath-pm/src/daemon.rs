@@ -39,6 +39,8 @@ pub struct Daemon {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     socket: PathBuf,
+    /// The socket's directory, when the daemon created it.
+    created_dir: Option<PathBuf>,
     manager: Arc<Manager>,
 }
 
@@ -51,6 +53,7 @@ impl Daemon {
         // Unregistered connections behave as under the kernel's manager.
         policy.default_service.get_or_insert(ServiceType::Aggregate);
         let manager = Arc::new(Manager::start(policy)?);
+        let created_dir = config.socket.parent().filter(|d| !d.exists()).map(Path::to_path_buf);
         let listener = listen(&config.socket)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (stop2, manager2, socket) = (stop.clone(), manager.clone(), config.socket.clone());
@@ -58,7 +61,7 @@ impl Daemon {
             .name("multipath-pmd".into())
             .spawn(move || serve(listener, &config, &manager2, &stop2))
             .map_err(PmError::Io)?;
-        Ok(Daemon { stop, thread: Some(thread), socket, manager })
+        Ok(Daemon { stop, thread: Some(thread), socket, created_dir, manager })
     }
 
     /// The path manager behind the daemon.
@@ -74,6 +77,9 @@ impl Drop for Daemon {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.socket);
+        if let Some(dir) = &self.created_dir {
+            let _ = std::fs::remove_dir(dir); // only if nothing else is in it
+        }
     }
 }
 

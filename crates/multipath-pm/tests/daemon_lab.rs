@@ -10,21 +10,11 @@ use std::sync::Arc;
 
 use multipath::daemon_client::Daemon as DaemonClient;
 use multipath::{blocking, Parameters, PathManager, ServiceType};
-use multipath_lab::testing::{echo_server, lab_test};
+use multipath_lab::testing::{become_user, echo_server, lab_test};
 use multipath_lab::{Lab, LabConfig};
 use multipath_pm::{Daemon, DaemonConfig};
 
 const ENTITLED_UID: u32 = 4242;
-
-/// Drops this thread's root for `uid` (raw syscalls change one thread's
-/// credentials only, unlike libc's wrappers).
-fn become_user(uid: u32) {
-    // SAFETY: plain syscalls on the calling thread's credentials.
-    unsafe {
-        assert_eq!(libc::syscall(libc::SYS_setresgid, uid, uid, uid), 0);
-        assert_eq!(libc::syscall(libc::SYS_setresuid, uid, uid, uid), 0);
-    }
-}
 
 struct Setup {
     lab: Lab,
@@ -47,7 +37,7 @@ fn setup(name: &str) -> Setup {
 fn connect_as(s: &Setup, uid: u32, service: ServiceType) -> Result<(blocking::Connection, u32), String> {
     let daemon = DaemonClient::at(&s.socket);
     s.lab.client().run(|| {
-        become_user(uid);
+        become_user(uid).unwrap();
         let params = Parameters::tcp().multipath_service_type(service);
         let mut conn = blocking::Connection::connect(s.server, &params).map_err(|e| e.to_string())?;
         conn.write_all(b"hi").unwrap();
@@ -74,7 +64,7 @@ fn unprivileged_programs_register_and_aggregate_needs_an_entitlement() {
     let daemon: Arc<dyn multipath::Enforcer> = Arc::new(DaemonClient::at(&s.socket));
     let params = Parameters::tcp().multipath_service_type(ServiceType::Handover).path_manager(daemon);
     let conn = s.lab.client().run(|| {
-        become_user(65534);
+        become_user(65534).unwrap();
         blocking::Connection::connect(s.server, &params).unwrap()
     });
     let status = conn.multipath_status();

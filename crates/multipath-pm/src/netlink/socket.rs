@@ -357,14 +357,18 @@ fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     recv_flags(fd, buf, 0)
 }
 
-/// `poll(2)` on several descriptors: which are readable (all false on timeout).
+/// `ppoll(2)` on several descriptors: which are readable (all false on
+/// timeout). Nanosecond timeouts: `poll`'s milliseconds would round a wait
+/// under 1 ms down to 0, and a loop waiting for a deadline would spin.
 pub(crate) fn poll_any(fds: &[BorrowedFd<'_>], timeout: std::time::Duration) -> io::Result<Vec<bool>> {
     let mut pfds: Vec<libc::pollfd> =
         fds.iter().map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let secs = timeout.as_secs().min(i32::MAX as u64) as libc::time_t;
+    let wait = libc::timespec { tv_sec: secs, tv_nsec: timeout.subsec_nanos() as libc::c_long };
     loop {
-        // SAFETY: `pfds` is a valid array of its length.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        // SAFETY: `pfds` is a valid array of its length; `wait` outlives the
+        // call; a null signal mask leaves the thread's mask alone.
+        let n = unsafe { libc::ppoll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, &wait, std::ptr::null()) };
         if n >= 0 {
             return Ok(pfds.iter().map(|p| p.revents != 0).collect());
         }
@@ -375,21 +379,9 @@ pub(crate) fn poll_any(fds: &[BorrowedFd<'_>], timeout: std::time::Duration) -> 
     }
 }
 
-/// `poll(2)` for readability.
+/// Whether `fd` becomes readable within `timeout`.
 fn poll_readable(fd: &OwnedFd, timeout: std::time::Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    loop {
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n >= 0 {
-            return Ok(n > 0);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    Ok(poll_any(&[fd.as_fd()], timeout)?[0])
 }
 
 fn recv_flags(fd: &OwnedFd, buf: &mut [u8], flags: i32) -> io::Result<usize> {

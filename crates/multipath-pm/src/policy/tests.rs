@@ -417,3 +417,19 @@ fn a_registration_after_the_event_replaces_the_default_service() {
     assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true }]);
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
 }
+
+#[test]
+fn a_refused_create_is_retried_for_every_service_type() {
+    for service in [ServiceType::Handover, ServiceType::Interactive, ServiceType::Aggregate] {
+        let mut sim = Sim::new(PolicyConfig::default());
+        let cmds = sim.establish(service, WIFI_INITIAL);
+        assert_eq!(cmds.len(), 1, "{service}: {cmds:?}");
+        // Before data has flowed, the kernel refuses joins (ENOTCONN).
+        assert!(sim.input(Input::CommandFailed(cmds[0].clone())).is_empty());
+        let retry = sim.advance(Duration::from_millis(250));
+        assert!(
+            retry.len() == 1 && create_on(&retry[0], &cell(), service != ServiceType::Aggregate),
+            "{service}: {retry:?}"
+        );
+    }
+}

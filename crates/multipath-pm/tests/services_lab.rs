@@ -1,16 +1,33 @@
-//! The in-process path manager enforcing each service type on real traffic
-//! across the lab. Needs root; without it each test reports itself SKIPPED.
+//! Each service type enforced on real traffic across the lab, once by the
+//! in-process path manager and once through the daemon, registered by an
+//! unprivileged program. Needs root; without it each test reports itself
+//! SKIPPED.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multipath::{blocking, Parameters, ServiceType};
-use multipath_lab::testing::{echo_server, lab_test};
+use multipath::daemon_client::Daemon as DaemonClient;
+use multipath::{blocking, Parameters, PathManager, ServiceType};
+use multipath_lab::testing::{become_user, echo_server, lab_test};
 use multipath_lab::{Lab, LabConfig};
 use multipath_pm::policy::PolicyConfig;
-use multipath_pm::Manager;
+use multipath_pm::{Daemon, DaemonConfig, Manager};
+
+/// How the connection under test is managed.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    /// `Manager::manage` in the test process (root).
+    InProcess,
+    /// Registered with a `Daemon` by the library, as an unprivileged user
+    /// (entitled to aggregate).
+    Daemon,
+}
+
+/// The uid the daemon's connections are opened as.
+const USER: u32 = 4242;
 
 const TOTAL: usize = 12 * 1024 * 1024;
 
@@ -36,13 +53,8 @@ struct Through {
 
 /// A handover download of `size` bytes, verified byte by byte, with wifi
 /// failed by `fail(lab, true)` at 1.5 s and restored at 3.5 s.
-fn handover_through(name: &str, size: usize, fail: fn(&Lab, bool)) -> Option<Through> {
+fn handover_through(name: &str, via: Via, size: usize, fail: fn(&Lab, bool)) -> Option<Through> {
     let _one_at_a_time = lab_test(name)?;
-    // RUST_LOG=multipath_pm=debug shows each command with its time.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
     let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
@@ -59,8 +71,8 @@ fn handover_through(name: &str, size: usize, fail: fn(&Lab, bool)) -> Option<Thr
         let _ = conn.get_ref().shutdown(std::net::Shutdown::Write);
         let _ = conn.read(&mut [0u8; 1]);
     });
-    let (manager, mut conn, token) = managed(&lab, server, ServiceType::Handover);
-    assert_eq!(token, conn.mptcp_info().unwrap().token);
+    let managed = managed(&lab, server, ServiceType::Handover, via);
+    let (manager, mut conn, token) = (managed.manager, managed.conn, managed.token);
     let (wifi_ip, cell_ip) =
         (lab.path("wifi").unwrap().client_addr().into(), lab.path("cell").unwrap().client_addr().into());
 
@@ -118,36 +130,92 @@ fn assert_handover(t: &Through) {
     assert!(t.wifi_after > 1024 * 1024, "traffic did not return to wifi ({} B)", t.wifi_after);
 }
 
-#[test]
-fn handover_download_survives_wifi_down_and_returns_to_wifi() {
+macro_rules! both_ways {
+    ($scenario:ident: $in_process:ident, $daemon:ident) => {
+        #[test]
+        fn $in_process() {
+            $scenario(stringify!($in_process), Via::InProcess);
+        }
+        #[test]
+        fn $daemon() {
+            $scenario(stringify!($daemon), Via::Daemon);
+        }
+    };
+}
+
+both_ways!(handover_link_down: handover_survives_wifi_down_in_process, handover_survives_wifi_down_via_daemon);
+both_ways!(handover_blackhole: handover_survives_wifi_blackhole_in_process, handover_survives_wifi_blackhole_via_daemon);
+both_ways!(interactive_swap: interactive_follows_swapped_delays_in_process, interactive_follows_swapped_delays_via_daemon);
+both_ways!(aggregate_both: aggregate_uses_both_paths_in_process, aggregate_uses_both_paths_via_daemon);
+
+/// During a download, wifi's link goes down, then up again.
+fn handover_link_down(name: &str, via: Via) {
     let fail = |lab: &Lab, failed: bool| lab.set_link("wifi", !failed).unwrap();
-    if let Some(t) = handover_through("handover_download_survives_wifi_down_and_returns_to_wifi", TOTAL, fail) {
+    if let Some(t) = handover_through(name, via, TOTAL, fail) {
         assert_handover(&t);
     }
 }
 
-#[test]
-fn handover_download_survives_a_silent_blackhole_of_wifi() {
+/// During a download, wifi silently drops everything (the link stays up),
+/// then recovers.
+fn handover_blackhole(name: &str, via: Via) {
     let fail = |lab: &Lab, failed: bool| lab.set_blackhole("wifi", failed).unwrap();
-    if let Some(t) = handover_through("handover_download_survives_a_silent_blackhole_of_wifi", 20 * 1024 * 1024, fail) {
+    if let Some(t) = handover_through(name, via, 20 * 1024 * 1024, fail) {
         assert_handover(&t);
     }
 }
 
-/// A managed connection from the client namespace.
-fn managed(lab: &Lab, server: SocketAddr, service: ServiceType) -> (Manager, blocking::Connection, u32) {
+/// A managed connection from the client namespace, and what manages it.
+struct Managed {
+    manager: Arc<Manager>,
+    conn: blocking::Connection,
+    token: u32,
+    _daemon: Option<Daemon>,
+}
+
+fn managed(lab: &Lab, server: SocketAddr, service: ServiceType, via: Via) -> Managed {
+    // RUST_LOG=multipath_pm=debug shows each command with its time.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
     let params = Parameters::tcp().multipath_service_type(service).nodelay(true);
-    let (manager, mut conn) = lab.client().run(|| {
-        let manager = Manager::start(PolicyConfig::default()).unwrap();
-        let conn = blocking::Connection::connect(server, &params).unwrap();
-        (manager, conn)
-    });
-    // Data must flow before the kernel lets a client add subflows.
-    conn.write_all(b"hi").unwrap();
-    conn.read_exact(&mut [0u8; 2]).unwrap();
-    let token = manager.manage(conn.as_fd(), service).unwrap();
-    (manager, conn, token)
+    let managed = match via {
+        Via::InProcess => {
+            let (manager, mut conn) = lab.client().run(|| {
+                let manager = Manager::start(PolicyConfig::default()).unwrap();
+                let conn = blocking::Connection::connect(server, &params).unwrap();
+                (manager, conn)
+            });
+            // Data must flow before the kernel lets a client add subflows.
+            conn.write_all(b"hi").unwrap();
+            conn.read_exact(&mut [0u8; 2]).unwrap();
+            let token = manager.manage(conn.as_fd(), service).unwrap();
+            Managed { manager: Arc::new(manager), conn, token, _daemon: None }
+        }
+        Via::Daemon => {
+            let socket = std::env::temp_dir().join(lab.name()).join("pmd.sock");
+            let config = DaemonConfig { socket: socket.clone(), aggregate_uids: vec![USER], ..Default::default() };
+            let daemon = lab.client().run(|| Daemon::start(config)).unwrap();
+            // The library registers the connection as soon as it is
+            // connected, before any data: the daemon must cope with the
+            // kernel's events coming later.
+            let params = params.path_manager(Arc::new(DaemonClient::at(&socket)));
+            let mut conn = lab.client().run(|| {
+                become_user(USER).unwrap();
+                blocking::Connection::connect(server, &params).unwrap()
+            });
+            let status = conn.multipath_status();
+            assert!(status.enforced && status.path_manager == PathManager::Daemon, "{status}");
+            conn.write_all(b"hi").unwrap();
+            conn.read_exact(&mut [0u8; 2]).unwrap();
+            let token = conn.mptcp_info().unwrap().token;
+            Managed { manager: daemon.manager().clone(), conn, token, _daemon: Some(daemon) }
+        }
+    };
+    assert_eq!(managed.token, managed.conn.mptcp_info().unwrap().token);
+    managed
 }
 
 /// Until `what` holds, failing after `within`: for states the manager
@@ -160,12 +228,13 @@ fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn interactive_follows_the_faster_path_when_delays_swap() {
-    let Some(_one_at_a_time) = lab_test("interactive_follows_the_faster_path_when_delays_swap") else { return };
+/// Wifi starts faster; the delays swap live; the active path follows.
+fn interactive_swap(name: &str, via: Via) {
+    let Some(_one_at_a_time) = lab_test(name) else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     let server = echo_server(&lab, true);
-    let (manager, mut conn, token) = managed(&lab, server, ServiceType::Interactive);
+    let managed = managed(&lab, server, ServiceType::Interactive, via);
+    let (manager, mut conn, token) = (managed.manager, managed.conn, managed.token);
     let cell_ip = lab.path("cell").unwrap().client_addr().into();
     let ping = |conn: &mut blocking::Connection| {
         conn.write_all(&[1u8; 1000]).unwrap();
@@ -198,12 +267,14 @@ fn interactive_follows_the_faster_path_when_delays_swap() {
     assert!(received_on(&conn, cell_ip) - before >= 20 * 1000, "the replies now come over cell");
 }
 
-#[test]
-fn aggregate_downloads_over_both_paths() {
-    let Some(_one_at_a_time) = lab_test("aggregate_downloads_over_both_paths") else { return };
+/// Both paths carry data, in both directions.
+fn aggregate_both(name: &str, via: Via) {
+    let Some(_one_at_a_time) = lab_test(name) else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     let server = echo_server(&lab, true);
-    let (_manager, mut conn, _token) = managed(&lab, server, ServiceType::Aggregate);
+    // Fields moved out one by one: the rest (the daemon) lives to the end.
+    let managed = managed(&lab, server, ServiceType::Aggregate, via);
+    let mut conn = managed.conn;
     let (wifi_ip, cell_ip) =
         (lab.path("wifi").unwrap().client_addr().into(), lab.path("cell").unwrap().client_addr().into());
     eventually(Duration::from_secs(5), "a cell subflow", || {
