@@ -54,6 +54,25 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Many concurrent connections registered with one daemon, opened at a
+    /// steady rate, beside the kernel's path manager (needs root).
+    Scale {
+        /// Connections held open at the end.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// New connections per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Service type every connection registers with.
+        #[arg(long, default_value = "handover")]
+        service: ServiceType,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The greeting server of `bench scale`, run in the lab's server namespace.
+    #[command(hide = true)]
+    ScaleServer,
     /// Wifi fails mid-transfer and comes back: stalls and the return to
     /// wifi, kernel path manager against multipath's handover (needs root).
     Handover {
@@ -74,6 +93,10 @@ pub enum BenchCommand {
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Scale { connections, rate, service, json } => {
+            crate::bench_scale::run(connections, rate, service, json)
+        }
+        BenchCommand::ScaleServer => crate::bench_scale::serve(),
         BenchCommand::Aggregate { seconds, json } => crate::bench_aggregate::run(seconds, json),
         BenchCommand::Interactive { exchanges, json } => crate::bench_interactive::run(exchanges.max(1), json),
         BenchCommand::Handover { failure, flow, rounds, json } => {
@@ -245,7 +268,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-fn quantile(v: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(v: &[f64], q: f64) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * q).round() as usize]

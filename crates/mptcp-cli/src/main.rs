@@ -11,6 +11,7 @@ mod bench_aggregate;
 mod bench_handover;
 mod bench_interactive;
 mod bench_lab;
+mod bench_scale;
 mod demo;
 mod lab;
 mod monitor;

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use multipath_pm::Daemon;
+use std::sync::mpsc::SyncSender;
+
+use multipath_pm::{Daemon, SentCommand};
 
 use crate::pmd_config;
 
@@ -28,6 +30,39 @@ pub struct PmdArgs {
     /// An executable entitled to `aggregate` (repeatable; adds to the file's).
     #[arg(long = "aggregate-exe", value_name = "PATH")]
     aggregate_executables: Vec<PathBuf>,
+    /// Append one line per netlink command sent: CLOCK_MONOTONIC ns, token,
+    /// command, ok|refused (for `mptcp bench scale`).
+    #[arg(long, value_name = "FILE", hide = true)]
+    command_log: Option<PathBuf>,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock `Instant` reads, comparable
+/// across processes.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Writes the command log until the daemon drops its sender.
+fn command_log(path: &std::path::Path) -> Result<(SyncSender<SentCommand>, std::thread::JoinHandle<()>)> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<SentCommand>(1 << 16);
+    let thread = std::thread::spawn(move || {
+        let mut out = std::io::BufWriter::new(file);
+        for sent in rx {
+            let ago = sent.at.elapsed().as_nanos() as u64;
+            let verdict = if sent.refused.is_some() { "refused" } else { "ok" };
+            let line = format!("{} {} {} {verdict}", monotonic_ns() - ago, sent.command.token(), sent.command.name());
+            if writeln!(out, "{line}").is_err() {
+                return;
+            }
+        }
+        let _ = out.flush();
+    });
+    Ok((tx, thread))
 }
 
 const PM_TYPE: &str = "/proc/sys/net/mptcp/pm_type";
@@ -62,6 +97,11 @@ pub fn run(args: PmdArgs) -> Result<()> {
     let shutdown = crate::shutdown::Shutdown::listen()?;
     std::fs::write(PM_TYPE, "1").context("switching to the userspace path manager")?;
     let socket = config.socket.clone();
+    let log = args.command_log.as_deref().map(command_log).transpose()?;
+    let log_thread = log.map(|(tx, thread)| {
+        config.command_log = Some(tx);
+        thread
+    });
     let daemon = match Daemon::start(config) {
         Ok(d) => d,
         Err(e) => {
@@ -72,6 +112,9 @@ pub fn run(args: PmdArgs) -> Result<()> {
     eprintln!("mptcp pmd: managing MPTCP connections; register on {}", socket.display());
     shutdown.wait();
     drop(daemon);
+    if let Some(t) = log_thread {
+        let _ = t.join();
+    }
     std::fs::write(PM_TYPE, previous.trim()).context("restoring net.mptcp.pm_type")?;
     eprintln!("mptcp pmd: stopped; net.mptcp.pm_type restored to {}", previous.trim());
     Ok(())

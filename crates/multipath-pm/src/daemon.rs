@@ -30,6 +30,8 @@ pub struct DaemonConfig {
     pub aggregate_executables: Vec<PathBuf>,
     /// Policy tunables.
     pub policy: PolicyConfig,
+    /// Where to report every command sent (see [`Manager::start_with_log`]).
+    pub command_log: Option<std::sync::mpsc::SyncSender<crate::manager::SentCommand>>,
 }
 
 /// A running daemon. Dropping it stops accepting, removes the socket file
@@ -52,7 +54,7 @@ impl Daemon {
         let mut policy = config.policy.clone();
         // Unregistered connections behave as under the kernel's manager.
         policy.default_service.get_or_insert(ServiceType::Aggregate);
-        let manager = Arc::new(Manager::start(policy)?);
+        let manager = Arc::new(Manager::start_with_log(policy, config.command_log.clone())?);
         let created_dir = config.socket.parent().filter(|d| !d.exists()).map(Path::to_path_buf);
         let listener = listen(&config.socket)?;
         let stop = Arc::new(AtomicBool::new(false));

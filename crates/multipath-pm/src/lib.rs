@@ -13,6 +13,6 @@ pub mod netlink;
 pub mod policy;
 
 pub use daemon::{Daemon, DaemonConfig};
-pub use manager::Manager;
+pub use manager::{Manager, SentCommand};
 pub use netlink::mptcp_pm::{Command, ConnectionEvent, Event, LocalAddr, SubflowEvent};
 pub use netlink::socket::{EventSocket, PmError, PmSocket, RouteWatcher};

@@ -3,9 +3,10 @@
 //! program hands it. Needs CAP_NET_ADMIN and the userspace path manager
 //! (`net.mptcp.pm_type = 1`) in the network namespace it starts in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,16 +15,30 @@ use multipath::ServiceType;
 
 use crate::netlink::socket::poll_any;
 use crate::policy::{Core, Input, LocalPath, PolicyConfig, Probe, SubflowSample};
-use crate::{Event, EventSocket, PmError, PmSocket, RouteWatcher};
+use crate::{Command, Event, EventSocket, PmError, PmSocket, RouteWatcher};
 
-/// How often managed connections' subflows are measured.
+/// How often busy connections' subflows are measured.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+/// A connection where nothing moved for this long counts as idle. Not
+/// sooner: a blackholed download looks exactly like an idle connection, and
+/// its silence (from 50 ms, or twice the path's RTT) must be seen, and
+/// probed, on time; the probe's verdict then needs no measurements.
+const IDLE_AFTER: Duration = Duration::from_millis(250);
+/// Connections measured per turn of the loop, between looks at the events.
+const SAMPLE_BATCH: usize = 64;
+/// The longest gap between measurements of an idle connection. Idle ones
+/// are measured ever less often (doubling from `SAMPLE_EVERY`), so that ten
+/// thousand mostly idle connections cost little; any data or a subflow
+/// change brings a connection back to `SAMPLE_EVERY`.
+const SAMPLE_IDLE_MAX: Duration = Duration::from_secs(1);
 
 /// A running path manager. Dropping it stops the thread (connections keep
 /// their subflows; nothing manages them any more).
 #[derive(Debug)]
 pub struct Manager {
     requests: Option<mpsc::Sender<Request>>,
+    /// Wakes the thread from its poll when a request is queued.
+    doorbell: UnixDatagram,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -33,16 +48,41 @@ enum Request {
     ActivePath { token: u32, reply: mpsc::Sender<Option<String>> },
 }
 
+/// A netlink command the manager sent: its decisions, as observers
+/// (benchmarks, monitors) see them.
+#[derive(Clone, Debug)]
+pub struct SentCommand {
+    /// The command.
+    pub command: Command,
+    /// When it was sent.
+    pub at: Instant,
+    /// Why the kernel refused it, if it did.
+    pub refused: Option<String>,
+}
+
 impl Manager {
     /// Starts managing in the calling thread's network namespace.
     pub fn start(config: PolicyConfig) -> Result<Manager, PmError> {
+        Manager::start_with_log(config, None)
+    }
+
+    /// Like [`Manager::start`], and reports every command sent on `log`.
+    /// A full log drops records rather than slow the manager down.
+    pub fn start_with_log(
+        config: PolicyConfig,
+        log: Option<mpsc::SyncSender<SentCommand>>,
+    ) -> Result<Manager, PmError> {
         let mut driver = Driver::open(config)?;
+        driver.log = log;
         let (tx, rx) = mpsc::channel();
+        let (doorbell, bell) = UnixDatagram::pair()?;
+        doorbell.set_nonblocking(true)?;
+        bell.set_nonblocking(true)?;
         let thread = std::thread::Builder::new()
             .name("multipath-pm".into())
-            .spawn(move || driver.run(rx))
+            .spawn(move || driver.run(rx, bell))
             .map_err(PmError::Io)?;
-        Ok(Manager { requests: Some(tx), thread: Some(thread) })
+        Ok(Manager { requests: Some(tx), doorbell, thread: Some(thread) })
     }
 
     /// Enforces `service` on the MPTCP connection behind `socket` from now
@@ -63,7 +103,10 @@ impl Manager {
     }
 
     fn send(&self, request: Request) -> Result<(), PmError> {
-        self.requests.as_ref().expect("sender lives until drop").send(request).map_err(|_| stopped())
+        self.requests.as_ref().expect("sender lives until drop").send(request).map_err(|_| stopped())?;
+        // A full doorbell already rings.
+        let _ = self.doorbell.send(&[1]);
+        Ok(())
     }
 }
 
@@ -81,6 +124,7 @@ impl multipath::Enforcer for Manager {
 impl Drop for Manager {
     fn drop(&mut self) {
         self.requests.take(); // the thread sees the channel close
+        let _ = self.doorbell.send(&[1]);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -93,6 +137,31 @@ fn stopped() -> PmError {
 
 struct Managed {
     fd: OwnedFd,
+    next_sample: Instant,
+    every: Duration,
+    /// What the last measurement saw: bytes moved, subflows open.
+    seen: (u64, usize),
+    /// Since when nothing has moved.
+    still_since: Instant,
+}
+
+impl Managed {
+    fn new(fd: OwnedFd, now: Instant) -> Managed {
+        Managed { fd, next_sample: now, every: SAMPLE_EVERY, seen: (0, 0), still_since: now }
+    }
+
+    /// Schedules the next measurement: soon while anything moves.
+    fn measured(&mut self, samples: &[SubflowSample], bytes: u64, now: Instant) {
+        let seen = (bytes, samples.len());
+        let busy = seen != self.seen || samples.iter().any(|s| s.unacked > 0 || s.backoff > 0 || !s.established);
+        if busy {
+            self.still_since = now;
+        }
+        let idle = now.duration_since(self.still_since) >= IDLE_AFTER;
+        self.every = if idle { (self.every * 2).min(SAMPLE_IDLE_MAX) } else { SAMPLE_EVERY };
+        self.seen = seen;
+        self.next_sample = now + self.every;
+    }
 }
 
 /// An ICMP echo on its way.
@@ -130,9 +199,12 @@ struct Driver {
     paths: Vec<LocalPath>,
     /// Registered connections and the descriptors that measure them.
     managed: BTreeMap<u32, Managed>,
+    /// When each managed connection is measured next, earliest first.
+    sample_queue: BTreeSet<(Instant, u32)>,
     probes: Vec<PendingProbe>,
     /// What connections nobody registered get; `None` leaves them alone.
     default_service: Option<ServiceType>,
+    log: Option<mpsc::SyncSender<SentCommand>>,
 }
 
 impl Driver {
@@ -144,16 +216,21 @@ impl Driver {
             routes: RouteWatcher::open()?,
             paths: Vec::new(),
             managed: BTreeMap::new(),
+            sample_queue: BTreeSet::new(),
             probes: Vec::new(),
             default_service: config.default_service,
+            log: None,
         };
         driver.refresh_paths(Instant::now())?;
         Ok(driver)
     }
 
-    fn run(&mut self, requests: mpsc::Receiver<Request>) {
+    fn run(&mut self, requests: mpsc::Receiver<Request>, bell: UnixDatagram) {
         let mut next_sample = Instant::now();
+        // Measurements due but not yet taken (more than one batch).
+        let mut backlog = false;
         loop {
+            while bell.recv(&mut [0u8; 16]).is_ok() {}
             loop {
                 match requests.try_recv() {
                     Ok(r) => self.request(r),
@@ -166,7 +243,10 @@ impl Driver {
             if let Some(t) = self.core.poll_timeout() {
                 wake = wake.min(t);
             }
-            let fds = [self.events.as_fd(), self.routes.as_fd()];
+            if backlog {
+                wake = now; // measurements left over: only look for events
+            }
+            let fds = [self.events.as_fd(), self.routes.as_fd(), bell.as_fd()];
             let ready = match poll_any(&fds, wake.saturating_duration_since(now)) {
                 Ok(r) => r,
                 Err(e) => {
@@ -176,7 +256,11 @@ impl Driver {
             };
             let now = Instant::now();
             if ready[0] {
+                // Kernel events first, and their commands out at once: how
+                // soon a new connection gets its subflows must not depend on
+                // how many others are being measured.
                 self.kernel_events(now);
+                self.flush(now);
             }
             if ready[1] {
                 if let Err(e) = self.routes.changed().and_then(|_| self.refresh_paths(now)) {
@@ -184,9 +268,11 @@ impl Driver {
                 }
             }
             self.probe_answers(now);
-            if now >= next_sample {
-                self.sample(now);
-                next_sample = now + SAMPLE_EVERY;
+            if now >= next_sample || backlog {
+                backlog = self.sample(now, false);
+                if now >= next_sample {
+                    next_sample = now + SAMPLE_EVERY;
+                }
             }
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
@@ -220,7 +306,10 @@ impl Driver {
         }
         let now = Instant::now();
         self.core.handle(Input::Established { token, service, local, remote }, now);
-        self.managed.insert(token, Managed { fd });
+        if let Some(old) = self.managed.insert(token, Managed::new(fd, now)) {
+            self.sample_queue.remove(&(old.next_sample, token)); // registered again
+        }
+        self.sample_queue.insert((now, token));
         self.flush(now);
         Ok(token)
     }
@@ -232,7 +321,7 @@ impl Driver {
                 // The next samples (every 10 ms) resynchronise every
                 // managed connection's subflows with the kernel's.
                 tracing::warn!("path-manager events lost; resynchronising from the sockets");
-                self.sample(now);
+                let _ = self.sample(now, true);
                 return;
             }
             Err(e) => {
@@ -254,12 +343,15 @@ impl Driver {
                 continue;
             }
             let input = match event {
+                Event::Established(c) => Input::Ready { token: c.token },
                 Event::SubEstablished(s) => {
                     Input::SubflowEstablished { token: s.token, local: s.local, loc_id: s.loc_id }
                 }
                 Event::SubClosed(s) => Input::SubflowClosed { token: s.token, local: s.local, loc_id: s.loc_id },
                 Event::Closed { token } => {
-                    self.managed.remove(&token);
+                    if let Some(m) = self.managed.remove(&token) {
+                        self.sample_queue.remove(&(m.next_sample, token));
+                    }
                     Input::Closed { token }
                 }
                 _ => continue,
@@ -284,13 +376,24 @@ impl Driver {
         Ok(())
     }
 
-    fn sample(&mut self, now: Instant) {
+    /// Measures the managed connections that are due (all of them after
+    /// lost events), at most `SAMPLE_BATCH` at a time; whether more are due.
+    fn sample(&mut self, now: Instant, all: bool) -> bool {
+        let due: Vec<u32> = if all {
+            self.managed.keys().copied().collect()
+        } else {
+            self.sample_queue.iter().take_while(|(at, _)| *at <= now).take(SAMPLE_BATCH).map(|&(_, t)| t).collect()
+        };
+        let more = !all && due.len() == SAMPLE_BATCH;
         let mut inputs = Vec::new();
-        for (&token, m) in &self.managed {
+        for token in due {
+            let Some(m) = self.managed.get_mut(&token) else { continue };
+            self.sample_queue.remove(&(m.next_sample, token));
             let Ok(subflows) = multipath::raw::subflows(m.fd.as_fd()) else { continue };
-            let samples = subflows
+            let open: Vec<_> = subflows.iter().filter(|s| s.is_open()).collect();
+            let bytes = open.iter().map(|s| s.tcp.bytes_received.unwrap_or(0) + s.tcp.bytes_acked.unwrap_or(0)).sum();
+            let samples: Vec<SubflowSample> = open
                 .iter()
-                .filter(|s| s.is_open())
                 .map(|s| SubflowSample {
                     local: s.local,
                     rtt_us: s.tcp.rtt_us,
@@ -302,11 +405,14 @@ impl Driver {
                     established: s.tcp.state == multipath::TcpState::Established,
                 })
                 .collect();
+            m.measured(&samples, bytes, now);
+            self.sample_queue.insert((m.next_sample, token));
             inputs.push(Input::Samples { token, subflows: samples });
         }
         for input in inputs {
             self.core.handle(input, now);
         }
+        more
     }
 
     /// Collects echo replies; forgets probes the core has long given up on.
@@ -346,7 +452,13 @@ impl Driver {
         let mut refused = Vec::new();
         for command in batch {
             tracing::debug!(?command, "path manager");
-            if let Err(e) = self.pm.execute(&command) {
+            let at = Instant::now();
+            let result = self.pm.execute(&command);
+            if let Some(log) = &self.log {
+                let refused = result.as_ref().err().map(|e| e.to_string());
+                let _ = log.try_send(SentCommand { command: command.clone(), at, refused });
+            }
+            if let Err(e) = result {
                 tracing::debug!(error = %e, command = command.name(), "refused");
                 refused.push(command);
             }

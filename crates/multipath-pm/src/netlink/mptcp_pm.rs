@@ -175,6 +175,17 @@ pub enum Command {
 }
 
 impl Command {
+    /// The connection the command acts on.
+    pub fn token(&self) -> u32 {
+        match *self {
+            Command::SubflowCreate { token, .. }
+            | Command::SubflowDestroy { token, .. }
+            | Command::SetBackup { token, .. }
+            | Command::Announce { token, .. }
+            | Command::Remove { token, .. } => token,
+        }
+    }
+
     /// The command number (`genlmsghdr.cmd`).
     pub fn number(&self) -> u8 {
         match self {

@@ -19,7 +19,7 @@ mod select;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -99,6 +99,13 @@ pub enum Input {
         local: SocketAddr,
         /// The peer.
         remote: SocketAddr,
+    },
+    /// The kernel reports a managed connection fully established: from now
+    /// on it accepts joins. Creates it refused before (a program registers
+    /// its connection before any data has flowed) are retried at once.
+    Ready {
+        /// Connection token.
+        token: u32,
     },
     /// A subflow is established (SUB_ESTABLISHED).
     SubflowEstablished {
@@ -195,6 +202,8 @@ pub struct Core {
     config: PolicyConfig,
     paths: Vec<LocalPath>,
     conns: BTreeMap<u32, Conn>,
+    /// Every connection's next deadline, earliest first: the timer queue.
+    deadlines: BTreeSet<(Instant, u32)>,
     out: VecDeque<Command>,
     probes: VecDeque<Probe>,
 }
@@ -241,6 +250,8 @@ struct Conn {
     active: Option<String>,
     interactive: select::InteractiveState,
     prober: Prober,
+    /// Cached [`deadline`], refreshed whenever the connection changes.
+    deadline: Option<Instant>,
 }
 
 /// Probing of the active path when it falls silent.
@@ -259,7 +270,14 @@ struct Prober {
 impl Core {
     /// A core with no paths and no connections.
     pub fn new(config: PolicyConfig) -> Self {
-        Core { config, paths: Vec::new(), conns: BTreeMap::new(), out: VecDeque::new(), probes: VecDeque::new() }
+        Core {
+            config,
+            paths: Vec::new(),
+            conns: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            out: VecDeque::new(),
+            probes: VecDeque::new(),
+        }
     }
 
     /// The configuration the core runs with.
@@ -269,6 +287,20 @@ impl Core {
 
     /// Feeds one input at time `now`.
     pub fn handle(&mut self, input: Input, now: Instant) {
+        // Only the connection an input concerns is reconciled (ten thousand
+        // connections each sampled every few milliseconds would otherwise
+        // cost a full sweep per sample); path changes concern all.
+        let touched = match &input {
+            Input::PathUp(_) | Input::PathDown { .. } => None,
+            Input::CommandFailed(command) => Some(command.token()),
+            Input::Established { token, .. }
+            | Input::SubflowEstablished { token, .. }
+            | Input::SubflowClosed { token, .. }
+            | Input::Ready { token }
+            | Input::ProbeAnswered { token, .. }
+            | Input::Samples { token, .. }
+            | Input::Closed { token } => Some(*token),
+        };
         match input {
             Input::PathUp(path) => {
                 self.paths.retain(|p| p.name != path.name);
@@ -289,7 +321,7 @@ impl Core {
                     return;
                 }
                 if self.conns.contains_key(&token) {
-                    self.reconcile_all(now);
+                    self.reconcile_one(token, now);
                     return;
                 }
                 let path = self.path_of(local.ip()).map(|p| p.name.clone()).unwrap_or_default();
@@ -310,6 +342,7 @@ impl Core {
                     active: None,
                     interactive: select::InteractiveState::default(),
                     prober: Prober::default(),
+                    deadline: None,
                 };
                 self.conns.insert(token, conn);
             }
@@ -331,14 +364,25 @@ impl Core {
                 }
                 conn.subflows.retain(|s| !closed(s));
             }
+            Input::Ready { token } => {
+                let Some(conn) = self.conns.get_mut(&token) else { return };
+                for (path, health) in conn.health.iter_mut() {
+                    let joined = conn.subflows.iter().any(|s| &s.path == path);
+                    if !health.failed && !joined {
+                        *health = PathHealth::default();
+                    }
+                }
+            }
             Input::CommandFailed(command) => self.command_failed(command, now),
             Input::ProbeAnswered { token, path } => {
                 let Some(conn) = self.conns.get_mut(&token) else { return };
                 if conn.prober.outstanding.as_ref().is_some_and(|(p, _, _)| *p == path) {
-                    // Alive but idle: probe less and less often while silence lasts.
+                    // Alive but idle: probe less and less often while silence
+                    // lasts (1 s, 2 s, ... up to a minute), so that thousands
+                    // of idle connections send few probes.
                     let p = &mut conn.prober;
                     p.outstanding = None;
-                    p.quiet_backoff = (p.quiet_backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(5));
+                    p.quiet_backoff = (p.quiet_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
                     p.quiet_until = Some(now + p.quiet_backoff);
                 }
             }
@@ -351,25 +395,32 @@ impl Core {
                 }
             }
             Input::Closed { token } => {
-                self.conns.remove(&token);
+                if let Some(at) = self.conns.remove(&token).and_then(|c| c.deadline) {
+                    self.deadlines.remove(&(at, token));
+                }
             }
         }
-        self.reconcile_all(now);
+        match touched {
+            Some(token) => self.reconcile_one(token, now),
+            None => self.reconcile_all(now),
+        }
     }
 
-    /// Runs what was waiting for time to pass (retries, join timeouts).
+    /// Runs what was waiting for time to pass (retries, join timeouts,
+    /// probes), for the connections whose time has come.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for conn in self.conns.values_mut() {
-            let Some((path, sent, wait)) = conn.prober.outstanding.clone() else { continue };
-            if now >= sent + wait {
-                // No answer: the path is dead, whatever its link says.
-                conn.prober = Prober::default();
-                let health = conn.health.entry(path).or_default();
-                health.failed = true;
-                backoff(&self.config, health, now);
+        let due: Vec<u32> = self.deadlines.iter().take_while(|(at, _)| *at <= now).map(|&(_, t)| t).collect();
+        for token in due {
+            let conn = self.conns.get_mut(&token).expect("token listed");
+            if let Some((path, sent, wait)) = conn.prober.outstanding.clone() {
+                if now >= sent + wait {
+                    // No answer: the path is dead, whatever its link says.
+                    conn.prober = Prober::default();
+                    let health = conn.health.entry(path).or_default();
+                    health.failed = true;
+                    backoff(&self.config, health, now);
+                }
             }
-        }
-        for (&token, conn) in self.conns.iter_mut() {
             let timeout = self.config.join_timeout;
             let expired: Vec<(String, u8)> = conn
                 .subflows
@@ -383,40 +434,21 @@ impl Core {
                 self.out.push_back(Command::Remove { token, loc_id });
                 backoff(&self.config, conn.health.entry(path).or_default(), now);
             }
-        }
-        self.reconcile_all(now);
-        // Retries that fell due had their chance (their path may be down):
-        // forget them so time moves on.
-        for conn in self.conns.values_mut() {
+            reconcile(&self.config, &self.paths, token, conn, now, &mut self.out);
+            // Retries that fell due had their chance (their path may be
+            // down): forget them so time moves on.
             for h in conn.health.values_mut() {
                 if h.retry_at.is_some_and(|at| at <= now) {
                     h.retry_at = None;
                 }
             }
+            self.reschedule(token);
         }
     }
 
     /// When [`Core::handle_timeout`] next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let joins = self.conns.values().flat_map(|c| {
-            c.subflows.iter().filter_map(|s| match s.state {
-                SubflowState::Joining(at) => Some(at + self.config.join_timeout),
-                SubflowState::Established => None,
-            })
-        });
-        let retries = self.conns.values().flat_map(|c| c.health.values().filter_map(|h| h.retry_at));
-        let probes = self.conns.values().filter_map(|c| c.prober.outstanding.as_ref().map(|(_, at, wait)| *at + *wait));
-        let flags = self.conns.values().flat_map(|c| c.subflows.iter().filter_map(|s| s.flag_retry_at));
-        let demotions = self.conns.values().filter_map(|c| {
-            let (_, at) = c.prober.active_since.as_ref()?;
-            let pending = c.service == ServiceType::Handover
-                && c.subflows
-                    .iter()
-                    .any(|s| s.state == SubflowState::Established && !s.backup && Some(&s.path) != c.active.as_ref());
-            pending.then_some(*at + self.config.demote_after)
-        });
-        let flags = flags.chain(demotions);
-        joins.chain(retries).chain(probes).chain(flags).min()
+        self.deadlines.first().map(|&(at, _)| at)
     }
 
     /// The next probe to send.
@@ -475,14 +507,54 @@ impl Core {
     fn reconcile_all(&mut self, now: Instant) {
         let tokens: Vec<u32> = self.conns.keys().copied().collect();
         for token in tokens {
-            let conn = self.conns.get_mut(&token).expect("token listed");
-            reconcile(&self.config, &self.paths, token, conn, now, &mut self.out);
+            self.reconcile_one(token, now);
+        }
+    }
+
+    fn reconcile_one(&mut self, token: u32, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&token) else { return };
+        reconcile(&self.config, &self.paths, token, conn, now, &mut self.out);
+        self.reschedule(token);
+    }
+
+    /// Refreshes a connection's place in the timer queue.
+    fn reschedule(&mut self, token: u32) {
+        let Some(conn) = self.conns.get_mut(&token) else { return };
+        let next = deadline(&self.config, conn);
+        if next == conn.deadline {
+            return;
+        }
+        if let Some(old) = std::mem::replace(&mut conn.deadline, next) {
+            self.deadlines.remove(&(old, token));
+        }
+        if let Some(at) = next {
+            self.deadlines.insert((at, token));
         }
     }
 }
 
 /// Wait before asking again for a backup-flag change the kernel refused.
 const FLAG_RETRY: Duration = Duration::from_millis(20);
+
+/// The earliest time one connection has something to do: a join timing
+/// out, a retry, a probe's answer due, a flag to ask again, a demotion.
+fn deadline(config: &PolicyConfig, c: &Conn) -> Option<Instant> {
+    let joins = c.subflows.iter().filter_map(|s| match s.state {
+        SubflowState::Joining(at) => Some(at + config.join_timeout),
+        SubflowState::Established => None,
+    });
+    let retries = c.health.values().filter_map(|h| h.retry_at);
+    let probe = c.prober.outstanding.as_ref().map(|(_, at, wait)| *at + *wait);
+    let flags = c.subflows.iter().filter_map(|s| s.flag_retry_at);
+    let demotion = c.prober.active_since.as_ref().and_then(|(_, at)| {
+        let pending = c.service == ServiceType::Handover
+            && c.subflows
+                .iter()
+                .any(|s| s.state == SubflowState::Established && !s.backup && Some(&s.path) != c.active.as_ref());
+        pending.then_some(*at + config.demote_after)
+    });
+    joins.chain(retries).chain(probe).chain(flags).chain(demotion).min()
+}
 
 /// Records a failure on a path and when to try it again.
 fn backoff(config: &PolicyConfig, health: &mut PathHealth, now: Instant) {

@@ -378,7 +378,8 @@ fn an_idle_connection_is_probed_ever_less_often() {
         }
         sim.advance(Duration::from_millis(10));
     }
-    assert!((4..=8).contains(&probes.len()), "{} probes in 10 s of idleness", probes.len());
+    // At the silence threshold, then 1, 2, 4 s apart.
+    assert_eq!(probes.len(), 4, "{} probes in 10 s of idleness", probes.len());
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"), "no false switch");
 }
 
@@ -432,4 +433,16 @@ fn a_refused_create_is_retried_for_every_service_type() {
             "{service}: {retry:?}"
         );
     }
+}
+
+#[test]
+fn creates_refused_before_the_connection_is_ready_go_out_when_it_is() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Handover, WIFI_INITIAL);
+    assert!(sim.input(Input::CommandFailed(cmds[0].clone())).is_empty());
+    sim.advance(Duration::from_millis(10));
+    let retry = sim.input(Input::Ready { token: TOKEN });
+    assert!(retry.len() == 1 && create_on(&retry[0], &cell(), true), "{retry:?}");
+    // Ready again (a duplicate event) changes nothing: the join is under way.
+    assert!(sim.input(Input::Ready { token: TOKEN }).is_empty());
 }
