@@ -378,11 +378,13 @@ impl Core {
                 let Some(conn) = self.conns.get_mut(&token) else { return };
                 if conn.prober.outstanding.as_ref().is_some_and(|(p, _, _)| *p == path) {
                     // Alive but idle: probe less and less often while silence
-                    // lasts (1 s, 2 s, ... up to a minute), so that thousands
-                    // of idle connections send few probes.
+                    // lasts (250 ms, 500 ms, ... up to a minute), so that
+                    // thousands of idle connections send few probes. Not
+                    // slower at first: an answer can come just before a
+                    // blackhole starts, and the next probe must catch it.
                     let p = &mut conn.prober;
                     p.outstanding = None;
-                    p.quiet_backoff = (p.quiet_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+                    p.quiet_backoff = (p.quiet_backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(60));
                     p.quiet_until = Some(now + p.quiet_backoff);
                 }
             }

@@ -378,8 +378,8 @@ fn an_idle_connection_is_probed_ever_less_often() {
         }
         sim.advance(Duration::from_millis(10));
     }
-    // At the silence threshold, then 1, 2, 4 s apart.
-    assert_eq!(probes.len(), 4, "{} probes in 10 s of idleness", probes.len());
+    // At the silence threshold, then 0.25, 0.5, 1, 2, 4 s apart.
+    assert_eq!(probes.len(), 6, "{} probes in 10 s of idleness", probes.len());
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"), "no false switch");
 }
 
