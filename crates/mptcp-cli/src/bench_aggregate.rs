@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use multipath::{blocking, Parameters, ServiceType};
+use multipath_lab::Lab;
 
 use crate::bench_lab::{prepare, Contender as Setup};
 
@@ -59,8 +60,14 @@ pub fn run(seconds: f64, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn once(setup: Setup, duration: Duration) -> Result<f64> {
-    let (lab, params, _manager) = prepare(setup, ServiceType::Aggregate)?;
+/// A fresh lab for `setup` and a bulk download from its server that runs
+/// for `duration` once the client says go (the lab and the manager, if
+/// any, live as long as the returned handles).
+fn download(
+    setup: Setup,
+    duration: Duration,
+) -> Result<(Lab, blocking::Connection, Option<std::sync::Arc<multipath_pm::Manager>>)> {
+    let (lab, params, manager) = prepare(setup, ServiceType::Aggregate)?;
     let server_params = Parameters::tcp().multipath_service_type(ServiceType::Aggregate);
     let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().expect("addr"), &server_params))?;
     let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr()?.port());
@@ -74,6 +81,11 @@ fn once(setup: Setup, duration: Duration) -> Result<f64> {
     });
     let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params))?;
     conn.write_all(b"go")?;
+    Ok((lab, conn, manager))
+}
+
+fn once(setup: Setup, duration: Duration) -> Result<f64> {
+    let (_lab, mut conn, _manager) = download(setup, duration)?;
     let mut buf = vec![0u8; 256 * 1024];
     let start = Instant::now();
     let (mut counted, mut window) = (0u64, None);
@@ -97,21 +109,7 @@ fn once(setup: Setup, duration: Duration) -> Result<f64> {
 /// A download through a wifi flap: seconds from wifi's return until a
 /// 500 ms window carries 90% of `sum`; `None` if not within 6 s.
 fn flap(setup: Setup, sum: f64) -> Result<Option<f64>> {
-    let (lab, params, _manager) = prepare(setup, ServiceType::Aggregate)?;
-    let server_params = Parameters::tcp().multipath_service_type(ServiceType::Aggregate);
-    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().expect("addr"), &server_params))?;
-    let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr()?.port());
-    let total = Duration::from_secs(11);
-    std::thread::spawn(move || {
-        if let Ok((mut conn, _)) = listener.accept() {
-            let _ = conn.read_exact(&mut [0u8; 2]);
-            let chunk = vec![0x77u8; 128 * 1024];
-            let end = Instant::now() + total;
-            while Instant::now() < end && conn.write_all(&chunk).is_ok() {}
-        }
-    });
-    let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params))?;
-    conn.write_all(b"go")?;
+    let (lab, mut conn, _manager) = download(setup, Duration::from_secs(11))?;
     let mut buf = vec![0u8; 256 * 1024];
     let start = Instant::now();
     // Bytes per 100 ms slot since the start.

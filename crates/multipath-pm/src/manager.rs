@@ -202,15 +202,13 @@ struct Driver {
     /// When each managed connection is measured next, earliest first.
     sample_queue: BTreeSet<(Instant, u32)>,
     probes: Vec<PendingProbe>,
-    /// What connections nobody registered get; `None` leaves them alone.
-    default_service: Option<ServiceType>,
     log: Option<mpsc::SyncSender<SentCommand>>,
 }
 
 impl Driver {
     fn open(config: PolicyConfig) -> Result<Driver, PmError> {
         let mut driver = Driver {
-            core: Core::new(config.clone()),
+            core: Core::new(config),
             pm: PmSocket::open()?,
             events: EventSocket::open()?,
             routes: RouteWatcher::open()?,
@@ -218,7 +216,6 @@ impl Driver {
             managed: BTreeMap::new(),
             sample_queue: BTreeSet::new(),
             probes: Vec::new(),
-            default_service: config.default_service,
             log: None,
         };
         driver.refresh_paths(Instant::now())?;
@@ -332,7 +329,8 @@ impl Driver {
         for event in events {
             // Connections nobody registered get the default service type
             // (client side only: a server's joins come from its peers).
-            if let (Event::Established(c), Some(service)) = (&event, self.default_service) {
+            // What connections nobody registered get; `None` leaves them alone.
+            if let (Event::Established(c), Some(service)) = (&event, self.core.config().default_service) {
                 if !c.server_side && !self.core.manages(c.token) {
                     let input = Input::Established { token: c.token, service, local: c.local, remote: c.remote };
                     self.core.handle(input, now);
