@@ -426,6 +426,7 @@ impl Driver {
             now.duration_since(p.sent) < Duration::from_secs(2)
         });
         for (token, path) in answered {
+            tracing::debug!(token, %path, "probe answered");
             self.core.handle(Input::ProbeAnswered { token, path }, now);
         }
     }
@@ -436,7 +437,10 @@ impl Driver {
     fn flush(&mut self, now: Instant) {
         while let Some(probe) = self.core.poll_probe() {
             match send_probe(&probe) {
-                Ok(p) => self.probes.push(p),
+                Ok(p) => {
+                    tracing::debug!(token = probe.token, path = %probe.path, "probe sent");
+                    self.probes.push(p)
+                }
                 // A probe that cannot be sent proves nothing: count the path
                 // as alive rather than switch on every silence. Detection
                 // then rests on retransmission timeouts alone.
