@@ -143,11 +143,27 @@ struct Managed {
     seen: (u64, usize),
     /// Since when nothing has moved.
     still_since: Instant,
+    /// While idle: what [`activity`] said when it went idle.
+    quiet: Option<(u64, u64, u64, u8)>,
 }
 
 impl Managed {
     fn new(fd: OwnedFd, now: Instant) -> Managed {
-        Managed { fd, next_sample: now, every: SAMPLE_EVERY, seen: (0, 0), still_since: now }
+        Managed { fd, next_sample: now, every: SAMPLE_EVERY, seen: (0, 0), still_since: now, quiet: None }
+    }
+
+    /// An idle connection's cheap check: whether anything moved since it
+    /// went idle, by `MPTCP_INFO` alone (no walk over the subflows). If
+    /// nothing did, the next check comes later and the core hears nothing:
+    /// an idle connection has nothing to detect.
+    fn still_quiet(&mut self, now: Instant) -> bool {
+        let Some(quiet) = self.quiet else { return false };
+        if activity(self.fd.as_fd()) != Some(quiet) {
+            return false;
+        }
+        self.every = (self.every * 2).min(SAMPLE_IDLE_MAX);
+        self.next_sample = now + self.every;
+        true
     }
 
     /// Schedules the next measurement: soon while anything moves.
@@ -161,7 +177,15 @@ impl Managed {
         self.every = if idle { (self.every * 2).min(SAMPLE_IDLE_MAX) } else { SAMPLE_EVERY };
         self.seen = seen;
         self.next_sample = now + self.every;
+        self.quiet = if idle { activity(self.fd.as_fd()) } else { None };
     }
+}
+
+/// What moves on a connection that is used at all: data written, data
+/// acknowledged, data received, and its subflows.
+fn activity(fd: BorrowedFd<'_>) -> Option<(u64, u64, u64, u8)> {
+    let info = multipath::raw::mptcp_info(fd).ok()?;
+    Some((info.write_seq, info.snd_una, info.rcv_nxt, info.subflows))
 }
 
 /// An ICMP echo on its way.
@@ -387,6 +411,10 @@ impl Driver {
         for token in due {
             let Some(m) = self.managed.get_mut(&token) else { continue };
             self.sample_queue.remove(&(m.next_sample, token));
+            if !all && m.still_quiet(now) {
+                self.sample_queue.insert((m.next_sample, token));
+                continue;
+            }
             let Ok(subflows) = multipath::raw::subflows(m.fd.as_fd()) else { continue };
             let open: Vec<_> = subflows.iter().filter(|s| s.is_open()).collect();
             let bytes = open.iter().map(|s| s.tcp.bytes_received.unwrap_or(0) + s.tcp.bytes_acked.unwrap_or(0)).sum();

@@ -19,7 +19,7 @@ mod select;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -204,6 +204,9 @@ pub struct Core {
     conns: BTreeMap<u32, Conn>,
     /// Every connection's next deadline, earliest first: the timer queue.
     deadlines: BTreeSet<(Instant, u32)>,
+    /// The latest probe from each path to each peer, shared by all the
+    /// connections between the two: one echo answers for all of them.
+    path_probes: HashMap<(String, IpAddr), PathProbe>,
     out: VecDeque<Command>,
     probes: VecDeque<Probe>,
 }
@@ -254,6 +257,14 @@ struct Conn {
     deadline: Option<Instant>,
 }
 
+/// A probe of one path to one peer, whichever connection sent it.
+#[derive(Clone, Copy, Debug)]
+struct PathProbe {
+    sent: Instant,
+    wait: Duration,
+    answered: Option<Instant>,
+}
+
 /// Probing of the active path when it falls silent.
 #[derive(Clone, Debug, Default)]
 struct Prober {
@@ -267,6 +278,19 @@ struct Prober {
     quiet_backoff: Duration,
 }
 
+impl Prober {
+    /// The path answered: it is alive, the connection merely idle. Probe
+    /// less and less often while silence lasts (250 ms, 500 ms, ... up to a
+    /// minute), so that thousands of idle connections send few probes. Not
+    /// slower at first: an answer can come just before a blackhole starts,
+    /// and the next probe must catch it.
+    fn answered(&mut self, now: Instant) {
+        self.outstanding = None;
+        self.quiet_backoff = (self.quiet_backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(60));
+        self.quiet_until = Some(now + self.quiet_backoff);
+    }
+}
+
 impl Core {
     /// A core with no paths and no connections.
     pub fn new(config: PolicyConfig) -> Self {
@@ -275,6 +299,7 @@ impl Core {
             paths: Vec::new(),
             conns: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            path_probes: HashMap::new(),
             out: VecDeque::new(),
             probes: VecDeque::new(),
         }
@@ -375,24 +400,33 @@ impl Core {
             }
             Input::CommandFailed(command) => self.command_failed(command, now),
             Input::ProbeAnswered { token, path } => {
-                let Some(conn) = self.conns.get_mut(&token) else { return };
-                if conn.prober.outstanding.as_ref().is_some_and(|(p, _, _)| *p == path) {
-                    // Alive but idle: probe less and less often while silence
-                    // lasts (250 ms, 500 ms, ... up to a minute), so that
-                    // thousands of idle connections send few probes. Not
-                    // slower at first: an answer can come just before a
-                    // blackhole starts, and the next probe must catch it.
-                    let p = &mut conn.prober;
-                    p.outstanding = None;
-                    p.quiet_backoff = (p.quiet_backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(60));
-                    p.quiet_until = Some(now + p.quiet_backoff);
+                let Some(peer) = self.conns.get(&token).map(|c| c.remote.ip()) else { return };
+                if let Some(probe) = self.path_probes.get_mut(&(path.clone(), peer)) {
+                    probe.answered = Some(now);
+                }
+                // Every connection waiting on this path and peer has its answer.
+                let waiting: Vec<u32> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.remote.ip() == peer && c.prober.outstanding.as_ref().is_some_and(|o| o.0 == path)
+                    })
+                    .map(|(&t, _)| t)
+                    .collect();
+                for t in waiting {
+                    let conn = self.conns.get_mut(&t).expect("token listed");
+                    conn.prober.answered(now);
+                    if t != token {
+                        self.reschedule(t);
+                    }
                 }
             }
             Input::Samples { token, subflows } => {
                 let Some(conn) = self.conns.get_mut(&token) else { return };
                 sync(&self.config, conn, &subflows, now);
                 observe(&self.config, conn, &subflows, now);
-                if let Some(probe) = silence_probe(&self.config, &self.paths, token, conn, &subflows, now) {
+                let probes = &mut self.path_probes;
+                if let Some(probe) = silence_probe(&self.config, &self.paths, probes, token, conn, &subflows, now) {
                     self.probes.push_back(probe);
                 }
             }
@@ -623,6 +657,7 @@ fn observe(config: &PolicyConfig, conn: &mut Conn, samples: &[SubflowSample], no
 fn silence_probe(
     config: &PolicyConfig,
     paths: &[LocalPath],
+    path_probes: &mut HashMap<(String, IpAddr), PathProbe>,
     token: u32,
     conn: &mut Conn,
     samples: &[SubflowSample],
@@ -655,7 +690,26 @@ fn silence_probe(
         return None;
     }
     let path = paths.iter().find(|p| p.name == active)?;
+    let key = (active.clone(), conn.remote.ip());
+    match path_probes.get(&key) {
+        // Another connection's probe was just answered: the path works.
+        Some(probe) if probe.answered.is_some_and(|at| now.duration_since(at) < config.silence) => {
+            p.answered(now);
+            return None;
+        }
+        // Another connection's probe is on its way: share its verdict.
+        Some(probe) if probe.answered.is_none() && now < probe.sent + probe.wait => {
+            p.outstanding = Some((active, probe.sent, probe.wait));
+            return None;
+        }
+        _ => {}
+    }
     let wait = config.probe_timeout.max(rtt * 2 + Duration::from_millis(20));
+    if path_probes.len() >= 4096 {
+        // Paths times peers: forget the peers not probed for a while.
+        path_probes.retain(|_, probe| now.duration_since(probe.sent) < Duration::from_secs(60));
+    }
+    path_probes.insert(key, PathProbe { sent: now, wait, answered: None });
     p.outstanding = Some((active.clone(), now, wait));
     Some(Probe { token, path: active, from: path.addr, to: conn.remote.ip() })
 }

@@ -446,3 +446,37 @@ fn creates_refused_before_the_connection_is_ready_go_out_when_it_is() {
     // Ready again (a duplicate event) changes nothing: the join is under way.
     assert!(sim.input(Input::Ready { token: TOKEN }).is_empty());
 }
+
+/// Two connections to the same peer over the same path share one probe:
+/// its answer clears both, its silence fails both.
+#[test]
+fn connections_to_one_peer_share_their_probes() {
+    const OTHER: u32 = 0xbeef;
+    for answered in [true, false] {
+        let (mut sim, cell_sf) = handover_ready();
+        let other_wifi = addr("10.1.0.2:40001");
+        sim.core.handle(
+            Input::Established { token: OTHER, service: ServiceType::Handover, local: other_wifi, remote: server() },
+            sim.now,
+        );
+        let other_cell = addr("10.2.0.2:50001");
+        sim.drain();
+        sim.core.handle(Input::SubflowEstablished { token: OTHER, local: other_cell, loc_id: 1 }, sim.now);
+        sim.drain();
+        sim.advance(Duration::from_millis(100));
+        let silent =
+            |wifi_sf, cell_sf| [SubflowSample { last_data_recv_ms: 60, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)];
+        sim.sample(&silent(addr(WIFI_INITIAL), cell_sf));
+        let probe = sim.core.poll_probe().expect("the first silent connection probes");
+        sim.core.handle(Input::Samples { token: OTHER, subflows: silent(other_wifi, other_cell).to_vec() }, sim.now);
+        assert_eq!(sim.core.poll_probe(), None, "the second waits for the same probe");
+        if answered {
+            sim.input(Input::ProbeAnswered { token: probe.token, path: probe.path });
+            assert!(sim.advance(Duration::from_millis(200)).is_empty(), "both alive: no switch");
+            assert_eq!((sim.core.active_path(TOKEN), sim.core.active_path(OTHER)), (Some("wifi"), Some("wifi")));
+        } else {
+            sim.advance(Duration::from_millis(100));
+            assert_eq!((sim.core.active_path(TOKEN), sim.core.active_path(OTHER)), (Some("cell"), Some("cell")));
+        }
+    }
+}
