@@ -329,3 +329,69 @@ fn connections_opened_with_the_manager_are_enforced_and_say_so() {
     let status = other.multipath_status();
     assert!(!status.enforced && status.path_manager == multipath::PathManager::UserspaceUnmanaged, "{status}");
 }
+
+/// A healthy wifi never loses a handover connection, whatever the traffic:
+/// a saturating download, seconds of idleness, then bursts with pauses
+/// (each pause a silence that gets probed). No command after the cell
+/// backup's join, and cell carries nothing.
+#[test]
+fn handover_does_not_switch_on_a_healthy_link_whether_saturated_idle_or_bursty() {
+    let Some(_one_at_a_time) = lab_test("handover_does_not_switch_on_a_healthy_link_whether_saturated_idle_or_bursty")
+    else {
+        return;
+    };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
+    // The server answers each 8-byte length with that many bytes.
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
+    let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut len = [0u8; 8];
+        let chunk = vec![0x5au8; 64 * 1024];
+        while conn.read_exact(&mut len).is_ok() {
+            let mut left = u64::from_be_bytes(len) as usize;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if conn.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+                left -= n;
+            }
+        }
+    });
+    let (log, sent) = std::sync::mpsc::sync_channel(1024);
+    let manager = lab.client().run(|| Manager::start_with_log(PolicyConfig::default(), Some(log))).unwrap();
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover).path_manager(Arc::new(manager));
+    let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params)).unwrap();
+    let mut fetch = |conn: &mut blocking::Connection, n: usize| {
+        conn.write_all(&(n as u64).to_be_bytes()).unwrap();
+        let mut buf = vec![0u8; n];
+        conn.read_exact(&mut buf).unwrap();
+    };
+    fetch(&mut conn, 1);
+    eventually(Duration::from_secs(5), "the cell backup subflow", || {
+        fetch(&mut conn, 1);
+        conn.subflows().unwrap().iter().filter(|s| s.tcp.state == multipath::TcpState::Established).count() == 2
+    });
+    // Commands up to here set the connection up; later ones would be switches.
+    std::thread::sleep(Duration::from_millis(100));
+    let setup: Vec<_> = sent.try_iter().map(|s| s.command).collect();
+    let cell_ip = lab.path("cell").unwrap().client_addr().into();
+    let cell_before = received_on(&conn, cell_ip);
+
+    let saturated = Instant::now();
+    fetch(&mut conn, 8 * 1024 * 1024); // about 3.5 s at 19 Mbit/s
+    eprintln!("saturated download took {:?}", saturated.elapsed());
+    std::thread::sleep(Duration::from_secs(3)); // idle
+    for i in 0..24u64 {
+        // Bursts of 16-128 KB, pauses of 50-750 ms.
+        fetch(&mut conn, 16 * 1024 << (i % 4));
+        std::thread::sleep(Duration::from_millis(50 + (i * 137) % 700));
+    }
+    let later: Vec<_> = sent.try_iter().map(|s| s.command).collect();
+    assert!(later.is_empty(), "switch commands on a healthy link: {later:?} (setup was {setup:?})");
+    let cell = received_on(&conn, cell_ip) - cell_before;
+    assert!(cell < 16 * 1024, "cell carried {cell} B while wifi was healthy");
+}
