@@ -365,7 +365,7 @@ fn handover_does_not_switch_on_a_healthy_link_whether_saturated_idle_or_bursty()
     let manager = lab.client().run(|| Manager::start_with_log(PolicyConfig::default(), Some(log))).unwrap();
     let params = Parameters::tcp().multipath_service_type(ServiceType::Handover).path_manager(Arc::new(manager));
     let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params)).unwrap();
-    let mut fetch = |conn: &mut blocking::Connection, n: usize| {
+    let fetch = |conn: &mut blocking::Connection, n: usize| {
         conn.write_all(&(n as u64).to_be_bytes()).unwrap();
         let mut buf = vec![0u8; n];
         conn.read_exact(&mut buf).unwrap();
@@ -387,7 +387,7 @@ fn handover_does_not_switch_on_a_healthy_link_whether_saturated_idle_or_bursty()
     std::thread::sleep(Duration::from_secs(3)); // idle
     for i in 0..24u64 {
         // Bursts of 16-128 KB, pauses of 50-750 ms.
-        fetch(&mut conn, 16 * 1024 << (i % 4));
+        fetch(&mut conn, (16 * 1024) << (i % 4));
         std::thread::sleep(Duration::from_millis(50 + (i * 137) % 700));
     }
     let later: Vec<_> = sent.try_iter().map(|s| s.command).collect();
