@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multipath::daemon_client::MAX_MESSAGE;
 use multipath::ServiceType;
@@ -102,32 +102,58 @@ fn listen(path: &Path) -> Result<OwnedFd, PmError> {
     Ok(sock.into())
 }
 
+/// How long a client may take to send its request after connecting.
+const REQUEST_WITHIN: Duration = Duration::from_secs(2);
+/// Clients connected and not yet heard from, at most.
+const MAX_PENDING: usize = 256;
+
+/// Accepts clients and answers each one's single request as it arrives: a
+/// client that connects and says nothing holds no one else up, and is
+/// dropped after `REQUEST_WITHIN`.
 fn serve(listener: OwnedFd, config: &DaemonConfig, manager: &Manager, stop: &AtomicBool) {
     let listener = socket2::Socket::from(listener);
+    let mut pending: Vec<(UnixStream, Instant)> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        // Wake now and then to notice the stop flag.
-        match poll_any(&[listener.as_fd()], Duration::from_millis(100)) {
-            Ok(ready) if ready[0] => {}
-            Ok(_) => continue,
+        let mut fds = vec![listener.as_fd()];
+        fds.extend(pending.iter().map(|(c, _)| c.as_fd()));
+        // Wake now and then to notice the stop flag and late clients.
+        let ready = match poll_any(&fds, Duration::from_millis(100)) {
+            Ok(ready) => ready,
             Err(e) => {
                 tracing::error!(error = %e, "daemon socket");
                 return;
             }
-        }
-        let Ok((client, _)) = listener.accept() else { continue };
-        let client = UnixStream::from(OwnedFd::from(client));
-        let _ = client.set_read_timeout(Some(Duration::from_secs(2)));
-        let _ = client.set_write_timeout(Some(Duration::from_secs(2)));
-        // One request per connection, answered before the next is taken:
-        // nothing a client sends can hold the others for more than 2 s.
-        let reply = match handle(&client, config, manager) {
-            Ok(token) => format!("ok {token}"),
-            Err(reason) => {
-                tracing::info!(%reason, "registration refused");
-                format!("error {reason}")
-            }
         };
-        let _ = (&client).write_all(reply.as_bytes());
+        let now = Instant::now();
+        let mut answered = Vec::new();
+        for (i, (client, since)) in pending.iter().enumerate() {
+            let reply = if ready[i + 1] {
+                match handle(client, config, manager) {
+                    Ok(token) => format!("ok {token}"),
+                    Err(reason) => {
+                        tracing::info!(%reason, "registration refused");
+                        format!("error {reason}")
+                    }
+                }
+            } else if now.duration_since(*since) > REQUEST_WITHIN {
+                format!("error no request within {} s", REQUEST_WITHIN.as_secs())
+            } else {
+                continue;
+            };
+            let _ = (&*client).write_all(reply.as_bytes());
+            answered.push(i);
+        }
+        for i in answered.into_iter().rev() {
+            pending.swap_remove(i);
+        }
+        if ready[0] && pending.len() < MAX_PENDING {
+            if let Ok((client, _)) = listener.accept() {
+                let client = UnixStream::from(OwnedFd::from(client));
+                // A reply is one small datagram; never wait long to send it.
+                let _ = client.set_write_timeout(Some(Duration::from_millis(100)));
+                pending.push((client, now));
+            }
+        }
     }
 }
 

@@ -119,6 +119,24 @@ fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
 
     // Still serving.
     connect_as(&s, 65534, ServiceType::Handover).expect("the daemon still serves");
+
+    // A client that connects and says nothing holds no one else up, and is
+    // told off after 2 s.
+    let silent = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None).unwrap();
+    silent.connect(&socket2::SockAddr::unix(&s.socket).unwrap()).unwrap();
+    let started = std::time::Instant::now();
+    connect_as(&s, 65534, ServiceType::Handover).expect("served beside a silent client");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "waited {:?} behind a silent client",
+        started.elapsed()
+    );
+    let mut silent = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(silent));
+    silent.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut reply = vec![0u8; 512];
+    let n = silent.read(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.contains("no request within 2 s"), "{reply}");
 }
 
 /// A program that knows nothing of the daemon still gets every path, as
