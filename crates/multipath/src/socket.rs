@@ -65,6 +65,9 @@ pub(crate) fn open(domain: Domain, params: &Parameters) -> Result<(Socket, Socke
         }
     };
     configure(&socket, params)?;
+    if opened == Opened::Mptcp && params.congestion().is_none() {
+        keep_bbr_off_subflows(&socket);
+    }
     let path_manager = if opened == Opened::Mptcp { namespace_path_manager() } else { PathManager::None };
     Ok((socket, SocketMeta { requested, opened, path_manager, peer: None, enforced_by: None }))
 }
@@ -112,6 +115,25 @@ pub(crate) fn for_attempt(addr: SocketAddr, params: &Parameters) -> Result<io::R
         Ok(ready) => Ok(Ok(ready)),
         Err(Error::Socket { what, source }) => Ok(Err(io::Error::new(source.kind(), format!("{what}: {source}")))),
         Err(fatal) => Err(fatal),
+    }
+}
+
+/// BBR on MPTCP subflows misjudges request/response traffic: the subflows'
+/// delivery-rate samples are not marked application-limited, so BBR leaves
+/// startup with a bandwidth estimate of the small exchanges themselves and
+/// paces every later one at that rate. Measured in the lab (20 ms RTT,
+/// 20 Mbit/s), echo exchanges over MPTCP on one subflow: 5 KB 47 ms with
+/// BBR, 21 ms with cubic; 20 KB 57 ms against 33.5 ms (plain TCP with BBR:
+/// 23 and 36 ms). So an MPTCP socket whose namespace default is BBR uses
+/// cubic instead, unless the caller chose an algorithm. Best effort: a
+/// failure leaves the default.
+fn keep_bbr_off_subflows(socket: &Socket) {
+    let Ok(current) = socket.tcp_congestion() else { return };
+    if current.split(|&b| b == 0).next() != Some(b"bbr".as_slice()) || congestion_available("cubic").is_err() {
+        return;
+    }
+    if let Err(e) = socket.set_tcp_congestion(b"cubic") {
+        tracing::debug!(error = %e, "could not replace bbr with cubic on an MPTCP socket");
     }
 }
 

@@ -225,3 +225,32 @@ async fn an_option_the_kernel_refuses_is_a_clear_error() {
     let msg = err.to_string();
     assert!(msg.contains("TCP_CONGESTION") && msg.contains("no-such-algorithm"), "{msg}");
 }
+
+/// Where the namespace's default is BBR, MPTCP connections use cubic unless
+/// the caller chose: BBR paces MPTCP request/response traffic at the rate
+/// of the small exchanges themselves. Plain TCP keeps the default.
+#[tokio::test]
+async fn mptcp_sockets_avoid_a_bbr_default_unless_asked() {
+    let default = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    let available = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control").unwrap();
+    let name = |conn: &Connection| {
+        let cc = socket2::SockRef::from(conn).tcp_congestion().unwrap();
+        String::from_utf8_lossy(cc.split(|&b| b == 0).next().unwrap()).into_owned()
+    };
+    let listener = Listener::bind(any_port(), &params(ServiceType::Handover)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(echo_server(listener));
+    let mptcp = Connection::connect(addr, &params(ServiceType::Interactive)).await.unwrap();
+    let tcp = Connection::connect(addr, &params(ServiceType::None)).await.unwrap();
+    let default = default.trim();
+    let has = |cc: &str| available.split_whitespace().any(|a| a == cc);
+    if default == "bbr" && has("cubic") {
+        assert_eq!(name(&mptcp), "cubic");
+        let chosen =
+            Connection::connect(addr, &params(ServiceType::Interactive).congestion_control("bbr")).await.unwrap();
+        assert_eq!(name(&chosen), "bbr", "an explicit choice stands");
+    } else {
+        assert_eq!(name(&mptcp), default, "only a bbr default is replaced");
+    }
+    assert_eq!(name(&tcp), default, "plain TCP keeps the default");
+}
