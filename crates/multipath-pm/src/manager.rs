@@ -428,6 +428,7 @@ impl Driver {
                     unacked: s.tcp.unacked,
                     total_retrans: s.tcp.total_retrans,
                     last_data_recv_ms: s.tcp.last_data_recv_ms,
+                    last_ack_recv_ms: s.tcp.last_ack_recv_ms,
                     established: s.tcp.state == multipath::TcpState::Established,
                 })
                 .collect();

@@ -65,7 +65,7 @@ pub(crate) fn open(domain: Domain, params: &Parameters) -> Result<(Socket, Socke
         }
     };
     configure(&socket, params)?;
-    if opened == Opened::Mptcp && params.congestion().is_none() {
+    if opened == Opened::Mptcp && params.service_type() == ServiceType::Interactive && params.congestion().is_none() {
         keep_bbr_off_subflows(&socket);
     }
     let path_manager = if opened == Opened::Mptcp { namespace_path_manager() } else { PathManager::None };
@@ -124,8 +124,11 @@ pub(crate) fn for_attempt(addr: SocketAddr, params: &Parameters) -> Result<io::R
 /// paces every later one at that rate. Measured in the lab (20 ms RTT,
 /// 20 Mbit/s), echo exchanges over MPTCP on one subflow: 5 KB 47 ms with
 /// BBR, 21 ms with cubic; 20 KB 57 ms against 33.5 ms (plain TCP with BBR:
-/// 23 and 36 ms). So an MPTCP socket whose namespace default is BBR uses
-/// cubic instead, unless the caller chose an algorithm. Best effort: a
+/// 23 and 36 ms). So an interactive MPTCP socket whose namespace default
+/// is BBR uses cubic instead, unless the caller chose an algorithm. Only
+/// interactive: for bulk transfers BBR does well, and a handover server
+/// with cubic restarts its idle backup subflow from the initial window,
+/// which lengthened the link-down stall from 113 to 201 ms. Best effort: a
 /// failure leaves the default.
 fn keep_bbr_off_subflows(socket: &Socket) {
     let Ok(current) = socket.tcp_congestion() else { return };

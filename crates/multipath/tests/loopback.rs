@@ -226,11 +226,12 @@ async fn an_option_the_kernel_refuses_is_a_clear_error() {
     assert!(msg.contains("TCP_CONGESTION") && msg.contains("no-such-algorithm"), "{msg}");
 }
 
-/// Where the namespace's default is BBR, MPTCP connections use cubic unless
-/// the caller chose: BBR paces MPTCP request/response traffic at the rate
-/// of the small exchanges themselves. Plain TCP keeps the default.
+/// Where the namespace's default is BBR, interactive MPTCP connections use
+/// cubic unless the caller chose: BBR paces MPTCP request/response traffic
+/// at the rate of the small exchanges themselves. Other service types and
+/// plain TCP keep the default.
 #[tokio::test]
-async fn mptcp_sockets_avoid_a_bbr_default_unless_asked() {
+async fn interactive_mptcp_sockets_avoid_a_bbr_default_unless_asked() {
     let default = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
     let available = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control").unwrap();
     let name = |conn: &Connection| {
@@ -242,6 +243,7 @@ async fn mptcp_sockets_avoid_a_bbr_default_unless_asked() {
     tokio::spawn(echo_server(listener));
     let mptcp = Connection::connect(addr, &params(ServiceType::Interactive)).await.unwrap();
     let tcp = Connection::connect(addr, &params(ServiceType::None)).await.unwrap();
+    let handover = Connection::connect(addr, &params(ServiceType::Handover)).await.unwrap();
     let default = default.trim();
     let has = |cc: &str| available.split_whitespace().any(|a| a == cc);
     if default == "bbr" && has("cubic") {
@@ -253,4 +255,5 @@ async fn mptcp_sockets_avoid_a_bbr_default_unless_asked() {
         assert_eq!(name(&mptcp), default, "only a bbr default is replaced");
     }
     assert_eq!(name(&tcp), default, "plain TCP keeps the default");
+    assert_eq!(name(&handover), default, "handover keeps the default");
 }

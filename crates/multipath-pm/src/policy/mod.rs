@@ -59,6 +59,9 @@ pub struct SubflowSample {
     pub total_retrans: u32,
     /// Since data last arrived on the subflow, ms.
     pub last_data_recv_ms: u32,
+    /// Since an acknowledgement last arrived on the subflow, ms: a sender
+    /// hears its path through these.
+    pub last_ack_recv_ms: u32,
     /// The subflow is established (not still joining).
     pub established: bool,
 }
@@ -679,7 +682,10 @@ fn silence_probe(
     // smoothed RTT that queueing inflates, sets the scale.
     let rtt = Duration::from_micros(u64::from(if sample.min_rtt_us > 0 { sample.min_rtt_us } else { sample.rtt_us }));
     let threshold = config.silence.max(rtt * 2);
-    let silent_for = Duration::from_millis(u64::from(sample.last_data_recv_ms)).min(now.duration_since(since));
+    // Anything arriving, data (a download) or acknowledgements (an upload),
+    // shows the path works.
+    let heard = sample.last_data_recv_ms.min(sample.last_ack_recv_ms);
+    let silent_for = Duration::from_millis(u64::from(heard)).min(now.duration_since(since));
     if silent_for < threshold {
         // Data flows: the next silence is probed at once.
         p.quiet_until = None;

@@ -86,6 +86,7 @@ fn sample(local: SocketAddr, rtt_ms: u32) -> SubflowSample {
         unacked: 0,
         total_retrans: 0,
         last_data_recv_ms: 5,
+        last_ack_recv_ms: 5,
         established: true,
     }
 }
@@ -347,7 +348,9 @@ fn no_subflow_leaks_after_flaps() {
 fn silence_is_probed_and_an_unanswered_probe_fails_over() {
     let (mut sim, cell_sf) = handover_ready();
     let wifi_sf = addr(WIFI_INITIAL);
-    let silent = |ms| [SubflowSample { last_data_recv_ms: ms, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)];
+    let silent = |ms| {
+        [SubflowSample { last_data_recv_ms: ms, last_ack_recv_ms: ms, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)]
+    };
     sim.advance(Duration::from_millis(100));
     assert!(sim.sample(&silent(30)).is_empty());
     assert_eq!(sim.core.poll_probe(), None, "30 ms of silence is normal");
@@ -370,7 +373,8 @@ fn an_idle_connection_is_probed_ever_less_often() {
     sim.advance(Duration::from_millis(100));
     for i in 0..1000u32 {
         // Idle for 10 s: silence grows, every probe is answered.
-        let idle = SubflowSample { last_data_recv_ms: 60 + i * 10, ..sample(wifi_sf, 20) };
+        let idle =
+            SubflowSample { last_data_recv_ms: 60 + i * 10, last_ack_recv_ms: 60 + i * 10, ..sample(wifi_sf, 20) };
         assert!(sim.sample(&[idle, sample(cell_sf, 60)]).is_empty());
         if let Some(p) = sim.core.poll_probe() {
             probes.push(sim.now);
@@ -464,8 +468,9 @@ fn connections_to_one_peer_share_their_probes() {
         sim.core.handle(Input::SubflowEstablished { token: OTHER, local: other_cell, loc_id: 1 }, sim.now);
         sim.drain();
         sim.advance(Duration::from_millis(100));
-        let silent =
-            |wifi_sf, cell_sf| [SubflowSample { last_data_recv_ms: 60, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)];
+        let silent = |wifi_sf, cell_sf| {
+            [SubflowSample { last_data_recv_ms: 60, last_ack_recv_ms: 60, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)]
+        };
         sim.sample(&silent(addr(WIFI_INITIAL), cell_sf));
         let probe = sim.core.poll_probe().expect("the first silent connection probes");
         sim.core.handle(Input::Samples { token: OTHER, subflows: silent(other_wifi, other_cell).to_vec() }, sim.now);
@@ -479,4 +484,20 @@ fn connections_to_one_peer_share_their_probes() {
             assert_eq!((sim.core.active_path(TOKEN), sim.core.active_path(OTHER)), (Some("cell"), Some("cell")));
         }
     }
+}
+
+/// An upload receives no data, only acknowledgements: they show the path
+/// works, so a healthy upload is never probed.
+#[test]
+fn acknowledgements_count_as_hearing_from_the_path() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    sim.advance(Duration::from_millis(100));
+    for _ in 0..100 {
+        let uploading =
+            SubflowSample { last_data_recv_ms: 5_000, last_ack_recv_ms: 3, unacked: 20, ..sample(wifi_sf, 20) };
+        assert!(sim.sample(&[uploading, sample(cell_sf, 60)]).is_empty());
+        sim.advance(Duration::from_millis(10));
+    }
+    assert_eq!(sim.core.poll_probe(), None, "no probe of a path that acknowledges");
 }
