@@ -135,7 +135,11 @@ impl Parameters {
         self
     }
 
-    /// `TCP_CONGESTION`, e.g. `"cubic"` or `"bbr"`.
+    /// `TCP_CONGESTION`, e.g. `"cubic"` or `"bbr"`. Without it a socket gets
+    /// the namespace's default, except that an `interactive` or `aggregate`
+    /// MPTCP socket gets cubic where the default is BBR (BBR paces MPTCP
+    /// subflows at the rate the MPTCP layer happened to give them, not at
+    /// what the path carries).
     pub fn congestion_control(mut self, name: impl Into<String>) -> Self {
         self.congestion_control = Some(name.into());
         self

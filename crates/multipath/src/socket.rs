@@ -65,7 +65,8 @@ pub(crate) fn open(domain: Domain, params: &Parameters) -> Result<(Socket, Socke
         }
     };
     configure(&socket, params)?;
-    if opened == Opened::Mptcp && params.service_type() == ServiceType::Interactive && params.congestion().is_none() {
+    let paced_badly_by_bbr = matches!(params.service_type(), ServiceType::Interactive | ServiceType::Aggregate);
+    if opened == Opened::Mptcp && paced_badly_by_bbr && params.congestion().is_none() {
         keep_bbr_off_subflows(&socket);
     }
     let path_manager = if opened == Opened::Mptcp { namespace_path_manager() } else { PathManager::None };
@@ -118,18 +119,20 @@ pub(crate) fn for_attempt(addr: SocketAddr, params: &Parameters) -> Result<io::R
     }
 }
 
-/// BBR on MPTCP subflows misjudges request/response traffic: the subflows'
-/// delivery-rate samples are not marked application-limited, so BBR leaves
-/// startup with a bandwidth estimate of the small exchanges themselves and
-/// paces every later one at that rate. Measured in the lab (20 ms RTT,
-/// 20 Mbit/s), echo exchanges over MPTCP on one subflow: 5 KB 47 ms with
-/// BBR, 21 ms with cubic; 20 KB 57 ms against 33.5 ms (plain TCP with BBR:
-/// 23 and 36 ms). So an interactive MPTCP socket whose namespace default
-/// is BBR uses cubic instead, unless the caller chose an algorithm. Only
-/// interactive: for bulk transfers BBR does well, and a handover server
-/// with cubic restarts its idle backup subflow from the initial window,
-/// which lengthened the link-down stall from 113 to 201 ms. Best effort: a
-/// failure leaves the default.
+/// BBR on MPTCP subflows misjudges their bandwidth whenever the MPTCP
+/// layer, not the network, limits what a subflow sends: the subflows'
+/// delivery-rate samples are not marked application-limited, so BBR takes
+/// the rate of the small exchanges, or of a new subflow's first scheduled
+/// share, for the path's capacity and paces at it. Measured in the lab
+/// (wifi 20 ms, 20 Mbit/s): echo exchanges over MPTCP on one subflow, 5 KB
+/// 47 ms with BBR against 21 ms with cubic, 20 KB 57 against 33.5 ms
+/// (plain TCP with BBR: 23 and 36 ms); an aggregate download back to 90% of
+/// both paths 1.06-1.20 s after a wifi flap with BBR, 0.70-0.80 s with
+/// cubic. So interactive and aggregate MPTCP sockets whose namespace default
+/// is BBR use cubic, unless the caller chose an algorithm. Not handover: a
+/// handover server with cubic restarts its idle backup subflow from the
+/// initial window, and the link-down stall grew from 113 to 201 ms. Best
+/// effort: a failure leaves the default.
 fn keep_bbr_off_subflows(socket: &Socket) {
     let Ok(current) = socket.tcp_congestion() else { return };
     if current.split(|&b| b == 0).next() != Some(b"bbr".as_slice()) || congestion_available("cubic").is_err() {

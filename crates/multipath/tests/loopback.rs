@@ -226,12 +226,12 @@ async fn an_option_the_kernel_refuses_is_a_clear_error() {
     assert!(msg.contains("TCP_CONGESTION") && msg.contains("no-such-algorithm"), "{msg}");
 }
 
-/// Where the namespace's default is BBR, interactive MPTCP connections use
-/// cubic unless the caller chose: BBR paces MPTCP request/response traffic
-/// at the rate of the small exchanges themselves. Other service types and
-/// plain TCP keep the default.
+/// Where the namespace's default is BBR, interactive and aggregate MPTCP
+/// connections use cubic unless the caller chose: BBR paces MPTCP subflows
+/// at the rate the MPTCP layer gave them. Handover and plain TCP keep the
+/// default.
 #[tokio::test]
-async fn interactive_mptcp_sockets_avoid_a_bbr_default_unless_asked() {
+async fn interactive_and_aggregate_mptcp_sockets_avoid_a_bbr_default_unless_asked() {
     let default = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
     let available = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control").unwrap();
     let name = |conn: &Connection| {
@@ -244,15 +244,18 @@ async fn interactive_mptcp_sockets_avoid_a_bbr_default_unless_asked() {
     let mptcp = Connection::connect(addr, &params(ServiceType::Interactive)).await.unwrap();
     let tcp = Connection::connect(addr, &params(ServiceType::None)).await.unwrap();
     let handover = Connection::connect(addr, &params(ServiceType::Handover)).await.unwrap();
+    let aggregate = Connection::connect(addr, &params(ServiceType::Aggregate)).await.unwrap();
     let default = default.trim();
     let has = |cc: &str| available.split_whitespace().any(|a| a == cc);
     if default == "bbr" && has("cubic") {
         assert_eq!(name(&mptcp), "cubic");
+        assert_eq!(name(&aggregate), "cubic");
         let chosen =
             Connection::connect(addr, &params(ServiceType::Interactive).congestion_control("bbr")).await.unwrap();
         assert_eq!(name(&chosen), "bbr", "an explicit choice stands");
     } else {
         assert_eq!(name(&mptcp), default, "only a bbr default is replaced");
+        assert_eq!(name(&aggregate), default, "only a bbr default is replaced");
     }
     assert_eq!(name(&tcp), default, "plain TCP keeps the default");
     assert_eq!(name(&handover), default, "handover keeps the default");
