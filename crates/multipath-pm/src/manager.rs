@@ -143,49 +143,59 @@ struct Managed {
     seen: (u64, usize),
     /// Since when nothing has moved.
     still_since: Instant,
-    /// While idle: what [`activity`] said when it went idle.
-    quiet: Option<(u64, u64, u64, u8)>,
+    /// What moved, as of the last full measurement.
+    activity: Option<Activity>,
 }
 
 impl Managed {
     fn new(fd: OwnedFd, now: Instant) -> Managed {
-        Managed { fd, next_sample: now, every: SAMPLE_EVERY, seen: (0, 0), still_since: now, quiet: None }
+        Managed { fd, next_sample: now, every: SAMPLE_EVERY, seen: (0, 0), still_since: now, activity: None }
     }
 
-    /// An idle connection's cheap check: whether anything moved since it
-    /// went idle, by `MPTCP_INFO` alone (no walk over the subflows). If
-    /// nothing did, the next check comes later and the core hears nothing:
-    /// an idle connection has nothing to detect.
-    fn still_quiet(&mut self, now: Instant) -> bool {
-        let Some(quiet) = self.quiet else { return false };
-        if activity(self.fd.as_fd()) != Some(quiet) {
-            return false;
-        }
-        self.every = (self.every * 2).min(SAMPLE_IDLE_MAX);
-        self.next_sample = now + self.every;
-        true
+    /// Whether anything moved since the last full measurement, by
+    /// `MPTCP_INFO` alone (no walk over the subflows).
+    fn moved(&self) -> bool {
+        self.activity.is_none() || activity(self.fd.as_fd()) != self.activity
     }
 
-    /// Schedules the next measurement: soon while anything moves.
-    fn measured(&mut self, samples: &[SubflowSample], bytes: u64, now: Instant) {
+    /// After a full measurement.
+    fn measured(&mut self, samples: &[SubflowSample], bytes: u64, info: &multipath::MptcpInfo, now: Instant) {
         let seen = (bytes, samples.len());
         let busy = seen != self.seen || samples.iter().any(|s| s.unacked > 0 || s.backoff > 0 || !s.established);
         if busy {
             self.still_since = now;
         }
+        self.seen = seen;
+        self.activity = Some(Activity::of(info));
+        self.schedule(now);
+    }
+
+    /// Schedules the next look: soon while anything moves, ever later
+    /// (doubling up to `SAMPLE_IDLE_MAX`) once nothing has for a while.
+    fn schedule(&mut self, now: Instant) {
         let idle = now.duration_since(self.still_since) >= IDLE_AFTER;
         self.every = if idle { (self.every * 2).min(SAMPLE_IDLE_MAX) } else { SAMPLE_EVERY };
-        self.seen = seen;
         self.next_sample = now + self.every;
-        self.quiet = if idle { activity(self.fd.as_fd()) } else { None };
+    }
+
+    fn idle(&self) -> bool {
+        self.every > SAMPLE_EVERY
     }
 }
 
 /// What moves on a connection that is used at all: data written, data
 /// acknowledged, data received, and its subflows.
-fn activity(fd: BorrowedFd<'_>) -> Option<(u64, u64, u64, u8)> {
-    let info = multipath::raw::mptcp_info(fd).ok()?;
-    Some((info.write_seq, info.snd_una, info.rcv_nxt, info.subflows))
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Activity(u64, u64, u64, u8);
+
+impl Activity {
+    fn of(info: &multipath::MptcpInfo) -> Activity {
+        Activity(info.write_seq, info.snd_una, info.rcv_nxt, info.subflows)
+    }
+}
+
+fn activity(fd: BorrowedFd<'_>) -> Option<Activity> {
+    multipath::raw::mptcp_info(fd).ok().map(|i| Activity::of(&i))
 }
 
 /// An ICMP echo on its way.
@@ -411,11 +421,14 @@ impl Driver {
         for token in due {
             let Some(m) = self.managed.get_mut(&token) else { continue };
             self.sample_queue.remove(&(m.next_sample, token));
-            if !all && m.still_quiet(now) {
+            // An idle connection, or one the core has nothing to learn from
+            // while it stands still, costs one MPTCP_INFO until it moves.
+            if !all && (m.idle() || !self.core.needs_samples(token, now)) && !m.moved() {
+                m.schedule(now);
                 self.sample_queue.insert((m.next_sample, token));
                 continue;
             }
-            let Ok(subflows) = multipath::raw::subflows(m.fd.as_fd()) else { continue };
+            let Ok((info, subflows)) = multipath::raw::full_info(m.fd.as_fd()) else { continue };
             let open: Vec<_> = subflows.iter().filter(|s| s.is_open()).collect();
             let bytes = open.iter().map(|s| s.tcp.bytes_received.unwrap_or(0) + s.tcp.bytes_acked.unwrap_or(0)).sum();
             let samples: Vec<SubflowSample> = open
@@ -432,7 +445,7 @@ impl Driver {
                     established: s.tcp.state == multipath::TcpState::Established,
                 })
                 .collect();
-            m.measured(&samples, bytes, now);
+            m.measured(&samples, bytes, &info, now);
             self.sample_queue.insert((m.next_sample, token));
             inputs.push(Input::Samples { token, subflows: samples });
         }

@@ -24,8 +24,13 @@ pub fn mptcp_info(fd: BorrowedFd<'_>) -> Result<MptcpInfo> {
 /// The subflows of the MPTCP socket behind `fd` (`MPTCP_FULL_INFO`),
 /// without interface names (a path manager knows its interfaces).
 pub fn subflows(fd: BorrowedFd<'_>) -> Result<Vec<SubflowInfo>> {
+    full_info(fd).map(|(_, subflows)| subflows)
+}
+
+/// `MPTCP_INFO` and the subflows together, from one `MPTCP_FULL_INFO` call.
+pub fn full_info(fd: BorrowedFd<'_>) -> Result<(MptcpInfo, Vec<SubflowInfo>)> {
     match sys::full_info(fd) {
-        Ok(full) => Ok(full.subflows),
+        Ok(full) => Ok((full.mptcp, full.subflows)),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOPROTOOPT)) => {
             Err(Error::NotMultipath(Transport::FellBackToTcp))
         }

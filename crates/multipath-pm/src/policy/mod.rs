@@ -505,6 +505,18 @@ impl Core {
         self.conns.get(&token)?.active.as_deref()
     }
 
+    /// Whether measurements of connection `token` can tell the core
+    /// anything while nothing on the connection moves: not for aggregate
+    /// (it watches no path), nor while an answered probe has shown the
+    /// active path alive and the connection merely idle.
+    pub fn needs_samples(&self, token: u32, now: Instant) -> bool {
+        let Some(conn) = self.conns.get(&token) else { return false };
+        match conn.service {
+            ServiceType::Aggregate | ServiceType::None => false,
+            _ => conn.prober.quiet_until.is_none_or(|t| now >= t),
+        }
+    }
+
     /// Whether the core manages connection `token`.
     pub fn manages(&self, token: u32) -> bool {
         self.conns.contains_key(&token)

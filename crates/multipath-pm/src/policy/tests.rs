@@ -501,3 +501,28 @@ fn acknowledgements_count_as_hearing_from_the_path() {
     }
     assert_eq!(sim.core.poll_probe(), None, "no probe of a path that acknowledges");
 }
+
+/// The driver may skip measuring a connection that stands still when the
+/// core has nothing to learn from it: aggregate always, the others while
+/// an answered probe vouches for the idle path.
+#[test]
+fn samples_are_needed_until_a_probe_vouches_for_an_idle_path() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    assert!(sim.core.needs_samples(TOKEN, sim.now));
+    sim.advance(Duration::from_millis(100));
+    sim.sample(&[
+        SubflowSample { last_data_recv_ms: 60, last_ack_recv_ms: 60, ..sample(wifi_sf, 20) },
+        sample(cell_sf, 60),
+    ]);
+    let probe = sim.core.poll_probe().expect("silence is probed");
+    assert!(sim.core.needs_samples(TOKEN, sim.now), "the verdict is still out");
+    sim.input(Input::ProbeAnswered { token: TOKEN, path: probe.path });
+    assert!(!sim.core.needs_samples(TOKEN, sim.now), "alive and idle");
+    sim.advance(Duration::from_millis(300));
+    assert!(sim.core.needs_samples(TOKEN, sim.now), "time to look again");
+
+    let mut aggregate = Sim::new(PolicyConfig::default());
+    aggregate.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    assert!(!aggregate.core.needs_samples(TOKEN, aggregate.now));
+}
