@@ -95,6 +95,28 @@ fn userspace_pm_commands_and_events_on_a_real_connection() {
         assert!(!prio.backup, "{prio:?}");
         assert_eq!(prio.remote.ip(), cell_ip);
 
+        // GET_ADDR: the kernel's entry for the id the join used.
+        let entry = pm.get_addr(token, 5).unwrap();
+        assert_eq!((entry.id, entry.addr), (5, cell_ip), "{entry:?}");
+        let err = pm.get_addr(token, 42).unwrap_err();
+        assert!(matches!(err, PmError::Refused { command: "GET_ADDR", .. }), "{err}");
+
+        // ANNOUNCE (ADD_ADDR) reaches the server as an ANNOUNCED event; the
+        // kernel's entry stays the subflow's (flags unchanged). An address has
+        // one id per connection: announcing cell under another id than its
+        // subflow's is refused.
+        let clash = LocalAddr { id: 7, addr: cell_ip, port: 0, ifindex: 0, flags: flags::SIGNAL };
+        let err = pm.execute(&Command::Announce { token, addr: clash }).unwrap_err();
+        assert!(err.to_string().contains("did not match address and id"), "{err}");
+        let announced = LocalAddr { id: 5, ..clash };
+        pm.execute(&Command::Announce { token, addr: announced }).unwrap();
+        let at_server = wait_for(&mut server_events, "server ANNOUNCED", |e| matches!(e, Event::Announced { .. }));
+        let Event::Announced { rem_id, addr, .. } = at_server else { unreachable!() };
+        assert_eq!((rem_id, addr.ip()), (5, cell_ip));
+        let entry = pm.get_addr(token, 5).unwrap();
+        assert_eq!((entry.id, entry.addr), (5, cell_ip), "{entry:?}");
+        assert_eq!(entry.flags, flags::SUBFLOW, "{entry:?}");
+
         // Refusals come back with the kernel's own words.
         let bogus = Command::SubflowCreate { token: token ^ 0x5a5a_5a5a, local, remote: server };
         match pm.execute(&bogus) {

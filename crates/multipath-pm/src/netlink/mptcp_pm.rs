@@ -18,6 +18,7 @@ pub const VERSION: u8 = 1;
 pub const EVENTS_GROUP: &str = "mptcp_pm_events";
 
 mod cmd {
+    pub const GET_ADDR: u8 = 3;
     pub const SET_FLAGS: u8 = 7;
     pub const ANNOUNCE: u8 = 8;
     pub const REMOVE: u8 = 9;
@@ -123,6 +124,52 @@ fn put_sockaddr(a: &mut AttrWriter<'_>, ty: u16, addr: &SocketAddr, flags: u32) 
             n.u32(addr_attr::FLAGS, flags);
         }
     });
+}
+
+/// The attributes of a GET_ADDR request: the address `id` of connection
+/// `token`, as the userspace path manager knows it (an address announced
+/// or used for a subflow it created).
+pub fn get_addr_request(a: &mut AttrWriter<'_>, token: u32, id: u8) {
+    a.u32(attr::TOKEN, token);
+    a.nested(attr::ADDR, |n| {
+        n.u8(addr_attr::ID, id);
+    });
+}
+
+/// Command number of GET_ADDR.
+pub const GET_ADDR: u8 = cmd::GET_ADDR;
+
+/// Decodes a GET_ADDR reply: the address entry in its `ADDR` attribute.
+/// Ports and IPv4 addresses as in commands (host-order port).
+pub fn decode_addr_reply(attrs: &[u8]) -> Result<LocalAddr, DecodeError> {
+    let nested = Attrs::new(attrs)
+        .find_map(|a| match a {
+            Ok(a) if a.ty == attr::ADDR => Some(Ok(a)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .ok_or_else(|| DecodeError::new("GET_ADDR reply without an address".to_string()))??;
+    let (mut id, mut addr, mut port, mut ifindex, mut flags) = (None, None, 0, 0, 0);
+    for a in nested.nested() {
+        let a = a?;
+        match a.ty {
+            addr_attr::ID => id = Some(a.u8()?),
+            addr_attr::ADDR4 => addr = Some(IpAddr::V4(Ipv4Addr::from(a.array::<4>()?))),
+            addr_attr::ADDR6 => addr = Some(IpAddr::V6(Ipv6Addr::from(a.array::<16>()?))),
+            addr_attr::PORT => port = a.u16()?,
+            addr_attr::FLAGS => flags = a.u32()?,
+            addr_attr::IF_IDX => ifindex = a.u32()? as i32,
+            _ => {}
+        }
+    }
+    let missing = |what: &str| DecodeError::new(format!("GET_ADDR reply without {what}"));
+    Ok(LocalAddr {
+        id: id.ok_or_else(|| missing("an id"))?,
+        addr: addr.ok_or_else(|| missing("an address"))?,
+        port,
+        ifindex,
+        flags,
+    })
 }
 
 /// A command to the userspace path manager of one connection (`token`).
@@ -442,6 +489,35 @@ pub fn decode_event(cmd: u8, attrs: &[u8]) -> Result<Event, DecodeError> {
 mod tests {
     use super::*;
     use crate::netlink::codec::{genl_request, messages, Header, Message};
+
+    #[test]
+    fn get_addr_request_and_reply() {
+        let msg = genl_request(Header { ty: 0x1d, flags: 0, seq: 1, pid: 0 }, cmd::GET_ADDR, VERSION, |a| {
+            get_addr_request(a, 0xc0ffee, 3);
+        });
+        assert_eq!(msg[16], cmd::GET_ADDR);
+        let local = LocalAddr { id: 3, addr: "10.2.0.2".parse().unwrap(), port: 0, ifindex: 3, flags: flags::BACKUP };
+        let reply = genl_request(Header { ty: 0x1d, flags: 0, seq: 1, pid: 0 }, cmd::GET_ADDR, VERSION, |a| {
+            put_local(a, &local);
+        });
+        assert_eq!(decode_addr_reply(&reply[20..]).unwrap(), local);
+        let v6 = LocalAddr { id: 9, addr: "2001:db8::2".parse().unwrap(), port: 4433, ifindex: 0, flags: 0 };
+        let reply = genl_request(Header { ty: 0x1d, flags: 0, seq: 1, pid: 0 }, cmd::GET_ADDR, VERSION, |a| {
+            put_local(a, &v6);
+        });
+        assert_eq!(decode_addr_reply(&reply[20..]).unwrap(), v6);
+        // Replies missing what they need, or cut short, are errors.
+        let no_addr = genl_request(Header { ty: 0x1d, flags: 0, seq: 1, pid: 0 }, cmd::GET_ADDR, VERSION, |a| {
+            a.u32(attr::TOKEN, 1);
+        });
+        assert!(decode_addr_reply(&no_addr[20..]).unwrap_err().to_string().contains("without an address"));
+        let full = genl_request(Header { ty: 0x1d, flags: 0, seq: 1, pid: 0 }, cmd::GET_ADDR, VERSION, |a| {
+            put_local(a, &local);
+        });
+        for cut in 20..full.len() {
+            let _ = decode_addr_reply(&full[20..cut]); // never panics
+        }
+    }
 
     fn encode(cmd: &Command) -> (u8, Vec<u8>) {
         let msg =

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use super::codec::consts::{NLM_F_ACK, NLM_F_REQUEST};
 use super::codec::{genl_request, messages, route_messages, DecodeError, Header, Message};
 use super::ctrl::{self, Family};
-use super::mptcp_pm::{self, Command, Event};
+use super::mptcp_pm::{self, Command, Event, LocalAddr};
 use super::route;
 use crate::policy::LocalPath;
 
@@ -87,6 +87,40 @@ impl PmSocket {
         let msg = genl_request(header, command.number(), mptcp_pm::VERSION, |a| command.write_attrs(a));
         send(&self.fd, &msg)?;
         wait_ack(&self.fd, self.seq, command.name())
+    }
+
+    /// GET_ADDR: the address entry `id` of connection `token`, as the
+    /// kernel's userspace path manager holds it.
+    pub fn get_addr(&mut self, token: u32, id: u8) -> Result<LocalAddr, PmError> {
+        self.seq = self.seq.wrapping_add(1);
+        let header = Header { ty: self.family.id, flags: NLM_F_REQUEST | NLM_F_ACK, seq: self.seq, pid: 0 };
+        let msg = genl_request(header, mptcp_pm::GET_ADDR, mptcp_pm::VERSION, |a| {
+            mptcp_pm::get_addr_request(a, token, id);
+        });
+        send(&self.fd, &msg)?;
+        let mut buf = vec![0u8; RECV_BUF];
+        let mut found = None;
+        loop {
+            let n = recv(&self.fd, &mut buf)?;
+            for m in messages(&buf[..n]) {
+                match m? {
+                    Message::Genl { header, attrs, .. } if header.seq == self.seq => {
+                        found = Some(mptcp_pm::decode_addr_reply(attrs)?);
+                    }
+                    Message::Error { seq, errno, message } if seq == self.seq => {
+                        return Err(PmError::Refused { command: "GET_ADDR", errno, message })
+                    }
+                    Message::Ack { seq } if seq == self.seq => {
+                        return found.ok_or_else(|| PmError::Refused {
+                            command: "GET_ADDR",
+                            errno: libc::ENODATA,
+                            message: Some("acknowledged without an address".into()),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// The resolved family (id and multicast groups).
