@@ -192,8 +192,8 @@ impl Default for PolicyConfig {
             retry_max: Duration::from_secs(8),
             hysteresis: Hysteresis::default(),
             demote_after: Duration::from_millis(300),
-            silence: Duration::from_millis(50),
-            probe_timeout: Duration::from_millis(80),
+            silence: Duration::from_millis(40),
+            probe_timeout: Duration::from_millis(60),
             default_service: None,
         }
     }
