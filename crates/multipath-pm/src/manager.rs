@@ -139,8 +139,6 @@ struct Managed {
     fd: OwnedFd,
     next_sample: Instant,
     every: Duration,
-    /// What the last measurement saw: bytes moved, subflows open.
-    seen: (u64, usize),
     /// Since when nothing has moved.
     still_since: Instant,
     /// What moved, as of the last full measurement.
@@ -149,7 +147,7 @@ struct Managed {
 
 impl Managed {
     fn new(fd: OwnedFd, now: Instant) -> Managed {
-        Managed { fd, next_sample: now, every: SAMPLE_EVERY, seen: (0, 0), still_since: now, activity: None }
+        Managed { fd, next_sample: now, every: SAMPLE_EVERY, still_since: now, activity: None }
     }
 
     /// Whether anything moved since the last full measurement, by
@@ -158,15 +156,14 @@ impl Managed {
         self.activity.is_none() || activity(self.fd.as_fd()) != self.activity
     }
 
-    /// After a full measurement.
-    fn measured(&mut self, samples: &[SubflowSample], bytes: u64, info: &multipath::MptcpInfo, now: Instant) {
-        let seen = (bytes, samples.len());
-        let busy = seen != self.seen || samples.iter().any(|s| s.unacked > 0 || s.backoff > 0 || !s.established);
-        if busy {
+    /// After a full measurement: busy if anything moved or is in flight.
+    fn measured(&mut self, samples: &[SubflowSample], info: &multipath::MptcpInfo, now: Instant) {
+        let activity = Some(Activity::of(info));
+        let in_flight = samples.iter().any(|s| s.unacked > 0 || s.backoff > 0 || !s.established);
+        if activity != self.activity || in_flight {
             self.still_since = now;
         }
-        self.seen = seen;
-        self.activity = Some(Activity::of(info));
+        self.activity = activity;
         self.schedule(now);
     }
 
@@ -361,9 +358,8 @@ impl Driver {
             }
         };
         for event in events {
-            // Connections nobody registered get the default service type
-            // (client side only: a server's joins come from its peers).
-            // What connections nobody registered get; `None` leaves them alone.
+            // Connections nobody registered get the default service type, if
+            // any (client side only: a server's joins come from its peers).
             if let (Event::Established(c), Some(service)) = (&event, self.core.config().default_service) {
                 if !c.server_side && !self.core.manages(c.token) {
                     let input = Input::Established { token: c.token, service, local: c.local, remote: c.remote };
@@ -429,10 +425,9 @@ impl Driver {
                 continue;
             }
             let Ok((info, subflows)) = multipath::raw::full_info(m.fd.as_fd()) else { continue };
-            let open: Vec<_> = subflows.iter().filter(|s| s.is_open()).collect();
-            let bytes = open.iter().map(|s| s.tcp.bytes_received.unwrap_or(0) + s.tcp.bytes_acked.unwrap_or(0)).sum();
-            let samples: Vec<SubflowSample> = open
+            let samples: Vec<SubflowSample> = subflows
                 .iter()
+                .filter(|s| s.is_open())
                 .map(|s| SubflowSample {
                     local: s.local,
                     rtt_us: s.tcp.rtt_us,
@@ -445,7 +440,7 @@ impl Driver {
                     established: s.tcp.state == multipath::TcpState::Established,
                 })
                 .collect();
-            m.measured(&samples, bytes, &info, now);
+            m.measured(&samples, &info, now);
             self.sample_queue.insert((m.next_sample, token));
             inputs.push(Input::Samples { token, subflows: samples });
         }
