@@ -333,7 +333,12 @@ impl Driver {
             return Err(unfit(&"no token yet"));
         }
         let now = Instant::now();
-        self.core.handle(Input::Established { token, service, local, remote }, now);
+        // With a default service, the kernel's ESTABLISHED has made the core
+        // manage the connection already if it came first; if not, it is
+        // still to come and joins would be refused until then.
+        let ready =
+            self.core.manages(token) || self.core.config().default_service.is_none_or(|s| s == ServiceType::None);
+        self.core.handle(Input::Established { token, service, local, remote, ready }, now);
         if let Some(old) = self.managed.insert(token, Managed::new(fd, now)) {
             self.sample_queue.remove(&(old.next_sample, token)); // registered again
         }
@@ -362,7 +367,8 @@ impl Driver {
             // any (client side only: a server's joins come from its peers).
             if let (Event::Established(c), Some(service)) = (&event, self.core.config().default_service) {
                 if !c.server_side && !self.core.manages(c.token) {
-                    let input = Input::Established { token: c.token, service, local: c.local, remote: c.remote };
+                    let input =
+                        Input::Established { token: c.token, service, local: c.local, remote: c.remote, ready: true };
                     self.core.handle(input, now);
                     continue;
                 }

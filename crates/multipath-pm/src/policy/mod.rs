@@ -102,6 +102,11 @@ pub enum Input {
         local: SocketAddr,
         /// The peer.
         remote: SocketAddr,
+        /// Whether the kernel accepts joins yet. A program registers its
+        /// connection before data has flowed, and the kernel refuses joins
+        /// (ENOTCONN) until its ESTABLISHED event; joins then wait for
+        /// [`Input::Ready`], or `READY_WITHIN` should that event be lost.
+        ready: bool,
     },
     /// The kernel reports a managed connection fully established: from now
     /// on it accepts joins. Creates it refused before (a program registers
@@ -258,6 +263,9 @@ struct Conn {
     prober: Prober,
     /// Cached [`deadline`], refreshed whenever the connection changes.
     deadline: Option<Instant>,
+    /// No joins before this: the kernel has not reported the connection
+    /// established yet.
+    joins_from: Option<Instant>,
 }
 
 /// A probe of one path to one peer, whichever connection sent it.
@@ -340,7 +348,7 @@ impl Core {
                 self.paths.sort_by(|a, b| a.rank.cmp(&b.rank).then(a.name.cmp(&b.name)));
             }
             Input::PathDown { name } => self.paths.retain(|p| p.name != name),
-            Input::Established { token, service, local, remote } => {
+            Input::Established { token, service, local, remote, ready } => {
                 if let Some(conn) = self.conns.get_mut(&token) {
                     // A registration after the kernel's event: the program's
                     // own choice replaces the default.
@@ -371,6 +379,7 @@ impl Core {
                     interactive: select::InteractiveState::default(),
                     prober: Prober::default(),
                     deadline: None,
+                    joins_from: (!ready).then(|| now + READY_WITHIN),
                 };
                 self.conns.insert(token, conn);
             }
@@ -394,6 +403,7 @@ impl Core {
             }
             Input::Ready { token } => {
                 let Some(conn) = self.conns.get_mut(&token) else { return };
+                conn.joins_from = None;
                 for (path, health) in conn.health.iter_mut() {
                     let joined = conn.subflows.iter().any(|s| &s.path == path);
                     if !health.failed && !joined {
@@ -475,7 +485,11 @@ impl Core {
             }
             reconcile(&self.config, &self.paths, token, conn, now, &mut self.out);
             // Retries that fell due had their chance (their path may be
-            // down): forget them so time moves on.
+            // down): forget them so time moves on. So does a wait for the
+            // kernel's ESTABLISHED that ran out.
+            if conn.joins_from.is_some_and(|at| at <= now) {
+                conn.joins_from = None;
+            }
             for h in conn.health.values_mut() {
                 if h.retry_at.is_some_and(|at| at <= now) {
                     h.retry_at = None;
@@ -584,6 +598,10 @@ impl Core {
     }
 }
 
+/// How long joins of a connection registered before the kernel reported
+/// it established wait for that report before they are tried anyway.
+const READY_WITHIN: Duration = Duration::from_secs(1);
+
 /// Wait before asking again for a backup-flag change the kernel refused.
 const FLAG_RETRY: Duration = Duration::from_millis(20);
 
@@ -604,7 +622,7 @@ fn deadline(config: &PolicyConfig, c: &Conn) -> Option<Instant> {
                 .any(|s| s.state == SubflowState::Established && !s.backup && Some(&s.path) != c.active.as_ref());
         pending.then_some(*at + config.demote_after)
     });
-    joins.chain(retries).chain(probe).chain(flags).chain(demotion).min()
+    joins.chain(retries).chain(probe).chain(flags).chain(demotion).chain(c.joins_from).min()
 }
 
 /// Records a failure on a path and when to try it again.
@@ -813,7 +831,8 @@ fn reconcile(
     };
     for path in wanted {
         let has = conn.subflows.iter().any(|s| s.path == path.name);
-        let waiting = conn.health.get(&path.name).and_then(|h| h.retry_at).is_some_and(|at| now < at);
+        let waiting = conn.health.get(&path.name).and_then(|h| h.retry_at).is_some_and(|at| now < at)
+            || conn.joins_from.is_some_and(|at| now < at);
         if has || waiting || conn.next_id == u8::MAX {
             continue;
         }

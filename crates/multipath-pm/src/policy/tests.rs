@@ -62,7 +62,7 @@ impl Sim {
 
     fn establish(&mut self, service: ServiceType, on: &str) -> Vec<Command> {
         let local = addr(on);
-        self.input(Input::Established { token: TOKEN, service, local, remote: server() })
+        self.input(Input::Established { token: TOKEN, service, local, remote: server(), ready: true })
     }
 
     /// The kernel reports the join `create` asked for as established.
@@ -460,7 +460,13 @@ fn connections_to_one_peer_share_their_probes() {
         let (mut sim, cell_sf) = handover_ready();
         let other_wifi = addr("10.1.0.2:40001");
         sim.core.handle(
-            Input::Established { token: OTHER, service: ServiceType::Handover, local: other_wifi, remote: server() },
+            Input::Established {
+                token: OTHER,
+                service: ServiceType::Handover,
+                local: other_wifi,
+                remote: server(),
+                ready: true,
+            },
             sim.now,
         );
         let other_cell = addr("10.2.0.2:50001");
@@ -525,4 +531,29 @@ fn samples_are_needed_until_a_probe_vouches_for_an_idle_path() {
     let mut aggregate = Sim::new(PolicyConfig::default());
     aggregate.establish(ServiceType::Aggregate, WIFI_INITIAL);
     assert!(!aggregate.core.needs_samples(TOKEN, aggregate.now));
+}
+
+/// A registration before the kernel's ESTABLISHED: no join is tried (the
+/// kernel would refuse it) until the event, or a second without it.
+#[test]
+fn joins_wait_for_the_kernel_to_report_the_connection_established() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let early = Input::Established {
+        token: TOKEN,
+        service: ServiceType::Handover,
+        local: addr(WIFI_INITIAL),
+        remote: server(),
+        ready: false,
+    };
+    assert!(sim.input(early.clone()).is_empty(), "no join before the event");
+    assert!(sim.advance(Duration::from_millis(500)).is_empty());
+    let cmds = sim.input(Input::Ready { token: TOKEN });
+    assert!(cmds.len() == 1 && create_on(&cmds[0], &cell(), true), "{cmds:?}");
+
+    // The event lost: joins are tried after a second anyway.
+    let mut sim = Sim::new(PolicyConfig::default());
+    assert!(sim.input(early).is_empty());
+    assert!(sim.advance(Duration::from_millis(900)).is_empty());
+    let cmds = sim.advance(Duration::from_millis(200));
+    assert!(cmds.len() == 1 && create_on(&cmds[0], &cell(), true), "{cmds:?}");
 }
