@@ -490,6 +490,11 @@ impl Core {
             if conn.joins_from.is_some_and(|at| at <= now) {
                 conn.joins_from = None;
             }
+            for sf in &mut conn.subflows {
+                if sf.flag_retry_at.is_some_and(|at| at <= now) {
+                    sf.flag_retry_at = None;
+                }
+            }
             for h in conn.health.values_mut() {
                 if h.retry_at.is_some_and(|at| at <= now) {
                     h.retry_at = None;
@@ -601,6 +606,10 @@ impl Core {
 /// How long joins of a connection registered before the kernel reported
 /// it established wait for that report before they are tried anyway.
 const READY_WITHIN: Duration = Duration::from_secs(1);
+
+/// How long after withdrawing a dead path's address the new active path
+/// is un-backed (MP_PRIO), so the peer handles the RM_ADDR first.
+const UNBACKUP_AFTER_WITHDRAWAL: Duration = Duration::from_millis(30);
 
 /// Wait before asking again for a backup-flag change the kernel refused.
 const FLAG_RETRY: Duration = Duration::from_millis(20);
@@ -782,6 +791,7 @@ fn reconcile(
         .into_iter()
         .partition(|s| !is_usable(&s.path) || (is_failed(conn, &s.path) && s.state == SubflowState::Established));
     conn.subflows = alive;
+    let withdrew = !dead.is_empty();
     for sf in dead {
         out.push_back(Command::Remove { token, loc_id: sf.loc_id });
         if sf.state == SubflowState::Established {
@@ -809,8 +819,16 @@ fn reconcile(
     };
 
     // 3. The new active path stops being backup before anything else is.
+    // Right after a withdrawal, a moment later: the peer must act on the
+    // RM_ADDR first, resending what the dead path lost, before MP_PRIO
+    // invites it to push new data onto this path ahead of that hole.
     let flag_ready = |s: &Subflow| s.state == SubflowState::Established && s.flag_retry_at.is_none_or(|at| now >= at);
     if let Some(name) = &active {
+        if withdrew {
+            for sf in conn.subflows.iter_mut().filter(|s| &s.path == name && s.backup && flag_ready(s)) {
+                sf.flag_retry_at = Some(now + UNBACKUP_AFTER_WITHDRAWAL);
+            }
+        }
         for sf in conn.subflows.iter_mut().filter(|s| &s.path == name && s.backup && flag_ready(s)) {
             sf.backup = false;
             sf.flag_retry_at = None;
