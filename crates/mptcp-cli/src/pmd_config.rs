@@ -39,6 +39,7 @@ struct Paths {
     primary: Vec<String>,
     metered: Vec<String>,
     exclude: Vec<String>,
+    quarantine_down: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -96,7 +97,8 @@ pub fn parse(text: &str) -> Result<DaemonConfig> {
     if let Some(exe) = config.aggregate_executables.iter().find(|p| !p.is_absolute()) {
         bail!("entitlements.aggregate_executables: {} is not an absolute path", exe.display());
     }
-    let Paths { primary, metered, exclude } = file.paths;
+    let Paths { primary, metered, exclude, quarantine_down } = file.paths;
+    policy.quarantine_down_paths = quarantine_down.unwrap_or(policy.quarantine_down_paths);
     for pattern in primary.iter().chain(&metered).chain(&exclude) {
         if pattern.is_empty() || pattern.len() > libc::IFNAMSIZ * 4 {
             bail!("paths: {pattern:?} cannot match an interface name");
@@ -162,6 +164,7 @@ mod tests {
             [paths]
             primary = ["wl*"]
             metered = ["rmnet*"]
+            quarantine_down = false
             [handover]
             lazy_secondary = true
             silence_ms = 70
@@ -177,6 +180,7 @@ mod tests {
         assert_eq!(c.aggregate_uids, [1000]);
         assert_eq!(c.policy.paths.primary, ["wl*"]);
         assert_eq!(c.policy.paths.metered, ["rmnet*"]);
+        assert!(!c.policy.quarantine_down_paths);
         assert!(c.policy.lazy_secondary);
         assert_eq!(c.policy.silence, Duration::from_millis(70));
         assert_eq!(c.policy.hysteresis.margin, 0.3);

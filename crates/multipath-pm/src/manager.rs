@@ -4,7 +4,7 @@
 //! (`net.mptcp.pm_type = 1`) in the network namespace it starts in.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
@@ -46,6 +46,7 @@ pub struct Manager {
 enum Request {
     Manage { fd: OwnedFd, service: ServiceType, reply: mpsc::Sender<Result<u32, PmError>> },
     ActivePath { token: u32, reply: mpsc::Sender<Option<String>> },
+    Paths { reply: mpsc::Sender<Vec<LocalPath>> },
 }
 
 /// A netlink command the manager sent: its decisions, as observers
@@ -99,6 +100,13 @@ impl Manager {
     pub fn active_path(&self, token: u32) -> Result<Option<String>, PmError> {
         let (reply, answer) = mpsc::channel();
         self.send(Request::ActivePath { token, reply })?;
+        answer.recv().map_err(|_| stopped())
+    }
+
+    /// The usable local paths as the manager last saw them, best first.
+    pub fn paths(&self) -> Result<Vec<LocalPath>, PmError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::Paths { reply })?;
         answer.recv().map_err(|_| stopped())
     }
 
@@ -234,6 +242,21 @@ struct Driver {
     sample_queue: BTreeSet<(Instant, u32)>,
     probes: Vec<PendingProbe>,
     log: Option<mpsc::SyncSender<SentCommand>>,
+    /// Addresses that were paths here at some point: the only ones this
+    /// manager ever quarantines.
+    path_addrs: BTreeSet<IpAddr>,
+    /// Addresses with a quarantine rule in place (removed on drop).
+    quarantined: BTreeSet<IpAddr>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        for addr in std::mem::take(&mut self.quarantined) {
+            if let Err(e) = self.routes.set_quarantine(addr, false) {
+                tracing::warn!(%addr, error = %e, "removing a quarantine rule");
+            }
+        }
+    }
 }
 
 impl Driver {
@@ -248,7 +271,14 @@ impl Driver {
             sample_queue: BTreeSet::new(),
             probes: Vec::new(),
             log: None,
+            path_addrs: BTreeSet::new(),
+            quarantined: BTreeSet::new(),
         };
+        // Rules a crashed predecessor left behind would strand addresses
+        // that are fine again.
+        for addr in driver.routes.quarantined()? {
+            driver.routes.set_quarantine(addr, false)?;
+        }
         driver.refresh_paths(Instant::now())?;
         Ok(driver)
     }
@@ -316,6 +346,9 @@ impl Driver {
             }
             Request::ActivePath { token, reply } => {
                 let _ = reply.send(self.core.active_path(token).map(str::to_owned));
+            }
+            Request::Paths { reply } => {
+                let _ = reply.send(self.paths.clone());
             }
         }
     }
@@ -395,7 +428,11 @@ impl Driver {
     }
 
     fn refresh_paths(&mut self, now: Instant) -> Result<(), PmError> {
-        let fresh = self.core.config().paths.apply(self.routes.paths()?);
+        let snapshot = self.routes.snapshot()?;
+        // Before the core's commands: the dead path's queued data must stop
+        // leaking out through the new active path at once.
+        self.quarantine(&snapshot);
+        let fresh = self.core.config().paths.apply(snapshot.paths);
         for old in &self.paths {
             if !fresh.iter().any(|p| p.name == old.name) {
                 self.core.handle(Input::PathDown { name: old.name.clone() }, now);
@@ -408,6 +445,33 @@ impl Driver {
         }
         self.paths = fresh;
         Ok(())
+    }
+
+    /// Keeps a quarantine rule on each address that was a path and is now
+    /// stranded on an interface that went down. Without it, packets from
+    /// that address (the dead subflow's retransmissions, its FIN) fall
+    /// through to another interface's default route: a carrier drops them
+    /// for their foreign source address, after they cost the new path
+    /// uplink time (and metered data).
+    fn quarantine(&mut self, snapshot: &crate::RouteSnapshot) {
+        self.path_addrs.extend(snapshot.paths.iter().map(|p| p.addr));
+        let want: BTreeSet<IpAddr> = if self.core.config().quarantine_down_paths {
+            snapshot.stranded.intersection(&self.path_addrs).copied().collect()
+        } else {
+            BTreeSet::new()
+        };
+        for addr in want.symmetric_difference(&self.quarantined).copied().collect::<Vec<_>>() {
+            let on = want.contains(&addr);
+            match self.routes.set_quarantine(addr, on) {
+                Ok(()) if on => {
+                    self.quarantined.insert(addr);
+                }
+                Ok(()) => {
+                    self.quarantined.remove(&addr);
+                }
+                Err(e) => tracing::warn!(%addr, on, error = %e, "quarantine rule"),
+            }
+        }
     }
 
     /// Measures the managed connections that are due (all of them after

@@ -100,6 +100,11 @@ fn userspace_pm_commands_and_events_on_a_real_connection() {
         assert_eq!((entry.id, entry.addr), (5, cell_ip), "{entry:?}");
         let err = pm.get_addr(token, 42).unwrap_err();
         assert!(matches!(err, PmError::Refused { command: "GET_ADDR", .. }), "{err}");
+        // The dump form: the connection's entries, here the join's alone.
+        let all = pm.addresses(token).unwrap();
+        assert_eq!(all.iter().map(|e| (e.id, e.addr)).collect::<Vec<_>>(), [(5, cell_ip)], "{all:?}");
+        let err = pm.addresses(token ^ 0x5a5a_5a5a).unwrap_err();
+        assert!(matches!(err, PmError::Refused { command: "GET_ADDR", .. }), "{err}");
 
         // ANNOUNCE (ADD_ADDR) reaches the server as an ANNOUNCED event; the
         // kernel's entry stays the subflow's (flags unchanged). An address has

@@ -395,3 +395,69 @@ fn handover_does_not_switch_on_a_healthy_link_whether_saturated_idle_or_bursty()
     let cell = received_on(&conn, cell_ip) - cell_before;
     assert!(cell < 16 * 1024, "cell carried {cell} B while wifi was healthy");
 }
+
+/// The client namespace's quarantine rules (`from ADDR unreachable`, tag
+/// 77), as `ip rule` lists them.
+fn quarantine_rules(lab: &Lab) -> Vec<String> {
+    let out = lab.client().command("ip").args(["rule", "show"]).output().unwrap();
+    assert!(out.status.success(), "ip rule show: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("unreachable") && l.contains("proto 77"))
+        .map(|l| l.split_whitespace().nth(2).unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// What a program sending from `from` to the server gets: connected, or
+/// the routing error.
+fn route_from(lab: &Lab, from: std::net::IpAddr) -> Result<(), i32> {
+    let to = SocketAddr::new(lab.server_addr().into(), 9);
+    lab.client().run(|| {
+        let sock = std::net::UdpSocket::bind(SocketAddr::new(from, 0)).unwrap();
+        sock.connect(to).map_err(|e| e.raw_os_error().unwrap_or(0))
+    })
+}
+
+#[test]
+fn a_path_whose_interface_is_down_is_quarantined_until_it_returns_or_the_manager_stops() {
+    let name = "a_path_whose_interface_is_down_is_quarantined_until_it_returns_or_the_manager_stops";
+    let Some(_one_at_a_time) = lab_test(name) else { return };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
+    let wifi: std::net::IpAddr = lab.path("wifi").unwrap().client_addr().into();
+    // A rule a crashed manager left behind is removed at start.
+    let stale = ["rule", "add", "pref", "9", "from", "10.1.0.2", "unreachable", "proto", "77"];
+    assert!(lab.client().command("ip").args(stale).status().unwrap().success());
+    assert_eq!(quarantine_rules(&lab), ["10.1.0.2"]);
+    assert_eq!(route_from(&lab, wifi), Err(libc::ENETUNREACH), "the stale rule applies");
+
+    let manager = lab.client().run(|| Manager::start(PolicyConfig::default())).unwrap();
+    assert!(quarantine_rules(&lab).is_empty(), "stale rule kept");
+    assert_eq!(route_from(&lab, wifi), Ok(()));
+
+    // Down: without the rule, wifi's packets would leave through cell's
+    // default route (the main table's last one standing).
+    lab.set_link("wifi", false).unwrap();
+    eventually(Duration::from_secs(2), "quarantine of wifi", || quarantine_rules(&lab) == [wifi.to_string()]);
+    assert_eq!(route_from(&lab, wifi), Err(libc::ENETUNREACH));
+
+    lab.set_link("wifi", true).unwrap();
+    eventually(Duration::from_secs(2), "release of wifi", || quarantine_rules(&lab).is_empty());
+    assert_eq!(route_from(&lab, wifi), Ok(()));
+
+    // Down again, then the manager stops: it takes its rule with it.
+    lab.set_link("wifi", false).unwrap();
+    eventually(Duration::from_secs(2), "quarantine of wifi", || quarantine_rules(&lab) == [wifi.to_string()]);
+    drop(manager);
+    assert!(quarantine_rules(&lab).is_empty(), "rule outlived the manager");
+
+    // Switched off, nothing is quarantined.
+    let config = PolicyConfig { quarantine_down_paths: false, ..PolicyConfig::default() };
+    let manager = lab.client().run(|| Manager::start(config)).unwrap();
+    lab.set_link("wifi", true).unwrap();
+    lab.set_link("wifi", false).unwrap();
+    // The manager has seen wifi come and go once its path list says so.
+    eventually(Duration::from_secs(2), "wifi gone", || manager.paths().unwrap().len() == 1);
+    assert!(quarantine_rules(&lab).is_empty());
+}

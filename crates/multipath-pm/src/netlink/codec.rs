@@ -27,6 +27,10 @@ pub mod consts {
     pub const NLM_F_ACK: u16 = 0x4;
     /// Dump everything (`NLM_F_ROOT | NLM_F_MATCH`).
     pub const NLM_F_DUMP: u16 = 0x300;
+    /// In a NEW request: fail if it already exists.
+    pub const NLM_F_EXCL: u16 = 0x200;
+    /// In a NEW request: create it.
+    pub const NLM_F_CREATE: u16 = 0x400;
     /// In an error message: the original request is not echoed.
     pub const NLM_F_CAPPED: u16 = 0x100;
     /// In an error message: extended-ack attributes follow.
@@ -316,7 +320,7 @@ fn parse_one(buf: &[u8], generic: bool) -> Result<(Message<'_>, usize), DecodeEr
     let body = &buf[NLMSG_HDRLEN..len];
     let message = match header.ty {
         NLMSG_ERROR => parse_error(header, body)?,
-        NLMSG_DONE => Message::Done { seq: header.seq },
+        NLMSG_DONE => parse_done(header, body),
         NLMSG_OVERRUN => Message::Overrun,
         _ if !generic => Message::Data { header, body },
         _ => {
@@ -327,6 +331,24 @@ fn parse_one(buf: &[u8], generic: bool) -> Result<(Message<'_>, usize), DecodeEr
         }
     };
     Ok((message, align4(len)))
+}
+
+/// The end of a dump. A dump that failed says so here: a negative errno,
+/// then (when flagged) extended-ack attributes.
+fn parse_done(header: Header, body: &[u8]) -> Message<'_> {
+    let error = body.get(0..4).map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4 bytes")));
+    if error >= 0 {
+        return Message::Done { seq: header.seq };
+    }
+    let mut message = None;
+    if header.flags & NLM_F_ACK_TLVS != 0 {
+        for attr in Attrs::new(&body[4..]).flatten() {
+            if attr.ty == NLMSGERR_ATTR_MSG {
+                message = Some(attr.string());
+            }
+        }
+    }
+    Message::Error { seq: header.seq, errno: -error, message }
 }
 
 /// `struct nlmsgerr`: errno, the request's header (and body unless
@@ -418,6 +440,31 @@ mod tests {
         assert_eq!(messages(&m).next().unwrap().unwrap(), Message::Error { seq: 7, errno: libc::EPERM, message: None });
         let m = error_message(0, NLM_F_CAPPED, None);
         assert_eq!(messages(&m).next().unwrap().unwrap(), Message::Ack { seq: 7 });
+    }
+
+    fn done_message(error: i32, ext: Option<&str>) -> Vec<u8> {
+        let flags = if ext.is_some() { NLM_F_ACK_TLVS | NLM_F_MULTI } else { NLM_F_MULTI };
+        request(Header { ty: NLMSG_DONE, flags, seq: 9, pid: 0 }, &error.to_ne_bytes(), |a| {
+            if let Some(text) = ext {
+                a.string(NLMSGERR_ATTR_MSG, text);
+            }
+        })
+    }
+
+    #[test]
+    fn a_dump_ends_with_done_or_with_the_error_that_stopped_it() {
+        assert_eq!(messages(&done_message(0, None)).next().unwrap().unwrap(), Message::Done { seq: 9 });
+        let failed = done_message(-libc::EINVAL, Some("invalid token"));
+        let parsed = route_messages(&failed).next().unwrap().unwrap();
+        assert_eq!(parsed, Message::Error { seq: 9, errno: libc::EINVAL, message: Some("invalid token".into()) });
+        let bare = done_message(-libc::ENOENT, None);
+        assert_eq!(
+            messages(&bare).next().unwrap().unwrap(),
+            Message::Error { seq: 9, errno: libc::ENOENT, message: None }
+        );
+        // Old kernels send DONE without a body.
+        let empty = request(Header { ty: NLMSG_DONE, flags: 0, seq: 9, pid: 0 }, &[], |_| {});
+        assert_eq!(messages(&empty).next().unwrap().unwrap(), Message::Done { seq: 9 });
     }
 
     #[test]

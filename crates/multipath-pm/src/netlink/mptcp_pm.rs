@@ -136,6 +136,12 @@ pub fn get_addr_request(a: &mut AttrWriter<'_>, token: u32, id: u8) {
     });
 }
 
+/// The attributes of a GET_ADDR dump request: every address entry of
+/// connection `token`.
+pub fn dump_addrs_request(a: &mut AttrWriter<'_>, token: u32) {
+    a.u32(attr::TOKEN, token);
+}
+
 /// Command number of GET_ADDR.
 pub const GET_ADDR: u8 = cmd::GET_ADDR;
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::codec::consts::{NLM_F_DUMP, NLM_F_REQUEST};
+use super::codec::consts::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use super::codec::{request, Attrs, DecodeError, Header};
 use crate::policy::LocalPath;
 
@@ -16,6 +16,13 @@ const RTM_NEWADDR: u16 = 20;
 const RTM_GETADDR: u16 = 22;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
+const RTM_NEWRULE: u16 = 32;
+const RTM_DELRULE: u16 = 33;
+const RTM_GETRULE: u16 = 34;
+const FRA_SRC: u16 = 2;
+const FRA_PRIORITY: u16 = 6;
+const FRA_PROTOCOL: u16 = 21;
+const FR_ACT_UNREACHABLE: u8 = 7;
 const IFLA_IFNAME: u16 = 3;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -44,6 +51,69 @@ pub fn dump_request(kind: u16, seq: u32) -> Vec<u8> {
         _ => &[0; 12],
     };
     request(Header { ty: kind, flags: NLM_F_REQUEST | NLM_F_DUMP, seq, pid: 0 }, fixed, |_| {})
+}
+
+/// Priority of the quarantine rules: right after the local table (0), so
+/// no other rule can route a stranded address's packets elsewhere first.
+pub const QUARANTINE_PRIORITY: u32 = 9;
+
+/// Routing-protocol tag on the quarantine rules (`ip rule` shows
+/// `proto 77`): how a path manager finds its own rules, including those a
+/// crashed predecessor left behind, and never touches anyone else's.
+pub const QUARANTINE_PROTOCOL: u8 = 77;
+
+/// RTM_NEWRULE (`add`) or RTM_DELRULE of the quarantine rule for `addr`:
+/// `from addr/32 unreachable` (`/128` for IPv6), our priority and tag.
+/// Packets from `addr` then fail with EHOSTUNREACH instead of falling
+/// through to another interface's default route.
+pub fn quarantine_request(addr: IpAddr, add: bool, seq: u32) -> Vec<u8> {
+    let (family, len, octets) = match addr {
+        IpAddr::V4(a) => (libc::AF_INET as u8, 32u8, a.octets().to_vec()),
+        IpAddr::V6(a) => (libc::AF_INET6 as u8, 128u8, a.octets().to_vec()),
+    };
+    // struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action; u32 flags.
+    let fixed = [family, 0, len, 0, 0, 0, 0, FR_ACT_UNREACHABLE, 0, 0, 0, 0];
+    let (ty, flags) = if add {
+        (RTM_NEWRULE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL)
+    } else {
+        (RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK)
+    };
+    request(Header { ty, flags, seq, pid: 0 }, &fixed, |a| {
+        a.bytes(FRA_SRC, &octets).u32(FRA_PRIORITY, QUARANTINE_PRIORITY).u8(FRA_PROTOCOL, QUARANTINE_PROTOCOL);
+    })
+}
+
+/// A dump request of every policy rule (both families).
+pub fn rule_dump_request(seq: u32) -> Vec<u8> {
+    request(Header { ty: RTM_GETRULE, flags: NLM_F_REQUEST | NLM_F_DUMP, seq, pid: 0 }, &[0; 12], |_| {})
+}
+
+/// The source address of a quarantine rule (ours: unreachable action, our
+/// tag, one host address); `None` for any other rule.
+pub fn parse_quarantine(ty: u16, body: &[u8]) -> Result<Option<IpAddr>, DecodeError> {
+    if ty != RTM_NEWRULE {
+        return Ok(None);
+    }
+    if body.len() < 12 {
+        return Err(DecodeError::new("rule message too short"));
+    }
+    let (family, src_len, action) = (i32::from(body[0]), body[2], body[7]);
+    let (mut src, mut protocol) = (None, 0);
+    for a in Attrs::new(&body[12..]) {
+        let a = a?;
+        match a.ty {
+            FRA_SRC => {
+                src = match (family, src_len, a.payload.len()) {
+                    (libc::AF_INET, 32, 4) => Some(IpAddr::from(Ipv4Addr::from(a.array::<4>()?))),
+                    (libc::AF_INET6, 128, 16) => Some(IpAddr::from(Ipv6Addr::from(a.array::<16>()?))),
+                    _ => None,
+                }
+            }
+            FRA_PROTOCOL => protocol = a.u8()?,
+            _ => {}
+        }
+    }
+    Ok(src.filter(|_| protocol == QUARANTINE_PROTOCOL && action == FR_ACT_UNREACHABLE))
 }
 
 /// One row of the kernel's tables.
@@ -184,6 +254,28 @@ pub fn paths(entries: &[Entry]) -> Vec<LocalPath> {
     out
 }
 
+/// Addresses stranded on an interface that is down or without carrier:
+/// nothing can leave from them through their own interface, so whatever
+/// does leave from them goes out through another one. (An interface that
+/// is up but lost its default route still reaches its own subnet: its
+/// addresses are not stranded.)
+pub fn stranded(entries: &[Entry]) -> std::collections::BTreeSet<IpAddr> {
+    let down: std::collections::BTreeSet<u32> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Link { index, usable: false, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Addr { index, addr, .. } if down.contains(index) && !addr.is_loopback() => Some(*addr),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +343,56 @@ mod tests {
         // Wifi's route gone (link down removes it): only cell is left.
         let without: Vec<Entry> = rows.into_iter().filter(|e| !matches!(e, Entry::Route { oif: 2, .. })).collect();
         assert_eq!(super::paths(&without).len(), 1);
+    }
+
+    #[test]
+    fn stranded_addresses_are_those_on_interfaces_without_carrier() {
+        let up = IFF_UP | IFF_LOWER_UP;
+        let rows: Vec<Entry> = [
+            link(1, "lo", up | IFF_LOOPBACK),
+            link(2, "wifi", IFF_UP), // carrier lost
+            link(3, "cell", up),
+            addr4(1, [127, 0, 0, 1], 254),
+            addr4(2, [10, 1, 0, 2], 0),
+            addr4(3, [10, 2, 0, 2], 0),
+        ]
+        .iter()
+        .filter_map(|m| parse_one(m))
+        .collect();
+        let want: std::collections::BTreeSet<IpAddr> = ["10.1.0.2".parse().unwrap()].into();
+        assert_eq!(stranded(&rows), want);
+    }
+
+    /// The kernel echoes a rule in a dump as it was added: the request's
+    /// body, typed RTM_NEWRULE.
+    fn as_dumped(request: &[u8]) -> Option<IpAddr> {
+        let Some(Ok(Message::Data { body, .. })) = route_messages(request).next() else { panic!() };
+        parse_quarantine(RTM_NEWRULE, body).unwrap()
+    }
+
+    #[test]
+    fn quarantine_rules_round_trip_and_only_ours_are_recognised() {
+        for addr in ["10.1.0.2", "2001:db8::7"] {
+            let addr: IpAddr = addr.parse().unwrap();
+            let add = quarantine_request(addr, true, 7);
+            assert_eq!(u16::from_ne_bytes([add[4], add[5]]), RTM_NEWRULE);
+            assert_eq!(as_dumped(&add), Some(addr));
+            let del = quarantine_request(addr, false, 8);
+            assert_eq!(u16::from_ne_bytes([del[4], del[5]]), RTM_DELRULE);
+            assert_eq!(as_dumped(&del), Some(addr), "deletion names the same rule");
+        }
+        let rule = |action: u8, src_len: u8, protocol: u8| {
+            let fixed = [libc::AF_INET as u8, 0, src_len, 0, 0, 0, 0, action, 0, 0, 0, 0];
+            message(RTM_NEWRULE, &fixed, |a| {
+                a.bytes(FRA_SRC, &[10, 1, 0, 2]).u8(FRA_PROTOCOL, protocol);
+            })
+        };
+        assert!(as_dumped(&rule(FR_ACT_UNREACHABLE, 32, QUARANTINE_PROTOCOL)).is_some());
+        assert_eq!(as_dumped(&rule(FR_ACT_UNREACHABLE, 32, 4)), None, "someone else's rule");
+        assert_eq!(as_dumped(&rule(1, 32, QUARANTINE_PROTOCOL)), None, "a lookup, not ours");
+        assert_eq!(as_dumped(&rule(FR_ACT_UNREACHABLE, 24, QUARANTINE_PROTOCOL)), None, "a subnet");
+        assert!(parse_quarantine(RTM_NEWRULE, &[0; 11]).is_err());
+        assert_eq!(parse_quarantine(RTM_NEWROUTE, &[0; 11]).unwrap(), None);
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! every raw call is one function at the end of this file.
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use super::codec::consts::{NLM_F_ACK, NLM_F_REQUEST};
+use super::codec::consts::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use super::codec::{genl_request, messages, route_messages, DecodeError, Header, Message};
 use super::ctrl::{self, Family};
 use super::mptcp_pm::{self, Command, Event, LocalAddr};
@@ -116,6 +117,35 @@ impl PmSocket {
                             errno: libc::ENODATA,
                             message: Some("acknowledged without an address".into()),
                         })
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// GET_ADDR as a dump: every address entry of connection `token` that
+    /// the userspace path manager holds (announced, or used by a subflow
+    /// it created), in the kernel's order.
+    pub fn addresses(&mut self, token: u32) -> Result<Vec<LocalAddr>, PmError> {
+        self.seq = self.seq.wrapping_add(1);
+        let header = Header { ty: self.family.id, flags: NLM_F_REQUEST | NLM_F_DUMP, seq: self.seq, pid: 0 };
+        let msg = genl_request(header, mptcp_pm::GET_ADDR, mptcp_pm::VERSION, |a| {
+            mptcp_pm::dump_addrs_request(a, token);
+        });
+        send(&self.fd, &msg)?;
+        let mut buf = vec![0u8; RECV_BUF];
+        let mut out = Vec::new();
+        loop {
+            let n = recv(&self.fd, &mut buf)?;
+            for m in messages(&buf[..n]) {
+                match m? {
+                    Message::Genl { header, attrs, .. } if header.seq == self.seq => {
+                        out.push(mptcp_pm::decode_addr_reply(attrs)?);
+                    }
+                    Message::Done { seq } if seq == self.seq => return Ok(out),
+                    Message::Error { seq, errno, message } if seq == self.seq => {
+                        return Err(PmError::Refused { command: "GET_ADDR", errno, message })
                     }
                     _ => {}
                 }
@@ -234,32 +264,77 @@ impl RouteWatcher {
 
     /// The usable local paths now, from fresh dumps of the kernel's tables.
     pub fn paths(&mut self) -> Result<Vec<LocalPath>, PmError> {
+        Ok(self.snapshot()?.paths)
+    }
+
+    /// The usable local paths and the stranded addresses (on interfaces
+    /// down or without carrier), from one set of fresh dumps.
+    pub fn snapshot(&mut self) -> Result<RouteSnapshot, PmError> {
         let mut entries = Vec::new();
         for kind in route::DUMPS {
-            self.seq = self.seq.wrapping_add(1);
-            send(&self.dumps, &route::dump_request(kind, self.seq))?;
-            'dump: loop {
-                let n = recv(&self.dumps, &mut self.buf)?;
-                for m in route_messages(&self.buf[..n]) {
-                    match m? {
-                        Message::Data { header, body } if header.seq == self.seq => {
-                            match route::parse(header.ty, body) {
-                                Ok(Some(entry)) => entries.push(entry),
-                                Ok(None) => {}
-                                Err(e) => tracing::warn!(error = %e, "rtnetlink entry skipped"),
-                            }
-                        }
-                        Message::Done { seq } if seq == self.seq => break 'dump,
-                        Message::Error { seq, errno, message } if seq == self.seq => {
-                            return Err(PmError::Refused { command: "RTM_GET*", errno, message })
-                        }
-                        _ => {}
+            self.dump(&route::dump_request(kind, self.seq.wrapping_add(1)), |ty, body| match route::parse(ty, body) {
+                Ok(Some(entry)) => entries.push(entry),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "rtnetlink entry skipped"),
+            })?;
+        }
+        Ok(RouteSnapshot { paths: route::paths(&entries), stranded: route::stranded(&entries) })
+    }
+
+    /// Adds or removes the quarantine rule of `addr` (see
+    /// [`route::quarantine_request`]). Adding one that exists, or removing
+    /// one that does not, is not an error.
+    pub fn set_quarantine(&mut self, addr: IpAddr, on: bool) -> Result<(), PmError> {
+        self.seq = self.seq.wrapping_add(1);
+        send(&self.dumps, &route::quarantine_request(addr, on, self.seq))?;
+        let command = if on { "RTM_NEWRULE" } else { "RTM_DELRULE" };
+        match wait_ack_with(&self.dumps, self.seq, command, false) {
+            Err(e) if e.errno() == Some(if on { libc::EEXIST } else { libc::ENOENT }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// The addresses that have a quarantine rule, whoever added it.
+    pub fn quarantined(&mut self) -> Result<Vec<IpAddr>, PmError> {
+        let mut out = Vec::new();
+        self.dump(&route::rule_dump_request(self.seq.wrapping_add(1)), |ty, body| {
+            match route::parse_quarantine(ty, body) {
+                Ok(Some(addr)) => out.push(addr),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "rtnetlink rule skipped"),
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Sends a dump request (built for the next sequence number) and hands
+    /// each reply's type and body to `each`.
+    fn dump(&mut self, request: &[u8], mut each: impl FnMut(u16, &[u8])) -> Result<(), PmError> {
+        self.seq = self.seq.wrapping_add(1);
+        send(&self.dumps, request)?;
+        loop {
+            let n = recv(&self.dumps, &mut self.buf)?;
+            for m in route_messages(&self.buf[..n]) {
+                match m? {
+                    Message::Data { header, body } if header.seq == self.seq => each(header.ty, body),
+                    Message::Done { seq } if seq == self.seq => return Ok(()),
+                    Message::Error { seq, errno, message } if seq == self.seq => {
+                        return Err(PmError::Refused { command: "RTM_GET*", errno, message })
                     }
+                    _ => {}
                 }
             }
         }
-        Ok(route::paths(&entries))
     }
+}
+
+/// What [`RouteWatcher::snapshot`] saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteSnapshot {
+    /// The usable local paths, best first.
+    pub paths: Vec<LocalPath>,
+    /// Addresses on interfaces that are down or without carrier.
+    pub stranded: std::collections::BTreeSet<IpAddr>,
 }
 
 impl AsFd for RouteWatcher {
@@ -289,10 +364,18 @@ fn resolve(fd: &OwnedFd, name: &str) -> Result<Family, PmError> {
 }
 
 fn wait_ack(fd: &OwnedFd, seq: u32, command: &'static str) -> Result<(), PmError> {
+    wait_ack_with(fd, seq, command, true)
+}
+
+/// Waits for the acknowledgement of request `seq` on a generic or a
+/// classic (rtnetlink) socket.
+fn wait_ack_with(fd: &OwnedFd, seq: u32, command: &'static str, generic: bool) -> Result<(), PmError> {
     let mut buf = vec![0u8; RECV_BUF];
     loop {
         let n = recv(fd, &mut buf)?;
-        for m in messages(&buf[..n]) {
+        let replies: Box<dyn Iterator<Item = _>> =
+            if generic { Box::new(messages(&buf[..n])) } else { Box::new(route_messages(&buf[..n])) };
+        for m in replies {
             match m? {
                 Message::Ack { seq: s } if s == seq => return Ok(()),
                 Message::Error { seq: s, errno, message } if s == seq => {

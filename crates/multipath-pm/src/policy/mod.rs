@@ -162,6 +162,12 @@ pub enum Input {
 pub struct PolicyConfig {
     /// Which paths are primary, metered or never used.
     pub paths: PathPreference,
+    /// While a path's interface is down, refuse packets from its address
+    /// (an `unreachable` policy rule, tagged `proto 77`, removed when the
+    /// interface returns and when the manager stops) instead of letting
+    /// them leave through another interface. Applied by the manager, not
+    /// the core.
+    pub quarantine_down_paths: bool,
     /// Handover: open secondary subflows only once the primary degrades
     /// (Apple's behaviour) instead of at once as standby backups.
     pub lazy_secondary: bool,
@@ -191,6 +197,7 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
             paths: PathPreference::default(),
+            quarantine_down_paths: true,
             lazy_secondary: false,
             join_timeout: Duration::from_secs(3),
             retry_min: Duration::from_millis(250),
