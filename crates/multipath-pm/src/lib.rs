@@ -15,4 +15,4 @@ pub mod policy;
 pub use daemon::{Daemon, DaemonConfig};
 pub use manager::{Manager, SentCommand};
 pub use netlink::mptcp_pm::{Command, ConnectionEvent, Event, LocalAddr, SubflowEvent};
-pub use netlink::socket::{EventSocket, PmError, PmSocket, RouteSnapshot, RouteWatcher};
+pub use netlink::socket::{EventSocket, PmError, PmSocket, RouteSnapshot, RouteWatcher, SocketKiller};

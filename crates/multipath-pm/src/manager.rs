@@ -15,7 +15,7 @@ use multipath::ServiceType;
 
 use crate::netlink::socket::poll_any;
 use crate::policy::{Core, Input, LocalPath, PolicyConfig, Probe, SubflowSample};
-use crate::{Command, Event, EventSocket, PmError, PmSocket, RouteWatcher};
+use crate::{Command, Event, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
 
 /// How often busy connections' subflows are measured.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
@@ -233,6 +233,9 @@ fn send_probe(probe: &Probe) -> std::io::Result<PendingProbe> {
 struct Driver {
     core: Core,
     pm: PmSocket,
+    /// Aborts destroyed subflows the kernel keeps (the first one); `None`
+    /// where the kernel cannot (no `CONFIG_INET_DIAG_DESTROY`).
+    killer: Option<SocketKiller>,
     events: EventSocket,
     routes: RouteWatcher,
     paths: Vec<LocalPath>,
@@ -264,6 +267,7 @@ impl Driver {
         let mut driver = Driver {
             core: Core::new(config),
             pm: PmSocket::open()?,
+            killer: SocketKiller::open().ok(),
             events: EventSocket::open()?,
             routes: RouteWatcher::open()?,
             paths: Vec::new(),
@@ -566,6 +570,14 @@ impl Driver {
             if let Some(log) = &self.log {
                 let refused = result.as_ref().err().map(|e| e.to_string());
                 let _ = log.try_send(SentCommand { command: command.clone(), at, refused });
+            }
+            if let Command::SubflowDestroy { local, remote, .. } = &command {
+                // The kernel only shuts the first subflow down, and it goes on
+                // acknowledging the peer's retransmissions: abort it. (The
+                // others are gone already: nothing found.)
+                if let Some(Err(e)) = self.killer.as_mut().map(|k| k.abort(*local, *remote)) {
+                    tracing::debug!(error = %e, %local, "aborting a destroyed subflow");
+                }
             }
             if let Err(e) = result {
                 tracing::debug!(error = %e, command = command.name(), "refused");

@@ -168,3 +168,23 @@ fn route_watcher_sees_paths_come_and_go() {
     watcher.changed().unwrap();
     assert_eq!(names(&mut watcher), vec![("wifi".into(), 100), ("cell".into(), 200)]);
 }
+
+#[test]
+fn socket_killer_aborts_a_tcp_socket_and_its_peer_sees_the_reset() {
+    let Some(_one_at_a_time) = lab_test("socket_killer_aborts_a_tcp_socket_and_its_peer_sees_the_reset") else {
+        return;
+    };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let listener = lab.server().run(|| std::net::TcpListener::bind("0.0.0.0:0")).unwrap();
+    let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    let client = lab.client().run(|| std::net::TcpStream::connect(server)).unwrap();
+    let (mut accepted, _) = listener.accept().unwrap();
+    let local = client.local_addr().unwrap();
+    let mut killer = lab.client().run(multipath_pm::SocketKiller::open).unwrap();
+    assert!(lab.client().run(|| killer.abort(local, server)).unwrap(), "the socket was found");
+    accepted.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let err = accepted.read(&mut [0u8; 16]).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    // Gone: a second abort finds nothing.
+    assert!(!lab.client().run(|| killer.abort(local, server)).unwrap());
+}

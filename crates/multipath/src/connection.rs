@@ -67,6 +67,7 @@ pub(crate) use telemetry_methods;
 pub struct Connection {
     stream: TcpStream,
     meta: Arc<SocketMeta>,
+    telemetry: TelemetryGuard,
 }
 
 impl Connection {
@@ -112,7 +113,14 @@ impl Connection {
     /// the telemetry methods.
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         let (r, w) = self.stream.into_split();
-        (ReadHalf { inner: r, meta: self.meta.clone() }, WriteHalf { inner: w, meta: self.meta })
+        let read = ReadHalf { inner: r, meta: self.meta.clone(), telemetry: self.telemetry };
+        (read, WriteHalf { inner: w, meta: self.meta })
+    }
+
+    /// A handle that reads this connection's telemetry from elsewhere (an
+    /// HTTP response, another task) for as long as the connection is open.
+    pub fn telemetry(&self) -> Telemetry {
+        self.telemetry.handle(self.stream.as_fd(), &self.meta)
     }
 
     fn socket_fd(&self) -> BorrowedFd<'_> {
@@ -187,7 +195,7 @@ async fn race(
         match step {
             Step::Finished(i, Ok(stream)) => {
                 let (_, meta, _) = running.swap_remove(i);
-                return Ok(Connection { stream, meta: Arc::new(meta) });
+                return Ok(Connection { stream, meta: Arc::new(meta), telemetry: TelemetryGuard::default() });
             }
             Step::TimedOut => {
                 let after = deadline.map_or(Duration::ZERO, |(_, after)| after);
@@ -247,6 +255,7 @@ impl AsyncWrite for Connection {
 pub struct ReadHalf {
     inner: tcp::OwnedReadHalf,
     meta: Arc<SocketMeta>,
+    telemetry: TelemetryGuard,
 }
 
 /// The writing half of a [`Connection`]; dropping it shuts the write side.
@@ -266,8 +275,11 @@ impl ReadHalf {
     /// Puts the halves back together.
     pub fn unsplit(self, write: WriteHalf) -> Result<Connection, (ReadHalf, WriteHalf)> {
         match self.inner.reunite(write.inner) {
-            Ok(stream) => Ok(Connection { stream, meta: self.meta }),
-            Err(e) => Err((ReadHalf { inner: e.0, meta: self.meta }, WriteHalf { inner: e.1, meta: write.meta })),
+            Ok(stream) => Ok(Connection { stream, meta: self.meta, telemetry: self.telemetry }),
+            Err(e) => Err((
+                ReadHalf { inner: e.0, meta: self.meta, telemetry: self.telemetry },
+                WriteHalf { inner: e.1, meta: write.meta },
+            )),
         }
     }
     telemetry_methods!();
@@ -331,7 +343,7 @@ impl Listener {
             stream.set_nodelay(true)?;
         }
         let meta = Arc::new(SocketMeta { peer: Some(peer), ..self.meta.clone() });
-        Ok((Connection { stream, meta }, peer))
+        Ok((Connection { stream, meta, telemetry: TelemetryGuard::default() }, peer))
     }
 
     /// The address the listener is bound to.
@@ -449,5 +461,71 @@ mod tests {
         let err = Connection::connect(dead, &params).await.unwrap_err();
         assert!(matches!(err, Error::Timeout { after, .. } if after == Duration::from_millis(300)), "{err}");
         assert!(err.to_string().contains("timed out"), "{err}");
+    }
+}
+
+/// Reads a connection's telemetry from outside it: what an HTTP response
+/// carries so that its metrics come from the connection that served it.
+/// Cheap to clone. Once the connection is closed, every read fails with
+/// `NotConnected`: the handle never keeps the socket open.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    shared: Arc<TelemetryShared>,
+}
+
+#[derive(Debug)]
+struct TelemetryShared {
+    /// A duplicate of the connection's descriptor, taken back (closed) when
+    /// the connection is dropped.
+    fd: std::sync::Mutex<Option<std::os::fd::OwnedFd>>,
+    meta: Arc<SocketMeta>,
+}
+
+impl Telemetry {
+    fn read<T>(&self, f: impl FnOnce(BorrowedFd<'_>, &SocketMeta) -> Result<T>) -> Result<T> {
+        let fd = self.shared.fd.lock().unwrap_or_else(|e| e.into_inner());
+        match fd.as_ref() {
+            Some(fd) => f(fd.as_fd(), &self.shared.meta),
+            None => Err(Error::Io(io::Error::new(io::ErrorKind::NotConnected, "the connection is closed"))),
+        }
+    }
+
+    /// Like [`Connection::multipath_status`].
+    pub fn multipath_status(&self) -> Result<MultipathStatus> {
+        self.read(|fd, meta| Ok(socket::status(fd, meta)))
+    }
+
+    /// Like [`Connection::mptcp_info`].
+    pub fn mptcp_info(&self) -> Result<crate::MptcpInfo> {
+        self.read(socket::mptcp_info)
+    }
+
+    /// Like [`Connection::subflows`].
+    pub fn subflows(&self) -> Result<Vec<crate::SubflowInfo>> {
+        self.read(socket::subflows)
+    }
+}
+
+/// Owned by the connection: hands out [`Telemetry`] handles, and closes
+/// their descriptor when the connection goes.
+#[derive(Debug, Default)]
+struct TelemetryGuard {
+    shared: std::sync::OnceLock<Arc<TelemetryShared>>,
+}
+
+impl TelemetryGuard {
+    fn handle(&self, fd: BorrowedFd<'_>, meta: &Arc<SocketMeta>) -> Telemetry {
+        let shared = self.shared.get_or_init(|| {
+            Arc::new(TelemetryShared { fd: std::sync::Mutex::new(fd.try_clone_to_owned().ok()), meta: meta.clone() })
+        });
+        Telemetry { shared: shared.clone() }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.get() {
+            shared.fd.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
     }
 }

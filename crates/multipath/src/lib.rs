@@ -54,7 +54,7 @@ mod socket;
 mod status;
 mod sys;
 
-pub use connection::{Connection, Listener, ReadHalf, WriteHalf};
+pub use connection::{Connection, Listener, ReadHalf, Telemetry, WriteHalf};
 pub use endpoint::{Endpoint, ToEndpoint};
 pub use enforcer::Enforcer;
 pub use error::{Error, Result};

@@ -4,4 +4,5 @@ pub mod codec;
 pub mod ctrl;
 pub mod mptcp_pm;
 pub mod route;
+pub mod sock_diag;
 pub mod socket;

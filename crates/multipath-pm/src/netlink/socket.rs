@@ -5,14 +5,14 @@
 //! every raw call is one function at the end of this file.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::codec::consts::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use super::codec::{genl_request, messages, route_messages, DecodeError, Header, Message};
 use super::ctrl::{self, Family};
 use super::mptcp_pm::{self, Command, Event, LocalAddr};
-use super::route;
+use super::{route, sock_diag};
 use crate::policy::LocalPath;
 
 /// What can go wrong talking to the kernel's path manager.
@@ -230,6 +230,34 @@ pub struct RouteWatcher {
 }
 
 const NETLINK_ROUTE: i32 = 0;
+
+/// Aborts TCP sockets by their 4-tuple (`sock_diag` SOCK_DESTROY; needs
+/// CAP_NET_ADMIN and a kernel built with `CONFIG_INET_DIAG_DESTROY`).
+#[derive(Debug)]
+pub struct SocketKiller {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+impl SocketKiller {
+    /// Opens a `sock_diag` socket in the calling thread's network namespace.
+    pub fn open() -> Result<SocketKiller, PmError> {
+        Ok(SocketKiller { fd: netlink_socket_of(sock_diag::NETLINK_SOCK_DIAG)?, seq: 1 })
+    }
+
+    /// Aborts the TCP socket `local` -> `remote` (its peer gets a reset);
+    /// whether there was one.
+    pub fn abort(&mut self, local: SocketAddr, remote: SocketAddr) -> Result<bool, PmError> {
+        self.seq = self.seq.wrapping_add(1);
+        let Some(msg) = sock_diag::destroy_request(local, remote, self.seq) else { return Ok(false) };
+        send(&self.fd, &msg)?;
+        match wait_ack_with(&self.fd, self.seq, "SOCK_DESTROY", false) {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
 
 impl RouteWatcher {
     /// Subscribes in the calling thread's network namespace.

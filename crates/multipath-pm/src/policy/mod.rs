@@ -179,8 +179,9 @@ pub struct PolicyConfig {
     pub retry_max: Duration,
     /// Interactive: how much better and for how long another path must be.
     pub hysteresis: Hysteresis,
-    /// Handover: how long the secondary keeps carrying data after traffic
-    /// returns to the primary.
+    /// Handover: when traffic returns to the primary, the secondary's
+    /// subflow is withdrawn (the peer resends what was queued on it over the
+    /// primary); a fresh backup subflow on it follows this much later.
     pub demote_after: Duration,
     /// Silence on the active path after which it is probed.
     pub silence: Duration,
@@ -252,6 +253,10 @@ struct Subflow {
 struct PathHealth {
     failures: u32,
     retry_at: Option<Instant>,
+    /// A handover's secondary, withdrawn when traffic went back to the
+    /// primary, gets its fresh backup subflow then (sooner if the
+    /// connection is left without an active path).
+    rejoin_at: Option<Instant>,
     /// Declared failed from measurements (RTO with data outstanding) while
     /// the path itself stays up; cleared when a new subflow on it works.
     failed: bool,
@@ -503,6 +508,9 @@ impl Core {
                 }
             }
             for h in conn.health.values_mut() {
+                if h.rejoin_at.is_some_and(|at| at <= now) {
+                    h.rejoin_at = None;
+                }
                 if h.retry_at.is_some_and(|at| at <= now) {
                     h.retry_at = None;
                 }
@@ -622,23 +630,17 @@ const UNBACKUP_AFTER_WITHDRAWAL: Duration = Duration::from_millis(30);
 const FLAG_RETRY: Duration = Duration::from_millis(20);
 
 /// The earliest time one connection has something to do: a join timing
-/// out, a retry, a probe's answer due, a flag to ask again, a demotion.
+/// out, a retry (or a withdrawn secondary's fresh join), a probe's answer
+/// due, a flag to ask again.
 fn deadline(config: &PolicyConfig, c: &Conn) -> Option<Instant> {
     let joins = c.subflows.iter().filter_map(|s| match s.state {
         SubflowState::Joining(at) => Some(at + config.join_timeout),
         SubflowState::Established => None,
     });
-    let retries = c.health.values().filter_map(|h| h.retry_at);
+    let retries = c.health.values().flat_map(|h| [h.retry_at, h.rejoin_at]).flatten();
     let probe = c.prober.outstanding.as_ref().map(|(_, at, wait)| *at + *wait);
     let flags = c.subflows.iter().filter_map(|s| s.flag_retry_at);
-    let demotion = c.prober.active_since.as_ref().and_then(|(_, at)| {
-        let pending = c.service == ServiceType::Handover
-            && c.subflows
-                .iter()
-                .any(|s| s.state == SubflowState::Established && !s.backup && Some(&s.path) != c.active.as_ref());
-        pending.then_some(*at + config.demote_after)
-    });
-    joins.chain(retries).chain(probe).chain(flags).chain(demotion).chain(c.joins_from).min()
+    joins.chain(retries).chain(probe).chain(flags).chain(c.joins_from).min()
 }
 
 /// Records a failure on a path and when to try it again.
@@ -820,6 +822,26 @@ fn reconcile(
             conn.interactive.choose(conn.active.as_deref(), &established, &config.hysteresis, now)
         }
     };
+    // 2b. A handover back on its primary withdraws the secondary that
+    // carried the data instead of flagging it backup. The peer then resends
+    // what it had queued there over the primary, in order, where draining
+    // that backlog over the slower path would leave the receiver waiting on
+    // it, a full secondary RTT at each of its losses. A fresh backup
+    // subflow follows `demote_after` later. (Only a better path becoming
+    // established moves a handover off a live active path.)
+    let mut withdrew = withdrew;
+    if let (ServiceType::Handover, Some(old), Some(new)) = (conn.service, conn.active.clone(), active.as_ref()) {
+        let carrying = |s: &Subflow| s.path == old && s.state == SubflowState::Established && !s.backup;
+        if &old != new {
+            if let Some(i) = conn.subflows.iter().position(carrying) {
+                let sf = conn.subflows.remove(i);
+                out.push_back(Command::Remove { token, loc_id: sf.loc_id });
+                out.push_back(Command::SubflowDestroy { token, local: sf.local, remote });
+                conn.health.entry(old).or_default().rejoin_at = Some(now + config.demote_after);
+                withdrew = true;
+            }
+        }
+    }
     let wants_backup = |conn: &Conn, path: &str| match conn.service {
         ServiceType::Aggregate | ServiceType::None => false,
         _ => active.as_deref() != Some(path),
@@ -844,9 +866,6 @@ fn reconcile(
     }
 
     // 4. Subflows on usable paths that have none.
-    // The path a handover connection should end up on: failed paths being
-    // probed do not count.
-    let best = usable.iter().find(|p| !is_failed(conn, &p.name)).map(|p| p.name.clone());
     let wanted: Vec<&LocalPath> = match conn.service {
         ServiceType::Handover if config.lazy_secondary => {
             // Apple's way: the secondary only once the primary is gone.
@@ -856,21 +875,30 @@ fn reconcile(
     };
     for path in wanted {
         let has = conn.subflows.iter().any(|s| s.path == path.name);
-        let waiting = conn.health.get(&path.name).and_then(|h| h.retry_at).is_some_and(|at| now < at)
+        // A withdrawn secondary waits for its fresh join, unless the
+        // connection has nothing else left.
+        let pending = |at: Option<Instant>| at.is_some_and(|at| now < at);
+        let waiting = conn
+            .health
+            .get(&path.name)
+            .is_some_and(|h| pending(h.retry_at) || (pending(h.rejoin_at) && active.is_some()))
             || conn.joins_from.is_some_and(|at| now < at);
         if has || waiting || conn.next_id == u8::MAX {
             continue;
         }
-        // Handover: a recovering primary joins non-backup so traffic moves
-        // back the moment it is up; everything else joins as backup.
+        // Handover joins as backup, a recovering primary too: nothing may be
+        // queued on it before the secondary is withdrawn (2b), so that the
+        // peer's resending of the secondary's backlog comes first on it.
+        // With no active path there is nothing to protect.
         let backup = match conn.service {
-            ServiceType::Handover => best.as_deref() != Some(path.name.as_str()),
+            ServiceType::Handover => active.is_some(),
             _ => wants_backup(conn, &path.name),
         };
         let loc_id = conn.next_id;
         conn.next_id += 1;
         if let Some(h) = conn.health.get_mut(&path.name) {
             h.retry_at = None; // this join is the try
+            h.rejoin_at = None;
         }
         let local = LocalAddr {
             id: loc_id,
@@ -891,21 +919,10 @@ fn reconcile(
         conn.subflows.push(joining);
     }
 
-    // 5. Every other established subflow gets the flag its role wants. A
-    // handover returning to its primary keeps the secondary carrying data
-    // for a moment, while the fresh primary subflow opens its window, so
-    // the receiver never starves between the two.
-    let switched_at = match &conn.prober.active_since {
-        Some((path, at)) if Some(path) == active.as_ref() => *at,
-        _ => now,
-    };
-    let settling = conn.service == ServiceType::Handover && now < switched_at + config.demote_after;
+    // 5. Every other established subflow gets the flag its role wants.
     for i in 0..conn.subflows.len() {
         let sf = &conn.subflows[i];
         let want = wants_backup(conn, &sf.path);
-        if want && settling {
-            continue;
-        }
         if flag_ready(sf) && sf.backup != want {
             let sf = &mut conn.subflows[i];
             sf.backup = want;

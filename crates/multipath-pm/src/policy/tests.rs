@@ -144,23 +144,48 @@ fn handover_wifi_down_withdraws_it_then_activates_cell() {
     assert!(sim.advance(Duration::from_secs(30)).is_empty(), "nothing to retry while wifi is down");
 }
 
+/// Back on wifi, cell is withdrawn rather than flagged backup: the server
+/// resends its cell backlog over wifi, in order, instead of the receiver
+/// waiting on the slow path; a fresh backup on cell follows.
 #[test]
-fn handover_wifi_back_moves_traffic_back_without_a_gap() {
+fn handover_wifi_back_withdraws_cell_then_rejoins_it_as_backup() {
     let (mut sim, cell_sf) = handover_ready();
     sim.input(Input::PathDown { name: "wifi".into() });
     sim.advance(Duration::from_millis(30)); // cell un-backed
     let cmds = sim.input(Input::PathUp(wifi()));
     assert_eq!(cmds.len(), 1, "{cmds:?}");
-    assert!(create_on(&cmds[0], &wifi(), false), "a fresh wifi subflow, non-backup: {cmds:?}");
+    assert!(create_on(&cmds[0], &wifi(), true), "a fresh wifi subflow, backup until cell is gone: {cmds:?}");
     let Command::SubflowCreate { local, .. } = &cmds[0] else { unreachable!() };
     assert_eq!(local.id, 2, "a new address id, never the dead one's");
     assert_eq!(sim.core.active_path(TOKEN), Some("cell"), "cell carries on until wifi is up");
-    let (_, cmds) = sim.joined(&cmds[0], 40001);
-    assert!(cmds.is_empty(), "cell keeps carrying while wifi's window opens: {cmds:?}");
+    let (wifi_sf, cmds) = sim.joined(&cmds[0], 40001);
+    assert_eq!(
+        cmds,
+        vec![
+            Command::Remove { token: TOKEN, loc_id: 1 },
+            Command::SubflowDestroy { token: TOKEN, local: cell_sf, remote: server() },
+        ]
+    );
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
-    assert!(sim.advance(Duration::from_millis(250)).is_empty());
-    let cmds = sim.advance(Duration::from_millis(50));
-    assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true }]);
+    assert!(sim.advance(Duration::from_millis(29)).is_empty());
+    let cmds = sim.advance(Duration::from_millis(1));
+    assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: wifi_sf, remote: server(), backup: false }]);
+    assert!(sim.advance(Duration::from_millis(269)).is_empty());
+    let cmds = sim.advance(Duration::from_millis(1));
+    assert!(cmds.len() == 1 && create_on(&cmds[0], &cell(), true), "a fresh backup on cell: {cmds:?}");
+}
+
+/// Wifi fails again before cell's fresh join is due: cell joins at once.
+#[test]
+fn handover_left_without_a_path_rejoins_the_withdrawn_secondary_at_once() {
+    let (mut sim, _) = handover_ready();
+    sim.input(Input::PathDown { name: "wifi".into() });
+    sim.advance(Duration::from_millis(30));
+    let cmds = sim.input(Input::PathUp(wifi()));
+    sim.joined(&cmds[0], 40001);
+    sim.advance(Duration::from_millis(50));
+    let cmds = sim.input(Input::PathDown { name: "wifi".into() });
+    assert!(cmds.iter().any(|c| create_on(c, &cell(), false)), "{cmds:?}");
 }
 
 #[test]
@@ -204,9 +229,9 @@ fn handover_blackholed_wifi_is_retried_with_backoff_then_used_again() {
     let last = next;
     assert!(create_on(&last, &wifi(), true), "a probing join is backup until it works: {last:?}");
     let (wifi_sf, cmds) = sim.joined(&last, 40002);
+    assert_eq!(cmds[1], Command::SubflowDestroy { token: TOKEN, local: cell_sf, remote: server() }, "{cmds:?}");
+    let cmds = sim.advance(Duration::from_millis(30));
     assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: wifi_sf, remote: server(), backup: false }]);
-    let cmds = sim.advance(Duration::from_millis(300));
-    assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true }]);
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
 }
 
@@ -426,8 +451,7 @@ fn a_registration_after_the_event_replaces_the_default_service() {
     let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
     assert!(create_on(&cmds[0], &cell(), false), "default: all paths active");
     let (cell_sf, _) = sim.joined(&cmds[0], 50000);
-    assert!(sim.establish(ServiceType::Handover, WIFI_INITIAL).is_empty());
-    let cmds = sim.advance(Duration::from_millis(300));
+    let cmds = sim.establish(ServiceType::Handover, WIFI_INITIAL);
     assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true }]);
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
 }
@@ -439,7 +463,8 @@ fn a_refused_create_is_retried_for_every_service_type() {
         let cmds = sim.establish(service, WIFI_INITIAL);
         assert_eq!(cmds.len(), 1, "{service}: {cmds:?}");
         // Before data has flowed, the kernel refuses joins (ENOTCONN).
-        assert!(sim.input(Input::CommandFailed(cmds[0].clone())).is_empty());
+        let again = sim.input(Input::CommandFailed(cmds[0].clone()));
+        assert!(again.is_empty(), "{service}: {again:?}");
         let retry = sim.advance(Duration::from_millis(250));
         assert!(
             retry.len() == 1 && create_on(&retry[0], &cell(), service != ServiceType::Aggregate),
