@@ -59,6 +59,19 @@ pub enum Error {
         /// What the connection is instead (or would have been).
         status: Box<MultipathStatus>,
     },
+    /// TLS failed (feature `tls`): its options, the server's certificate,
+    /// or the handshake.
+    #[cfg(feature = "tls")]
+    #[error("TLS{}: {reason}", if endpoint.is_empty() { String::new() } else { format!(" with {endpoint}") })]
+    Tls {
+        /// The endpoint, empty for a configuration error found before
+        /// connecting.
+        endpoint: String,
+        /// Which kind of failure.
+        failure: crate::tls::TlsFailure,
+        /// What went wrong, in rustls's words.
+        reason: String,
+    },
     /// A socket could not be created or configured.
     #[error("{what}: {source}")]
     Socket {

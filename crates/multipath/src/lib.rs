@@ -38,6 +38,7 @@
 //! - `socket`: opening sockets per service type with TCP fallback, and
 //!   reading their status and telemetry.
 //! - `connection`, `blocking`: the tokio and std front ends.
+//! - `tls` (feature `tls`): rustls over a [`Connection`], `TlsConnection`.
 #![warn(missing_docs)]
 
 pub mod blocking;
@@ -53,6 +54,8 @@ mod service;
 mod socket;
 mod status;
 mod sys;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use connection::{Connection, Listener, ReadHalf, Telemetry, WriteHalf};
 pub use endpoint::{Endpoint, ToEndpoint};
@@ -63,6 +66,8 @@ pub use params::{Keepalive, Parameters};
 pub use service::{ServiceType, UnknownServiceType};
 pub use socket::socket_protocol;
 pub use status::{MultipathStatus, PathManager, Transport};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConnection, TlsOptions};
 
 /// `IPPROTO_MPTCP`, the protocol number of MPTCP sockets.
 pub const IPPROTO_MPTCP: i32 = sys::IPPROTO_MPTCP;

@@ -49,6 +49,8 @@ pub struct Parameters {
     congestion_control: Option<String>,
     mark: Option<u32>,
     path_manager: Option<Arc<dyn Enforcer>>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsOptions>,
 }
 
 impl PartialEq for Parameters {
@@ -63,6 +65,7 @@ impl PartialEq for Parameters {
                 == (other.service_type, other.require_multipath, other.nodelay, other.keepalive, other.local_address)
             && (&self.bind_device, self.connect_timeout, &self.congestion_control, self.mark)
                 == (&other.bind_device, other.connect_timeout, &other.congestion_control, other.mark)
+            && self.same_tls(other)
     }
 }
 
@@ -83,7 +86,32 @@ impl Parameters {
             congestion_control: None,
             mark: None,
             path_manager: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
+    }
+
+    #[cfg(feature = "tls")]
+    fn same_tls(&self, other: &Self) -> bool {
+        self.tls == other.tls
+    }
+    #[cfg(not(feature = "tls"))]
+    fn same_tls(&self, _other: &Self) -> bool {
+        true
+    }
+
+    /// TLS for [`TlsConnection`](crate::TlsConnection)s opened with these
+    /// parameters, like `NWParameters.tls` (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, options: crate::tls::TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
+    /// The TLS options, if any were given.
+    #[cfg(feature = "tls")]
+    pub fn tls_options(&self) -> Option<&crate::tls::TlsOptions> {
+        self.tls.as_ref()
     }
 
     /// The multipath service type connections from these parameters use.

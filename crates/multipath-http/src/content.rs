@@ -1,0 +1,156 @@
+//! The test files `mptcp serve` offers under `/files/<size>`: sizes as the
+//! URL spells them, and deterministic pseudo-random bytes that any client
+//! can regenerate, with their SHA-256 (no I/O).
+
+use std::fmt;
+
+/// Largest file served: 100 GB.
+pub const MAX_SIZE: u64 = 100_000_000_000;
+
+/// The sizes `/files/` lists, as check.mptcp.dev offers them.
+pub const LISTED: [&str; 4] = ["1M", "10M", "100M", "1000M"];
+
+/// Header carrying the SHA-256 of the whole body (lowercase hex).
+pub const HASH_HEADER: &str = "x-content-sha256";
+
+/// Why a `/files/<size>` path names no file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not a size: {reason}")]
+pub struct BadSize {
+    input: String,
+    reason: &'static str,
+}
+
+/// A size as `/files/<size>` spells it: digits with an optional decimal
+/// unit `K`, `M` or `G` (10^3, 10^6, 10^9, like check.mptcp.dev's 1000M),
+/// up to [`MAX_SIZE`].
+pub fn parse_size(input: &str) -> Result<u64, BadSize> {
+    let bad = |reason| BadSize { input: input.to_owned(), reason };
+    let (digits, unit) = match input.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&input[..i], c.to_ascii_uppercase()),
+        _ => (input, 'B'),
+    };
+    let scale: u64 = match unit {
+        'B' => 1,
+        'K' => 1_000,
+        'M' => 1_000_000,
+        'G' => 1_000_000_000,
+        _ => return Err(bad("the unit must be K, M or G")),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 12 {
+        return Err(bad("expected digits, then K, M or G"));
+    }
+    let n: u64 = digits.parse().map_err(|_| bad("expected digits"))?;
+    let size = n.checked_mul(scale).filter(|s| *s <= MAX_SIZE).ok_or_else(|| bad("over 100G"))?;
+    Ok(size)
+}
+
+/// Fills `buf` with the file's bytes from `offset` on. Byte `i` of every
+/// file is the same: word `i / 8` is splitmix64 of its index, little-endian,
+/// so any range can be made without the bytes before it.
+pub fn fill(offset: u64, buf: &mut [u8]) {
+    let mut pos = offset;
+    let mut out = 0;
+    while out < buf.len() {
+        let word = splitmix64(pos / 8).to_le_bytes();
+        let within = (pos % 8) as usize;
+        let take = (8 - within).min(buf.len() - out);
+        buf[out..out + take].copy_from_slice(&word[within..within + take]);
+        out += take;
+        pos += take as u64;
+    }
+}
+
+fn splitmix64(index: u64) -> u64 {
+    let mut z = index.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// SHA-256 of the first `size` bytes, in lowercase hex. About 1 GB/s.
+pub fn sha256_hex(size: u64) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut done = 0u64;
+    while done < size {
+        let n = (size - done).min(buf.len() as u64) as usize;
+        fill(done, &mut buf[..n]);
+        ctx.update(&buf[..n]);
+        done += n as u64;
+    }
+    Hex(ctx.finish().as_ref()).to_string()
+}
+
+/// Lowercase hex of some bytes.
+pub struct Hex<'a>(pub &'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// SHA-256 computed over a body as it streams by, to check it against the
+/// server's [`HASH_HEADER`].
+pub struct Sha256(ring::digest::Context);
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Sha256(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+}
+
+impl Sha256 {
+    /// Adds bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest in lowercase hex.
+    pub fn finish_hex(self) -> String {
+        Hex(self.0.finish().as_ref()).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_decimal_with_an_optional_unit() {
+        assert_eq!(parse_size("1M"), Ok(1_000_000));
+        assert_eq!(parse_size("1000M"), Ok(1_000_000_000));
+        assert_eq!(parse_size("64k"), Ok(64_000));
+        assert_eq!(parse_size("3G"), Ok(3_000_000_000));
+        assert_eq!(parse_size("12345"), Ok(12345));
+        assert_eq!(parse_size("0"), Ok(0));
+        for bad in ["", "M", "1T", "1.5M", "-1", "1M2", "101G", "99999999999999", "１M"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn any_range_matches_the_whole() {
+        let mut whole = vec![0u8; 1000];
+        fill(0, &mut whole);
+        for (offset, len) in [(0, 1), (3, 5), (7, 9), (8, 8), (13, 500), (999, 1)] {
+            let mut part = vec![0u8; len];
+            fill(offset as u64, &mut part);
+            assert_eq!(part, whole[offset..offset + len], "{offset}+{len}");
+        }
+        assert_ne!(whole[..8], whole[8..16], "words differ");
+    }
+
+    #[test]
+    fn the_hash_is_of_the_bytes_served() {
+        let mut bytes = vec![0u8; 300_000];
+        fill(0, &mut bytes);
+        let mut h = Sha256::default();
+        h.update(&bytes[..1]);
+        h.update(&bytes[1..]);
+        assert_eq!(h.finish_hex(), sha256_hex(300_000));
+        // SHA-256 of nothing.
+        assert_eq!(sha256_hex(0), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+}

@@ -1,0 +1,536 @@
+//! `Session`: the URLSession of multipath. Every request from a session uses
+//! its service type; connections are reused across requests (HTTP/1.1
+//! keep-alive, HTTP/2 streams), and every response says whether the
+//! connection that served it was multipath.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, LOCATION, USER_AGENT};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use multipath::{Enforcer, Parameters, ServiceType, SubflowInfo, TlsOptions};
+use serde::Serialize;
+
+use crate::{ConnectionInfo, HttpError, MptcpConnector};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which HTTP versions a session speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpVersion {
+    /// HTTP/2 when the server picks it by ALPN (TLS), HTTP/1.1 otherwise.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1Only,
+    /// HTTP/2 only: by ALPN over TLS, with prior knowledge over plain HTTP.
+    Http2Only,
+}
+
+/// How a [`Session`] connects and behaves, like `URLSessionConfiguration`.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    service_type: ServiceType,
+    require_multipath: bool,
+    connect_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    max_redirects: usize,
+    http_version: HttpVersion,
+    tls: TlsOptions,
+    user_agent: String,
+    path_manager: Option<Arc<dyn Enforcer>>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            service_type: ServiceType::None,
+            require_multipath: false,
+            connect_timeout: Some(Duration::from_secs(30)),
+            timeout: Some(Duration::from_secs(60)),
+            read_timeout: Some(Duration::from_secs(60)),
+            max_redirects: 10,
+            http_version: HttpVersion::Auto,
+            tls: TlsOptions::new(),
+            user_agent: concat!("multipath/", env!("CARGO_PKG_VERSION")).into(),
+            path_manager: None,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// The service type of every connection (default `none`, as Apple's).
+    pub fn multipath_service_type(mut self, service_type: ServiceType) -> Self {
+        self.service_type = service_type;
+        self
+    }
+    /// Fail with [`HttpError::MultipathUnavailable`] instead of falling back
+    /// to TCP.
+    pub fn require_multipath(mut self, required: bool) -> Self {
+        self.require_multipath = required;
+        self
+    }
+    /// Limit on connecting (every address tried), TLS included; `None` waits
+    /// for the kernel. Default 30 s.
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+    /// Limit on getting a response's head, connecting included. Default
+    /// 60 s.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Longest wait for the next piece of a response body. Default 60 s.
+    pub fn read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+    /// Redirects followed before giving up (0: none followed; the 3xx
+    /// response is returned). Default 10.
+    pub fn max_redirects(mut self, max: usize) -> Self {
+        self.max_redirects = max;
+        self
+    }
+    /// HTTP versions spoken.
+    pub fn http_version(mut self, version: HttpVersion) -> Self {
+        self.http_version = version;
+        self
+    }
+    /// TLS options for `https` (roots, CA, client certificate). ALPN is set
+    /// by the session from [`http_version`](Self::http_version).
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+    /// The `User-Agent` sent unless a request sets its own.
+    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
+        self.user_agent = agent.into();
+        self
+    }
+    /// A path manager enforcing the service type (in-process `Manager` or
+    /// the daemon's client).
+    pub fn path_manager(mut self, manager: Arc<dyn Enforcer>) -> Self {
+        self.path_manager = Some(manager);
+        self
+    }
+
+    fn parameters(&self) -> Parameters {
+        let alpn: &[&str] = match self.http_version {
+            HttpVersion::Auto => &["h2", "http/1.1"],
+            HttpVersion::Http1Only => &["http/1.1"],
+            HttpVersion::Http2Only => &["h2"],
+        };
+        let mut params = Parameters::tcp()
+            .multipath_service_type(self.service_type)
+            .require_multipath(self.require_multipath)
+            .nodelay(true)
+            .tls(self.tls.clone().alpn(alpn));
+        if let Some(t) = self.connect_timeout {
+            params = params.connect_timeout(t);
+        }
+        if let Some(pm) = &self.path_manager {
+            params = params.path_manager(pm.clone());
+        }
+        params
+    }
+}
+
+/// A request body: bytes (which a 307/308 redirect can resend) or a stream.
+pub struct RequestBody {
+    body: BoxBody<Bytes, BoxError>,
+    replay: Option<Bytes>,
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBody").field("bytes", &self.replay.as_ref().map(Bytes::len)).finish()
+    }
+}
+
+impl RequestBody {
+    /// No body.
+    pub fn empty() -> Self {
+        RequestBody::from(Bytes::new())
+    }
+
+    /// A streaming body (any `http_body::Body`), sent as it is produced.
+    pub fn stream<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        RequestBody { body: body.map_err(Into::into).boxed(), replay: None }
+    }
+
+    fn again(&self) -> Option<RequestBody> {
+        self.replay.clone().map(RequestBody::from)
+    }
+}
+
+impl From<Bytes> for RequestBody {
+    fn from(bytes: Bytes) -> Self {
+        let body = Full::new(bytes.clone()).map_err(|never| match never {}).boxed();
+        RequestBody { body, replay: Some(bytes) }
+    }
+}
+
+impl From<Vec<u8>> for RequestBody {
+    fn from(v: Vec<u8>) -> Self {
+        RequestBody::from(Bytes::from(v))
+    }
+}
+
+impl From<String> for RequestBody {
+    fn from(s: String) -> Self {
+        RequestBody::from(Bytes::from(s))
+    }
+}
+
+impl From<&'static str> for RequestBody {
+    fn from(s: &'static str) -> Self {
+        RequestBody::from(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+/// Sends requests over multipath connections, reusing them.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), multipath_http::HttpError> {
+/// use multipath::ServiceType;
+/// use multipath_http::{Session, SessionConfig};
+///
+/// let session = Session::new(SessionConfig::default().multipath_service_type(ServiceType::Handover));
+/// let response = session.get("https://check.mptcp.dev/").send().await?;
+/// println!("{} multipath: {}", response.status(), response.metrics().is_multipath);
+/// println!("{}", response.text().await?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Session {
+    client: Client<MptcpConnector, BoxBody<Bytes, BoxError>>,
+    config: Arc<SessionConfig>,
+}
+
+impl Session {
+    /// A session with `config`. Needs a tokio runtime to send requests.
+    pub fn new(config: SessionConfig) -> Self {
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder.pool_idle_timeout(Duration::from_secs(90));
+        if config.http_version == HttpVersion::Http2Only {
+            builder.http2_only(true);
+        }
+        let client = builder.build(MptcpConnector::new(config.parameters()));
+        Session { client, config: Arc::new(config) }
+    }
+
+    /// The session's configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// A GET request.
+    pub fn get(&self, url: &str) -> RequestBuilder<'_> {
+        self.request(Method::GET, url)
+    }
+
+    /// A request of any method.
+    pub fn request(&self, method: Method, url: &str) -> RequestBuilder<'_> {
+        let uri = url.parse::<Uri>().map_err(|_| HttpError::InvalidUrl { url: url.to_owned(), reason: "not a URL" });
+        RequestBuilder {
+            session: self,
+            method,
+            uri,
+            headers: HeaderMap::new(),
+            body: RequestBody::empty(),
+            timeout: self.config.timeout,
+            invalid: None,
+        }
+    }
+}
+
+/// A request being put together; [`send`](Self::send) sends it.
+#[derive(Debug)]
+pub struct RequestBuilder<'s> {
+    session: &'s Session,
+    method: Method,
+    uri: Result<Uri, HttpError>,
+    headers: HeaderMap,
+    body: RequestBody,
+    timeout: Option<Duration>,
+    /// A mistake found while building, reported by `send`.
+    invalid: Option<String>,
+}
+
+impl RequestBuilder<'_> {
+    /// Adds a header; an invalid name or value makes [`send`](Self::send)
+    /// fail with [`HttpError::InvalidRequest`].
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(n), Ok(v)) => {
+                self.headers.append(n, v);
+            }
+            _ => self.invalid = Some(format!("invalid header {name:?}: {value:?}")),
+        }
+        self
+    }
+
+    /// The body.
+    pub fn body(mut self, body: impl Into<RequestBody>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// This request's limit on getting the response head.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends the request, following redirects, and returns the response
+    /// once its head has arrived.
+    pub async fn send(self) -> Result<Response, HttpError> {
+        let RequestBuilder { session, mut method, uri, headers, body, timeout, invalid } = self;
+        if let Some(reason) = invalid {
+            return Err(HttpError::InvalidRequest(reason));
+        }
+        let mut uri = uri?;
+        crate::connector::target(&uri)?;
+        let mut body = Some(body);
+        let config = &session.config;
+        let work = async {
+            let mut redirects = 0;
+            loop {
+                let this_body = body.take().unwrap_or_else(RequestBody::empty);
+                let again = this_body.again();
+                let mut request = http::Request::builder().method(method.clone()).uri(uri.clone());
+                for (name, value) in &headers {
+                    request = request.header(name, value);
+                }
+                if !headers.contains_key(USER_AGENT) {
+                    request = request.header(USER_AGENT, config.user_agent.as_str());
+                }
+                if config.http_version == HttpVersion::Http2Only && uri.scheme_str() == Some("http") {
+                    // Prior knowledge: no Host header in HTTP/2 (":authority").
+                    request = request.version(Version::HTTP_2);
+                }
+                let request = request.body(this_body.body).map_err(|e| HttpError::Body(e.to_string()))?;
+                let response = session.client.request(request).await.map_err(HttpError::from_client)?;
+                let status = response.status();
+                let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok()).map(str::to_owned);
+                if let (true, Some(location)) = (status.is_redirection(), location) {
+                    if config.max_redirects == 0 {
+                        return Ok((response, uri, redirects));
+                    }
+                    if redirects == config.max_redirects {
+                        return Err(HttpError::TooManyRedirects(config.max_redirects));
+                    }
+                    let next = resolve(&uri, &location)?;
+                    // 303 (and 301/302 after a POST, as browsers do) become
+                    // GET without a body; 307/308 resend the same request,
+                    // which needs a body that can be sent again.
+                    let keep = matches!(status, StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT);
+                    if keep {
+                        match again {
+                            Some(b) => body = Some(b),
+                            None => return Ok((response, uri, redirects)),
+                        }
+                    } else if status == StatusCode::SEE_OTHER || method == Method::POST {
+                        method = Method::GET;
+                    }
+                    redirects += 1;
+                    uri = next;
+                    continue;
+                }
+                return Ok((response, uri, redirects));
+            }
+        };
+        let (response, uri, redirects) = match timeout {
+            Some(t) => tokio::time::timeout(t, work).await.map_err(|_| HttpError::Timeout(t))??,
+            None => work.await?,
+        };
+        let (parts, body) = response.into_parts();
+        Ok(Response {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            info: parts.extensions.get::<ConnectionInfo>().cloned(),
+            body,
+            url: uri,
+            redirects,
+            read_timeout: session.config.read_timeout,
+        })
+    }
+}
+
+/// `location` resolved against the URL that answered with it.
+fn resolve(base: &Uri, location: &str) -> Result<Uri, HttpError> {
+    let bad = || HttpError::Protocol(format!("redirect to an invalid location {location:?}"));
+    let has_scheme = location.split_once(':').is_some_and(|(scheme, _)| {
+        !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+    });
+    if has_scheme {
+        let uri: Uri = location.parse().map_err(|_| bad())?;
+        crate::connector::target(&uri).map_err(|_| bad())?;
+        return Ok(uri);
+    }
+    let scheme = base.scheme_str().unwrap_or("http");
+    let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
+    let text = if let Some(rest) = location.strip_prefix("//") {
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else {
+        let path = base.path();
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        let dir = if dir.is_empty() { "/" } else { dir };
+        format!("{scheme}://{authority}{dir}{location}")
+    };
+    let uri: Uri = text.parse().map_err(|_| bad())?;
+    crate::connector::target(&uri).map_err(|_| bad())?;
+    Ok(uri)
+}
+
+/// What the transaction's connection was: `URLSessionTaskTransactionMetrics`
+/// with the reasons.
+#[derive(Clone, Debug, Serialize)]
+pub struct TransactionMetrics {
+    /// The final URL (after redirects).
+    pub url: String,
+    /// Redirects followed.
+    pub redirects: usize,
+    /// HTTP version of the response.
+    pub http_version: String,
+    /// Whether the connection was MPTCP (Apple's `isMultipath`).
+    pub is_multipath: bool,
+    /// Transport, service type asked for, who manages the paths, enforced.
+    pub status: Option<multipath::MultipathStatus>,
+    /// Local address of the initial subflow.
+    pub local: Option<std::net::SocketAddr>,
+    /// The server's address.
+    pub remote: Option<std::net::SocketAddr>,
+    /// TLS version, when TLS.
+    pub tls_version: Option<String>,
+    /// ALPN protocol.
+    pub alpn: Option<String>,
+    /// The connection's subflows when the metrics were taken (bytes per
+    /// subflow included); empty once the connection is closed.
+    pub subflows: Vec<SubflowInfo>,
+}
+
+/// A response whose head has arrived; the body streams on demand.
+#[derive(Debug)]
+pub struct Response {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    info: Option<ConnectionInfo>,
+    body: Incoming,
+    url: Uri,
+    redirects: usize,
+    read_timeout: Option<Duration>,
+}
+
+impl Response {
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+    /// The HTTP version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+    /// The final URL, after redirects.
+    pub fn url(&self) -> &Uri {
+        &self.url
+    }
+    /// The connection that served this response.
+    pub fn connection(&self) -> Option<&ConnectionInfo> {
+        self.info.as_ref()
+    }
+
+    /// The connection's metrics now: its status and subflows are read from
+    /// the socket (while it is open), so calling this after the body gives
+    /// the bytes each subflow carried.
+    pub fn metrics(&self) -> TransactionMetrics {
+        let status = self.info.as_ref().map(|i| i.telemetry.multipath_status().unwrap_or_else(|_| i.status.clone()));
+        TransactionMetrics {
+            url: self.url.to_string(),
+            redirects: self.redirects,
+            http_version: format!("{:?}", self.version),
+            is_multipath: status.as_ref().is_some_and(|s| s.is_multipath()),
+            status,
+            local: self.info.as_ref().and_then(|i| i.local),
+            remote: self.info.as_ref().and_then(|i| i.remote),
+            tls_version: self.info.as_ref().and_then(|i| i.tls_version.clone()),
+            alpn: self.info.as_ref().and_then(|i| i.alpn.clone()),
+            subflows: self.info.as_ref().and_then(|i| i.telemetry.subflows().ok()).unwrap_or_default(),
+        }
+    }
+
+    /// The next piece of the body; `None` at its end. A body cut short (the
+    /// server closed mid-way) is an error, never a silent end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
+        loop {
+            let frame = self.body.frame();
+            let frame = match self.read_timeout {
+                Some(t) => tokio::time::timeout(t, frame).await.map_err(|_| HttpError::Timeout(t))?,
+                None => frame.await,
+            };
+            match frame {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(HttpError::from_hyper(&e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole body.
+    pub async fn bytes(mut self) -> Result<Bytes, HttpError> {
+        let mut all = bytes::BytesMut::new();
+        while let Some(chunk) = self.chunk().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all.freeze())
+    }
+
+    /// The whole body as text (invalid UTF-8 replaced).
+    pub async fn text(self) -> Result<String, HttpError> {
+        Ok(String::from_utf8_lossy(&self.bytes().await?).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_locations_resolve_against_the_answering_url() {
+        let base: Uri = "https://a.example:8443/dir/page?q=1".parse().unwrap();
+        let r = |l: &str| resolve(&base, l).map(|u| u.to_string());
+        assert_eq!(r("http://b.example/x").unwrap(), "http://b.example/x");
+        assert_eq!(r("/root").unwrap(), "https://a.example:8443/root");
+        assert_eq!(r("other").unwrap(), "https://a.example:8443/dir/other");
+        assert_eq!(r("//c.example/y").unwrap(), "https://c.example/y");
+        assert!(r("http://").is_err());
+        assert!(r("ftp://x/").is_err());
+    }
+}
