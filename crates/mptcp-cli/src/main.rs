@@ -4,7 +4,8 @@
 //! - `mptcp demo` (also `mptcp lab demo`): a lab, an MPTCP connection across it, its subflows.
 //! - `mptcp pmd`: the path-manager daemon.
 //! - `mptcp monitor`: live path-manager events and path changes.
-//! - `mptcp bench throughput`: the library against raw kernel MPTCP sockets.
+//! - `mptcp get`, `mptcp check`, `mptcp serve`: HTTP over multipath.
+//! - `mptcp bench ...`: benchmarks, each beside its baseline.
 
 mod bench;
 mod bench_aggregate;
@@ -12,12 +13,15 @@ mod bench_handover;
 mod bench_interactive;
 mod bench_lab;
 mod bench_scale;
+mod check;
 mod demo;
+mod get;
 mod lab;
 mod monitor;
 mod pathspec;
 mod pmd;
 mod pmd_config;
+mod serve;
 mod shutdown;
 
 use anyhow::Result;
@@ -46,6 +50,13 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// The path-manager daemon: enforces the service types programs register (needs root).
     Pmd(pmd::PmdArgs),
+    /// Fetch a URL over a multipath session (curl-like).
+    Get(get::GetArgs),
+    /// Ask a check.mptcp.dev-style server whether this connection uses MPTCP, and compare
+    /// with the socket's own answer.
+    Check(check::CheckArgs),
+    /// Serve the check.mptcp.dev protocol and test files (HTTP and HTTPS).
+    Serve(serve::ServeArgs),
     /// Benchmarks, each measured side by side with its baseline.
     Bench {
         #[command(subcommand)]
@@ -68,6 +79,9 @@ fn main() -> Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Pmd(args) => pmd::run(args),
         Command::Monitor(args) => monitor::run(args),
+        Command::Get(args) => get::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Bench { command } => bench::run(command),
     }
 }

@@ -33,7 +33,7 @@ pub enum HttpError {
         reason: String,
     },
     /// No connection: refused, unreachable, or timed out connecting.
-    #[error("cannot connect: {0}")]
+    #[error("{0}")]
     Connect(String),
     /// TLS failed.
     #[error("TLS: {reason}")]
@@ -77,7 +77,8 @@ impl From<multipath::Error> for HttpError {
             }
             E::InvalidEndpoint { input, reason } => HttpError::InvalidUrl { url: input, reason },
             E::Timeout { after, .. } => HttpError::Timeout(after),
-            other => HttpError::Connect(other.to_string()),
+            e @ E::Connect { .. } => HttpError::Connect(e.to_string()),
+            other => HttpError::Connect(format!("cannot connect: {other}")),
         }
     }
 }
@@ -98,7 +99,7 @@ impl HttpError {
             source = s.source();
         }
         if e.is_connect() {
-            HttpError::Connect(e.to_string())
+            HttpError::Connect(format!("cannot connect: {e}"))
         } else {
             HttpError::Protocol(e.to_string())
         }
@@ -120,7 +121,8 @@ impl HttpError {
             HttpError::Tls { failure, reason } => HttpError::Tls { failure: *failure, reason: reason.clone() },
             HttpError::MultipathUnavailable(s) => HttpError::MultipathUnavailable(s.clone()),
             HttpError::Timeout(d) => HttpError::Timeout(*d),
-            other => HttpError::Connect(other.to_string()),
+            HttpError::Connect(s) => HttpError::Connect(s.clone()),
+            other => HttpError::Connect(format!("cannot connect: {other}")),
         }
     }
 }

@@ -1,0 +1,124 @@
+//! `mptcp check [URL]`: asks a check.mptcp.dev-style server whether this
+//! connection uses MPTCP, and compares with what the socket itself says.
+
+use anyhow::Result;
+use clap::Args;
+use multipath::ServiceType;
+use serde::Serialize;
+
+use crate::get::{self, GetArgs};
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The check server.
+    #[arg(default_value = "https://check.mptcp.dev")]
+    url: String,
+    /// Multipath service type of the connection.
+    #[arg(long, default_value = "handover")]
+    service: ServiceType,
+    /// Also trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
+    /// Do not verify the server's certificate.
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Exit code when the server and the socket disagree.
+const DISAGREE: i32 = 2;
+
+#[derive(Serialize)]
+struct Verdict {
+    url: String,
+    /// What the server said, as its one-line answer.
+    server_says: String,
+    /// The server's answer as a boolean (`null`: it does not know).
+    server_mptcp: Option<bool>,
+    /// The socket's own answer.
+    local_mptcp: bool,
+    agree: bool,
+    metrics: multipath_http::TransactionMetrics,
+}
+
+pub fn run(args: CheckArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let code = rt.block_on(check(&args))?;
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+async fn check(args: &CheckArgs) -> Result<i32> {
+    let get_args = GetArgs {
+        url: args.url.clone(),
+        service: args.service,
+        require_multipath: false,
+        output: None,
+        headers: Vec::new(),
+        method: None,
+        data: None,
+        cacert: args.cacert.clone(),
+        insecure: args.insecure,
+        http1: false,
+        http2: false,
+        json: args.json,
+        fail: false,
+        timeout: 30.0,
+        connect_timeout: 15.0,
+        max_redirects: 5,
+        silent: true,
+    };
+    let session = get::session(&get_args)?;
+    // check.mptcp.dev answers curl with one plain-text line.
+    let response = match session.get(&args.url).header("user-agent", "curl/8 (mptcp check)").send().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(get::exit_code(&e));
+        }
+    };
+    let metrics = response.metrics();
+    let text = match response.text().await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(get::exit_code(&e));
+        }
+    };
+    let line = text.lines().find(|l| l.contains("MPTCP")).unwrap_or(text.trim()).trim().to_owned();
+    let server_mptcp = if line.contains("are not using MPTCP") {
+        Some(false)
+    } else if line.contains("are using MPTCP") {
+        Some(true)
+    } else {
+        None
+    };
+    let local_mptcp = metrics.is_multipath;
+    let agree = server_mptcp == Some(local_mptcp);
+    let verdict = Verdict { url: args.url.clone(), server_says: line, server_mptcp, local_mptcp, agree, metrics };
+    if args.json {
+        println!("{}", serde_json::to_string(&verdict)?);
+    } else {
+        println!("server: {}", verdict.server_says);
+        let status = verdict.metrics.status.as_ref().map_or("unknown".into(), |s| s.to_string());
+        println!("socket: {status}");
+        let open = verdict.metrics.subflows.iter().filter(|s| s.is_open()).count();
+        println!("subflows: {open}");
+        if !agree {
+            println!(
+                "DISAGREE: the server says {}, the socket says {}",
+                match server_mptcp {
+                    Some(true) => "MPTCP",
+                    Some(false) => "not MPTCP",
+                    None => "it does not know",
+                },
+                if local_mptcp { "MPTCP" } else { "not MPTCP" }
+            );
+        }
+    }
+    Ok(if agree { 0 } else { DISAGREE })
+}

@@ -1,0 +1,402 @@
+//! `mptcp get URL`: a curl-like client over a multipath session.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use http::Method;
+use multipath::{ServiceType, TlsOptions};
+use multipath_http::content::{Sha256, HASH_HEADER};
+use multipath_http::{HttpError, HttpVersion, Response, Session, SessionConfig, TransactionMetrics};
+use serde::Serialize;
+
+#[derive(Args, Clone)]
+pub struct GetArgs {
+    /// The URL (http:// or https://).
+    pub url: String,
+    /// Multipath service type of the connection.
+    #[arg(long, default_value = "handover")]
+    pub service: ServiceType,
+    /// Fail instead of falling back to TCP when the connection cannot be multipath.
+    #[arg(long)]
+    pub require_multipath: bool,
+    /// Write the body to FILE (through a temporary file renamed only when complete).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Extra header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Request method (default GET, or POST with --data).
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    pub method: Option<String>,
+    /// Request body; `@FILE` reads it from a file.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Also trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Do not verify the server's certificate (encrypted, not authenticated).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+    /// HTTP/1.1 only.
+    #[arg(long = "http1.1", conflicts_with = "http2")]
+    pub http1: bool,
+    /// HTTP/2 only (prior knowledge over plain HTTP).
+    #[arg(long)]
+    pub http2: bool,
+    /// Print one JSON object at the end (status, bytes, duration, throughput, multipath
+    /// metrics); the body then goes only to -o, if given.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with 22 on an HTTP status of 400 or more.
+    #[arg(short = 'f', long)]
+    pub fail: bool,
+    /// Limit on getting the response head, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Limit on connecting, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub connect_timeout: f64,
+    /// Redirects followed at most.
+    #[arg(long, default_value_t = 10)]
+    pub max_redirects: usize,
+    /// No progress bar, even on a terminal.
+    #[arg(short = 's', long)]
+    pub silent: bool,
+}
+
+/// Exit codes, one per kind of failure.
+pub mod exit {
+    /// Writing the output failed.
+    pub const IO: i32 = 1;
+    /// Malformed URL, unsupported scheme, bad header.
+    pub const BAD_REQUEST: i32 = 3;
+    /// The host name does not resolve.
+    pub const DNS: i32 = 4;
+    /// Refused, unreachable, or no connection in time.
+    pub const CONNECT: i32 = 5;
+    /// TLS failed (certificate, handshake).
+    pub const TLS: i32 = 6;
+    /// The request timed out.
+    pub const TIMEOUT: i32 = 7;
+    /// The server broke HTTP (garbage, cut body, oversized headers).
+    pub const PROTOCOL: i32 = 8;
+    /// Multipath required but unavailable.
+    pub const NOT_MULTIPATH: i32 = 9;
+    /// The body does not match the server's content hash.
+    pub const INTEGRITY: i32 = 11;
+    /// Too many redirects.
+    pub const REDIRECTS: i32 = 12;
+    /// HTTP status of 400 or more with --fail (as curl).
+    pub const HTTP_STATUS: i32 = 22;
+}
+
+/// The exit code of a failed request.
+pub fn exit_code(e: &HttpError) -> i32 {
+    match e {
+        HttpError::InvalidUrl { .. } | HttpError::UnsupportedScheme(_) | HttpError::InvalidRequest(_) => {
+            exit::BAD_REQUEST
+        }
+        HttpError::Dns { .. } => exit::DNS,
+        HttpError::Connect(_) => exit::CONNECT,
+        HttpError::Tls { .. } => exit::TLS,
+        HttpError::Timeout(_) => exit::TIMEOUT,
+        HttpError::MultipathUnavailable(_) => exit::NOT_MULTIPATH,
+        HttpError::TooManyRedirects(_) => exit::REDIRECTS,
+        HttpError::Io(_) => exit::IO,
+        _ => exit::PROTOCOL,
+    }
+}
+
+/// The session `args` describe.
+pub fn session(args: &GetArgs) -> Result<Session> {
+    let mut tls = TlsOptions::new();
+    if let Some(path) = &args.cacert {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        tls = tls.add_root_pem(&pem).with_context(|| format!("in {}", path.display()))?;
+    }
+    if args.insecure {
+        eprintln!(
+            "WARNING: --insecure: the server's certificate is NOT verified; anyone on the path can impersonate it"
+        );
+        tls = tls.danger_accept_invalid_certificates(true);
+    }
+    let version = match (args.http1, args.http2) {
+        (true, _) => HttpVersion::Http1Only,
+        (_, true) => HttpVersion::Http2Only,
+        _ => HttpVersion::Auto,
+    };
+    let secs = |s: f64| Duration::try_from_secs_f64(s).ok().filter(|d| !d.is_zero());
+    Ok(Session::new(
+        SessionConfig::default()
+            .multipath_service_type(args.service)
+            .require_multipath(args.require_multipath)
+            .http_version(version)
+            .tls(tls)
+            .timeout(secs(args.timeout))
+            .connect_timeout(secs(args.connect_timeout))
+            .max_redirects(args.max_redirects)
+            .user_agent(concat!("mptcp-get/", env!("CARGO_PKG_VERSION"))),
+    ))
+}
+
+#[derive(Serialize)]
+struct Summary {
+    status: u16,
+    bytes: u64,
+    duration_s: f64,
+    throughput_mbit_s: f64,
+    /// Whether the body matched the server's `x-content-sha256`; absent
+    /// when the server sent none.
+    verified: Option<bool>,
+    output: Option<PathBuf>,
+    metrics: TransactionMetrics,
+}
+
+pub fn run(args: GetArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let code = rt.block_on(get(&args))?;
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
+}
+
+/// Runs the request; the process exit code.
+async fn get(args: &GetArgs) -> Result<i32> {
+    let session = session(args)?;
+    let body = match &args.data {
+        Some(d) => Some(match d.strip_prefix('@') {
+            Some(path) => std::fs::read(path).with_context(|| format!("reading {path}"))?,
+            None => d.clone().into_bytes(),
+        }),
+        None => None,
+    };
+    let method = match &args.method {
+        Some(m) => Method::from_bytes(m.as_bytes()).with_context(|| format!("{m:?} is not an HTTP method"))?,
+        None if body.is_some() => Method::POST,
+        None => Method::GET,
+    };
+    let mut request = session.request(method, &args.url);
+    for h in &args.headers {
+        let (name, value) = h.split_once(':').with_context(|| format!("header {h:?} is not `Name: value`"))?;
+        request = request.header(name.trim(), value.trim());
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let started = Instant::now();
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return Ok(failed(&e)),
+    };
+    let status = response.status().as_u16();
+    let mut sink = Sink::open(args.output.as_deref(), !args.json)?;
+    let expected = response.headers().get(HASH_HEADER).and_then(|h| h.to_str().ok()).map(str::to_owned);
+    let progress = !args.silent && !args.json && std::io::stderr().is_terminal();
+    let (bytes, hash, response) = match receive(response, &mut sink, progress).await {
+        Ok(r) => r,
+        Err(e) => return Ok(failed(&e)), // the sink's drop removes the partial file
+    };
+    let verified = expected.map(|e| e == hash.finish_hex());
+    let elapsed = started.elapsed();
+    let output = sink.finish()?;
+    let metrics = response.metrics();
+    let summary = Summary {
+        status,
+        bytes,
+        duration_s: elapsed.as_secs_f64(),
+        throughput_mbit_s: bytes as f64 * 8.0 / elapsed.as_secs_f64().max(1e-9) / 1e6,
+        verified,
+        output,
+        metrics,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        report(&summary);
+    }
+    if verified == Some(false) {
+        eprintln!("error: the body does not match the server's {HASH_HEADER}");
+        return Ok(exit::INTEGRITY);
+    }
+    if args.fail && status >= 400 {
+        return Ok(exit::HTTP_STATUS);
+    }
+    Ok(0)
+}
+
+fn failed(e: &HttpError) -> i32 {
+    eprintln!("error: {e}");
+    exit_code(e)
+}
+
+/// Streams the body into the sink, hashing it; the byte count, the hash
+/// and the response (for its metrics, read after the body).
+async fn receive(
+    mut response: Response,
+    sink: &mut Sink,
+    progress: bool,
+) -> Result<(u64, Sha256, Response), HttpError> {
+    let total = response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    let mut bar = progress.then(|| Progress::new(total));
+    let mut hash = Sha256::default();
+    let mut bytes = 0u64;
+    while let Some(chunk) = response.chunk().await? {
+        hash.update(&chunk);
+        sink.write(&chunk)?;
+        bytes += chunk.len() as u64;
+        if let Some(bar) = &mut bar {
+            bar.update(bytes);
+        }
+    }
+    if let Some(bar) = &mut bar {
+        bar.done(bytes);
+    }
+    Ok((bytes, hash, response))
+}
+
+fn report(s: &Summary) {
+    let m = &s.metrics;
+    let transport = m.status.as_ref().map_or("unknown".to_owned(), |st| st.to_string());
+    eprintln!(
+        "{} {} in {:.2} s ({:.1} Mbit/s), {}{}",
+        s.status,
+        human(s.bytes),
+        s.duration_s,
+        s.throughput_mbit_s,
+        m.http_version,
+        m.tls_version.as_deref().map(|v| format!(" over {v}")).unwrap_or_default(),
+    );
+    eprintln!("connection: {transport}");
+    for sf in &m.subflows {
+        eprintln!(
+            "  subflow {} {} -> {}{}: received {}, sent {}",
+            sf.id,
+            sf.local,
+            sf.remote,
+            sf.interface.as_deref().map(|i| format!(" ({i})")).unwrap_or_default(),
+            human(sf.tcp.bytes_received.unwrap_or(0)),
+            human(sf.tcp.bytes_acked.unwrap_or(0)),
+        );
+    }
+    match s.verified {
+        Some(true) => eprintln!("content hash verified"),
+        Some(false) => {}
+        None => {}
+    }
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1_000_000_000 => format!("{:.2} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.2} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
+}
+
+/// Where the body goes: stdout, nowhere, or a temporary file next to the
+/// target that becomes the target only when complete.
+enum Sink {
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+    Discard,
+    File { file: std::io::BufWriter<std::fs::File>, temp: PathBuf, target: PathBuf, done: bool },
+}
+
+impl Sink {
+    fn open(output: Option<&Path>, stdout: bool) -> Result<Sink> {
+        Ok(match output {
+            Some(target) => {
+                let name = target.file_name().context("-o needs a file name")?.to_string_lossy();
+                let temp = target.with_file_name(format!(".{name}.part-{}", std::process::id()));
+                let file = std::fs::File::create(&temp).with_context(|| format!("creating {}", temp.display()))?;
+                Sink::File { file: std::io::BufWriter::new(file), temp, target: target.to_owned(), done: false }
+            }
+            None if stdout => Sink::Stdout(std::io::BufWriter::new(std::io::stdout())),
+            None => Sink::Discard,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout(w) => w.write_all(bytes),
+            Sink::Discard => Ok(()),
+            Sink::File { file, .. } => file.write_all(bytes),
+        }
+    }
+
+    /// Flushes; renames a complete file into place.
+    fn finish(mut self) -> Result<Option<PathBuf>> {
+        match &mut self {
+            Sink::Stdout(w) => {
+                w.flush()?;
+                Ok(None)
+            }
+            Sink::Discard => Ok(None),
+            Sink::File { file, temp, target, done } => {
+                file.flush()?;
+                file.get_ref().sync_all()?;
+                std::fs::rename(&*temp, &*target).with_context(|| format!("renaming to {}", target.display()))?;
+                *done = true;
+                Ok(Some(target.clone()))
+            }
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Sink::File { temp, done: false, .. } = self {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+/// A one-line progress bar on stderr, redrawn at most 5 times a second.
+struct Progress {
+    total: Option<u64>,
+    started: Instant,
+    drawn: Instant,
+}
+
+impl Progress {
+    fn new(total: Option<u64>) -> Self {
+        let now = Instant::now();
+        Progress { total, started: now, drawn: now }
+    }
+
+    fn update(&mut self, bytes: u64) {
+        if self.drawn.elapsed() >= Duration::from_millis(200) {
+            self.draw(bytes);
+            self.drawn = Instant::now();
+        }
+    }
+
+    fn draw(&self, bytes: u64) {
+        let rate = bytes as f64 * 8.0 / self.started.elapsed().as_secs_f64().max(1e-9) / 1e6;
+        let line = match self.total {
+            Some(total) if total > 0 => {
+                let frac = (bytes as f64 / total as f64).min(1.0);
+                let filled = (frac * 30.0) as usize;
+                format!(
+                    "[{}{}] {:5.1}% {} {:.1} Mbit/s",
+                    "#".repeat(filled),
+                    " ".repeat(30 - filled),
+                    frac * 100.0,
+                    human(bytes),
+                    rate
+                )
+            }
+            _ => format!("{} {:.1} Mbit/s", human(bytes), rate),
+        };
+        eprint!("\r{line}\x1b[K");
+    }
+
+    fn done(&self, bytes: u64) {
+        self.draw(bytes);
+        eprintln!();
+    }
+}

@@ -1,0 +1,89 @@
+//! `mptcp serve`: the check.mptcp.dev-compatible server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use multipath_http::server::{CheckServer, ServerTls};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Plain HTTP on this address (repeatable). Default 0.0.0.0:8080 when
+    /// no --https is given either.
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Vec<SocketAddr>,
+    /// HTTPS on this address (repeatable).
+    #[arg(long, value_name = "ADDR:PORT")]
+    https: Vec<SocketAddr>,
+    /// Certificate chain (PEM) for HTTPS; without it a self-signed
+    /// certificate is made at start and its fingerprint printed.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// A name the self-signed certificate covers (repeatable; localhost,
+    /// 127.0.0.1 and ::1 always are).
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let http = if args.http.is_empty() && args.https.is_empty() {
+        vec!["0.0.0.0:8080".parse().expect("valid")]
+    } else {
+        args.http.clone()
+    };
+    let tls = if args.https.is_empty() {
+        None
+    } else if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        Some(ServerTls::from_pem_files(cert, key).context("loading the certificate")?)
+    } else {
+        let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec();
+        names.extend(args.names.iter().cloned());
+        let tls = ServerTls::self_signed(&names).context("making a self-signed certificate")?;
+        eprintln!("self-signed certificate for {}; SHA-256 fingerprint {}", names.join(", "), tls.fingerprint());
+        Some(tls)
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    let listeners = http.iter().map(|a| (*a, None)).chain(args.https.iter().map(|a| (*a, tls.clone())));
+    for (addr, tls) in listeners {
+        let secure = tls.is_some();
+        let server = CheckServer::bind(addr, tls).with_context(|| format!("listening on {addr}"))?;
+        let scheme = if secure { "https" } else { "http" };
+        eprintln!("serving {scheme}://{}", server.local_addr()?);
+        let mut stop = stop_rx.clone();
+        servers.spawn(server.serve(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+        Some(r) = servers.join_next() => {
+            // A server stopped on its own: report it.
+            r.context("server task")?.context("server")?;
+        }
+    }
+    eprintln!("stopping: finishing requests in flight");
+    let _ = stop_tx.send(true);
+    while let Some(r) = servers.join_next().await {
+        r.context("server task")?.context("server")?;
+    }
+    Ok(())
+}
