@@ -33,6 +33,35 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// `mptcp get` against curl (under mptcpize) fetching one file from
+    /// `mptcp serve` on loopback, HTTP and HTTPS.
+    Get {
+        /// File size (`/files/<size>`).
+        #[arg(long, default_value = "1000M")]
+        size: String,
+        /// Alternated transfers per contender and scheme.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// wrk (under mptcpize) against `mptcp serve`'s check endpoint on
+    /// loopback: requests/s and latency percentiles.
+    Serve {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Server worker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Bulk download: plain TCP on each path alone, kernel path manager with
     /// both paths active, multipath aggregate (needs root).
     Aggregate {
@@ -97,6 +126,10 @@ pub fn run(command: BenchCommand) -> Result<()> {
             crate::bench_scale::run(connections, rate, service, json)
         }
         BenchCommand::ScaleServer => crate::bench_scale::serve(),
+        BenchCommand::Get { size, rounds, json } => crate::bench_http::get(&size, rounds.max(1), json),
+        BenchCommand::Serve { seconds, connections, threads, json } => {
+            crate::bench_http::serve(seconds.max(1), connections.max(1), threads.max(1), json)
+        }
         BenchCommand::Aggregate { seconds, json } => crate::bench_aggregate::run(seconds, json),
         BenchCommand::Interactive { exchanges, json } => crate::bench_interactive::run(exchanges.max(1), json),
         BenchCommand::Handover { failure, flow, rounds, json } => {

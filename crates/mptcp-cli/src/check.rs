@@ -71,6 +71,7 @@ async fn check(args: &CheckArgs) -> Result<i32> {
         connect_timeout: 15.0,
         max_redirects: 5,
         silent: true,
+        no_verify: true,
     };
     let session = get::session(&get_args)?;
     // check.mptcp.dev answers curl with one plain-text line.

@@ -10,6 +10,7 @@
 mod bench;
 mod bench_aggregate;
 mod bench_handover;
+mod bench_http;
 mod bench_interactive;
 mod bench_lab;
 mod bench_scale;

@@ -70,8 +70,8 @@ impl ServerTls {
     /// A self-signed certificate for `names` (host names or IP addresses),
     /// made now.
     pub fn self_signed(names: &[String]) -> Result<ServerTls, HttpError> {
-        let cert = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| tls_error(e.to_string()))?;
-        ServerTls::from_pem(cert.cert.pem().as_bytes(), cert.signing_key.serialize_pem().as_bytes())
+        let (cert, key) = self_signed_pem(names)?;
+        ServerTls::from_pem(cert.as_bytes(), key.as_bytes())
     }
 
     /// The certificate chain in PEM, for clients to trust (a self-signed
@@ -84,6 +84,12 @@ impl ServerTls {
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
+}
+
+/// A self-signed certificate for `names` and its private key, both PEM.
+pub fn self_signed_pem(names: &[String]) -> Result<(String, String), HttpError> {
+    let cert = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| tls_error(e.to_string()))?;
+    Ok((cert.cert.pem(), cert.signing_key.serialize_pem()))
 }
 
 fn tls_error(reason: String) -> HttpError {
@@ -236,14 +242,21 @@ struct Verdict {
 }
 
 impl Verdict {
-    fn of(telemetry: &Telemetry, client: SocketAddr, tls: bool) -> Verdict {
+    /// Reads the socket: one getsockopt for the verdict, one more for the
+    /// subflow count when `count` (cheap enough for every request).
+    fn of(telemetry: &Telemetry, client: SocketAddr, tls: bool, count: bool) -> Verdict {
         let mptcp = telemetry.multipath_status().ok().map(|s| s.is_multipath());
         let message = match mptcp {
             Some(true) => "You are using MPTCP.",
             Some(false) => "You are not using MPTCP.",
             None => "You are maybe, or maybe not (internal error) using MPTCP.",
         };
-        let subflows = telemetry.subflows().ok().map(|s| s.iter().filter(|s| s.is_open()).count());
+        // MPTCP_INFO counts the joined subflows; the initial one makes one more.
+        let subflows = match (count, mptcp) {
+            (true, Some(true)) => telemetry.mptcp_info().ok().map(|i| 1 + usize::from(i.subflows)),
+            (true, Some(false)) => Some(1),
+            _ => None,
+        };
         Verdict { mptcp, message, subflows, client, tls }
     }
 }
@@ -295,12 +308,13 @@ async fn answer(
 }
 
 fn check(req: &Request<Incoming>, telemetry: &Telemetry, peer: SocketAddr, tls: bool) -> Response<Body> {
-    let verdict = Verdict::of(telemetry, peer, tls);
     let header = |name| req.headers().get(name).and_then(|v: &http::HeaderValue| v.to_str().ok()).unwrap_or("");
+    let curl = header(USER_AGENT).starts_with("curl") && !header(ACCEPT).contains("application/json");
+    let verdict = Verdict::of(telemetry, peer, tls, !curl);
     if header(ACCEPT).contains("application/json") {
         let json = serde_json::to_vec(&verdict).expect("serialisable");
         full(StatusCode::OK, "application/json", json)
-    } else if header(USER_AGENT).starts_with("curl") {
+    } else if curl {
         full(StatusCode::OK, "text/plain; charset=utf-8", format!("{}\n", verdict.message))
     } else {
         let html = format!(

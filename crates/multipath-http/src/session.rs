@@ -3,6 +3,7 @@
 //! keep-alive, HTTP/2 streams), and every response says whether the
 //! connection that served it was multipath.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -225,6 +226,9 @@ impl Session {
     pub fn new(config: SessionConfig) -> Self {
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_idle_timeout(Duration::from_secs(90));
+        // Large reads: an MPTCP recvmsg costs more than a TCP one, and
+        // bulk downloads are what a session's throughput is judged on.
+        builder.http1_read_buf_exact_size(256 * 1024);
         if config.http_version == HttpVersion::Http2Only {
             builder.http2_only(true);
         }
@@ -367,6 +371,8 @@ impl RequestBuilder<'_> {
             url: uri,
             redirects,
             read_timeout: session.config.read_timeout,
+            idle: None,
+            waiting: false,
         })
     }
 }
@@ -437,6 +443,10 @@ pub struct Response {
     url: Uri,
     redirects: usize,
     read_timeout: Option<Duration>,
+    /// The read timeout's timer, made once.
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether the timer runs (the body is being waited for).
+    waiting: bool,
 }
 
 impl Response {
@@ -484,11 +494,7 @@ impl Response {
     /// server closed mid-way) is an error, never a silent end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
         loop {
-            let frame = self.body.frame();
-            let frame = match self.read_timeout {
-                Some(t) => tokio::time::timeout(t, frame).await.map_err(|_| HttpError::Timeout(t))?,
-                None => frame.await,
-            };
+            let frame = std::future::poll_fn(|cx| self.poll_frame(cx)).await?;
             match frame {
                 None => return Ok(None),
                 Some(Err(e)) => return Err(HttpError::from_hyper(&e)),
@@ -500,6 +506,32 @@ impl Response {
                     }
                 }
             }
+        }
+    }
+
+    /// The body's next frame, or a timeout once it has been waited for
+    /// longer than the read timeout. The timer is armed only while waiting:
+    /// a fast body never touches it.
+    #[allow(clippy::type_complexity)]
+    fn poll_frame(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Option<Result<http_body::Frame<Bytes>, hyper::Error>>, HttpError>> {
+        use std::future::Future;
+        use std::task::Poll;
+        if let Poll::Ready(frame) = http_body::Body::poll_frame(Pin::new(&mut self.body), cx) {
+            self.waiting = false;
+            return Poll::Ready(Ok(frame));
+        }
+        let Some(limit) = self.read_timeout else { return Poll::Pending };
+        let idle = self.idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if !self.waiting {
+            idle.as_mut().reset(tokio::time::Instant::now() + limit);
+            self.waiting = true;
+        }
+        match idle.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(HttpError::Timeout(limit))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
