@@ -72,6 +72,7 @@ async fn check(args: &CheckArgs) -> Result<i32> {
         max_redirects: 5,
         silent: true,
         no_verify: true,
+        compressed: false,
     };
     let session = get::session(&get_args)?;
     // check.mptcp.dev answers curl with one plain-text line.

@@ -65,6 +65,9 @@ pub struct GetArgs {
     /// No progress bar, even on a terminal.
     #[arg(short = 's', long)]
     pub silent: bool,
+    /// Ask for a gzip or deflate body and decode it.
+    #[arg(long)]
+    pub compressed: bool,
     /// Do not check the body against the server's x-content-sha256 (saves
     /// the hashing, about a second of CPU per GB).
     #[arg(long)]
@@ -142,6 +145,7 @@ pub fn session(args: &GetArgs) -> Result<Session> {
             .timeout(secs(args.timeout))
             .connect_timeout(secs(args.connect_timeout))
             .max_redirects(args.max_redirects)
+            .decompress(args.compressed)
             .user_agent(concat!("mptcp-get/", env!("CARGO_PKG_VERSION"))),
     ))
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, LOCATION, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, LOCATION, USER_AGENT};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -47,6 +47,7 @@ pub struct SessionConfig {
     tls: TlsOptions,
     user_agent: String,
     path_manager: Option<Arc<dyn Enforcer>>,
+    decompress: bool,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +63,7 @@ impl Default for SessionConfig {
             tls: TlsOptions::new(),
             user_agent: concat!("multipath/", env!("CARGO_PKG_VERSION")).into(),
             path_manager: None,
+            decompress: false,
         }
     }
 }
@@ -121,6 +123,14 @@ impl SessionConfig {
     /// the daemon's client).
     pub fn path_manager(mut self, manager: Arc<dyn Enforcer>) -> Self {
         self.path_manager = Some(manager);
+        self
+    }
+
+    /// Ask for gzip or deflate (`Accept-Encoding`, unless a request sets
+    /// its own) and decode a compressed body as it streams. Off by default,
+    /// as in curl (`--compressed`).
+    pub fn decompress(mut self, on: bool) -> Self {
+        self.decompress = on;
         self
     }
 
@@ -322,6 +332,9 @@ impl RequestBuilder<'_> {
                 if !headers.contains_key(USER_AGENT) {
                     request = request.header(USER_AGENT, config.user_agent.as_str());
                 }
+                if config.decompress && !headers.contains_key(ACCEPT_ENCODING) {
+                    request = request.header(ACCEPT_ENCODING, "gzip, deflate");
+                }
                 if config.http_version == HttpVersion::Http2Only && uri.scheme_str() == Some("http") {
                     // Prior knowledge: no Host header in HTTP/2 (":authority").
                     request = request.version(Version::HTTP_2);
@@ -362,7 +375,16 @@ impl RequestBuilder<'_> {
             None => work.await?,
         };
         let (parts, body) = response.into_parts();
+        let encoding = parts.headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+        let decoder = match encoding.as_deref() {
+            Some("gzip" | "x-gzip") if config.decompress => {
+                Some(Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new())))
+            }
+            Some("deflate") if config.decompress => Some(Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new()))),
+            _ => None,
+        };
         Ok(Response {
+            decoder,
             status: parts.status,
             version: parts.version,
             headers: parts.headers,
@@ -443,6 +465,8 @@ pub struct Response {
     url: Uri,
     redirects: usize,
     read_timeout: Option<Duration>,
+    /// Decodes a compressed body, when the session asked for one.
+    decoder: Option<Decoder>,
     /// The read timeout's timer, made once.
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Whether the timer runs (the body is being waited for).
@@ -493,6 +517,25 @@ impl Response {
     /// The next piece of the body; `None` at its end. A body cut short (the
     /// server closed mid-way) is an error, never a silent end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
+        loop {
+            let raw = self.raw_chunk().await?;
+            let Some(decoder) = &mut self.decoder else { return Ok(raw) };
+            let decoded = match raw {
+                Some(bytes) => decoder.write(&bytes)?,
+                None => {
+                    let rest = decoder.finish()?;
+                    self.decoder = None;
+                    return Ok((!rest.is_empty()).then(|| Bytes::from(rest)));
+                }
+            };
+            if !decoded.is_empty() {
+                return Ok(Some(Bytes::from(decoded)));
+            }
+        }
+    }
+
+    /// The next piece of the body as it came over the wire.
+    async fn raw_chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
         loop {
             let frame = std::future::poll_fn(|cx| self.poll_frame(cx)).await?;
             match frame {
@@ -550,9 +593,86 @@ impl Response {
     }
 }
 
+/// A streaming decoder of `Content-Encoding: gzip` or `deflate`.
+enum Decoder {
+    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decoder::Gzip(_) => "Decoder::Gzip",
+            Decoder::Deflate(_) => "Decoder::Deflate",
+        })
+    }
+}
+
+impl Decoder {
+    /// Feeds compressed bytes; what they decode to so far.
+    fn write(&mut self, compressed: &[u8]) -> Result<Vec<u8>, HttpError> {
+        use std::io::Write;
+        let bad = |e: std::io::Error| HttpError::Protocol(format!("compressed body: {e}"));
+        match self {
+            Decoder::Gzip(d) => {
+                d.write_all(compressed).map_err(bad)?;
+                Ok(std::mem::take(d.get_mut()))
+            }
+            Decoder::Deflate(d) => {
+                d.write_all(compressed).map_err(bad)?;
+                Ok(std::mem::take(d.get_mut()))
+            }
+        }
+    }
+
+    /// The end of the body: the last bytes, or an error if the compressed
+    /// stream was cut short.
+    fn finish(&mut self) -> Result<Vec<u8>, HttpError> {
+        let bad = |e: std::io::Error| HttpError::Protocol(format!("compressed body cut short: {e}"));
+        match self {
+            Decoder::Gzip(d) => {
+                d.try_finish().map_err(bad)?;
+                Ok(std::mem::take(d.get_mut()))
+            }
+            Decoder::Deflate(d) => {
+                d.try_finish().map_err(bad)?;
+                Ok(std::mem::take(d.get_mut()))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_and_deflate_decode_across_chunks_and_truncation_is_an_error() {
+        use std::io::Write;
+        let text = b"You are using MPTCP.\n".repeat(500);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&text).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&text).unwrap();
+        let z = z.finish().unwrap();
+        for (mut decoder, compressed) in [
+            (Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new())), gz.clone()),
+            (Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new())), z),
+        ] {
+            let mut out = Vec::new();
+            for piece in compressed.chunks(7) {
+                out.extend(decoder.write(piece).unwrap());
+            }
+            out.extend(decoder.finish().unwrap());
+            assert_eq!(out, text, "{decoder:?}");
+        }
+        let mut cut = Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new()));
+        let _ = cut.write(&gz[..gz.len() / 2]).unwrap();
+        assert!(matches!(cut.finish(), Err(HttpError::Protocol(_))));
+        let mut garbage = Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new()));
+        assert!(garbage.write(b"definitely not gzip").is_err());
+    }
 
     #[test]
     fn redirect_locations_resolve_against_the_answering_url() {

@@ -245,3 +245,47 @@ async fn redirects_are_followed_up_to_the_limit() {
     let r = none.get(&format!("http://{to_check}/")).send().await.unwrap();
     assert_eq!(r.status(), 302);
 }
+
+#[tokio::test]
+async fn shutdown_lets_requests_in_flight_finish_then_stops_accepting() {
+    let server = CheckServer::bind("127.0.0.1:0".parse().unwrap(), None).unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async move {
+        let _ = stopped.await;
+    }));
+    let s = Session::new(SessionConfig::default().multipath_service_type(ServiceType::Handover));
+    let mut response = s.get(&format!("http://{addr}/files/10M")).send().await.unwrap();
+    let expected = response.headers().get(HASH_HEADER).unwrap().to_str().unwrap().to_owned();
+    let mut hash = Sha256::default();
+    let first = response.chunk().await.unwrap().unwrap();
+    hash.update(&first);
+    stop.send(()).unwrap();
+    let mut bytes = first.len();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        hash.update(&chunk);
+        bytes += chunk.len();
+    }
+    assert_eq!((bytes, hash.finish_hex()), (10_000_000, expected), "the download in flight completes");
+    tokio::time::timeout(Duration::from_secs(5), serving).await.expect("serve returns").unwrap().unwrap();
+    let fresh = Session::new(SessionConfig::default());
+    let err = fresh.get(&format!("http://{addr}/")).send().await.unwrap_err();
+    assert!(matches!(err, HttpError::Connect(_)), "{err}");
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_decoded_when_asked() {
+    use std::io::Write;
+    let text = b"You are using MPTCP.\n".repeat(100);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&text).unwrap();
+    let gz = gz.finish().unwrap();
+    let mut reply =
+        format!("HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n", gz.len()).into_bytes();
+    reply.extend_from_slice(&gz);
+    let addr = raw_server(Box::leak(reply.into_boxed_slice())).await;
+    let asking = Session::new(SessionConfig::default().decompress(true));
+    assert_eq!(asking.get(&format!("http://{addr}/")).send().await.unwrap().bytes().await.unwrap(), text);
+    let plain = Session::new(SessionConfig::default());
+    assert_eq!(plain.get(&format!("http://{addr}/")).send().await.unwrap().bytes().await.unwrap(), gz, "as sent");
+}

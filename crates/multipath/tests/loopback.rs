@@ -260,3 +260,23 @@ async fn interactive_and_aggregate_mptcp_sockets_avoid_a_bbr_default_unless_aske
     assert_eq!(name(&tcp), default, "plain TCP keeps the default");
     assert_eq!(name(&handover), default, "handover keeps the default");
 }
+
+#[tokio::test]
+async fn telemetry_handles_read_while_the_connection_lives_and_never_keep_it_open() {
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), &params).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conn = Connection::connect(addr, &params).await.unwrap();
+    let (mut server_side, _) = listener.accept().await.unwrap();
+    let telemetry = conn.telemetry();
+    assert_eq!(telemetry.multipath_status().unwrap(), conn.multipath_status());
+    assert_eq!(telemetry.subflows().unwrap().len(), 1);
+    assert_eq!(telemetry.mptcp_info().unwrap().token, conn.mptcp_info().unwrap().token);
+    drop(conn);
+    // The peer sees the close: the handle holds no reference to the socket.
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), server_side.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(n, 0, "EOF once the connection is dropped");
+    let err = telemetry.subflows().unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+}
