@@ -289,3 +289,73 @@ async fn compressed_bodies_are_decoded_when_asked() {
     let plain = Session::new(SessionConfig::default());
     assert_eq!(plain.get(&format!("http://{addr}/")).send().await.unwrap().bytes().await.unwrap(), gz, "as sent");
 }
+
+/// A hyper server that answers every request with its method and the
+/// length of the body it received: "POST 12345".
+async fn body_counting_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    use http_body_util::BodyExt;
+                    let method = req.method().clone();
+                    let body = req.into_body().collect().await?.to_bytes();
+                    let reply = format!("{method} {}", body.len());
+                    Ok::<_, hyper::Error>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(reply))))
+                });
+                let io = hyper_util::rt::TokioIo::new(sock);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn request_bodies_go_out_whole_as_bytes_or_as_a_stream() {
+    let addr = body_counting_server().await;
+    let s = Session::new(SessionConfig::default().multipath_service_type(ServiceType::Handover));
+    let url = format!("http://{addr}/upload");
+    let r = s.request(http::Method::PUT, &url).body(vec![7u8; 123_456]).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "PUT 123456");
+    // A stream of 100 chunks of 10 kB, produced as it is sent.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        for _ in 0..100 {
+            tx.send(Ok(http_body::Frame::data(bytes::Bytes::from(vec![1u8; 10_000])))).await.unwrap();
+        }
+    });
+    let stream = http_body_util::StreamBody::new(tokio_stream_from(rx));
+    let r = s.request(http::Method::POST, &url).body(multipath_http::RequestBody::stream(stream)).send().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), "POST 1000000");
+}
+
+/// An mpsc receiver as a `futures_core::Stream`, without a stream crate.
+fn tokio_stream_from<T>(rx: tokio::sync::mpsc::Receiver<T>) -> ReceiverStream<T> {
+    ReceiverStream(rx)
+}
+
+struct ReceiverStream<T>(tokio::sync::mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for ReceiverStream<T> {
+    type Item = T;
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+#[tokio::test]
+async fn head_gives_the_headers_without_the_body_and_other_methods_are_refused() {
+    let (addr, _stop) = server(None).await;
+    let s = Session::new(SessionConfig::default().multipath_service_type(ServiceType::Handover));
+    let r = s.request(http::Method::HEAD, &format!("http://{addr}/files/1M")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "1000000");
+    assert!(r.headers().contains_key(HASH_HEADER));
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = s.request(http::Method::POST, &format!("http://{addr}/")).body("x").send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+}
