@@ -332,7 +332,8 @@ pub struct SubflowInfo {
     pub local: SocketAddr,
     /// Remote address and port.
     pub remote: SocketAddr,
-    /// Name of the local interface holding `local`'s address, when known.
+    /// Name of the local interface holding `local`'s address, when known
+    /// (the namespace's interfaces are read at most once a second).
     pub interface: Option<String>,
     /// TCP-level telemetry of the subflow.
     pub tcp: TcpInfo,

@@ -6,6 +6,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
@@ -269,12 +271,36 @@ pub(crate) fn subflows(fd: BorrowedFd<'_>, meta: &SocketMeta) -> Result<Vec<Subf
     } else {
         vec![tcp_flow(fd, meta)?]
     };
-    let interfaces = sys::interface_addresses().unwrap_or_default();
+    let interfaces = interface_addresses();
     for sf in &mut subflows {
         let ip = canonical_ip(&sf.local);
         sf.interface = interfaces.iter().find(|(_, a)| *a == ip).map(|(name, _)| name.clone());
     }
     Ok(subflows)
+}
+
+/// The interfaces and addresses of the calling thread's network namespace,
+/// remembered for a second per namespace: `getifaddrs` is a netlink dump,
+/// too slow to repeat for every `subflows()` call of a busy server, while
+/// addresses change far less often than that.
+fn interface_addresses() -> Arc<Vec<(String, std::net::IpAddr)>> {
+    use std::os::unix::fs::MetadataExt;
+    type Entry = (u64, Instant, Arc<Vec<(String, std::net::IpAddr)>>);
+    static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+    const FRESH: Duration = Duration::from_secs(1);
+    // A thread may have moved to another namespace (setns): key by it.
+    let Ok(netns) = std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino()) else {
+        return Arc::new(sys::interface_addresses().unwrap_or_default());
+    };
+    let now = Instant::now();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache.retain(|(_, at, _)| now.duration_since(*at) < FRESH);
+    if let Some((_, _, found)) = cache.iter().find(|(ns, _, _)| *ns == netns) {
+        return found.clone();
+    }
+    let fresh = Arc::new(sys::interface_addresses().unwrap_or_default());
+    cache.push((netns, now, fresh.clone()));
+    fresh
 }
 
 /// A plain TCP connection described as its single flow.
