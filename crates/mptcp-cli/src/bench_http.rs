@@ -76,19 +76,34 @@ fn have(program: &str) -> bool {
     Command::new("sh").args(["-c", &format!("command -v {program}")]).output().is_ok_and(|o| o.status.success())
 }
 
-/// A baseline tool, under `mptcpize run` when that is installed.
-fn baseline(program: &str) -> Result<(Command, bool)> {
-    if !have(program) {
-        bail!("{program} is not installed (apt-get install {program})");
+/// How to run a baseline tool: under `mptcpize run` when that is
+/// installed. Looked up once per benchmark.
+struct Baseline {
+    program: &'static str,
+    mptcpize: bool,
+}
+
+impl Baseline {
+    fn find(program: &'static str) -> Result<Baseline> {
+        if !have(program) {
+            bail!("{program} is not installed (apt-get install {program})");
+        }
+        let mptcpize = have("mptcpize");
+        if !mptcpize {
+            eprintln!("note: mptcpize is not installed, so {program} runs over plain TCP (apt-get install mptcpize)");
+        }
+        Ok(Baseline { program, mptcpize })
     }
-    Ok(if have("mptcpize") {
-        let mut c = Command::new("mptcpize");
-        c.args(["run", program]);
-        (c, true)
-    } else {
-        eprintln!("note: mptcpize is not installed, so {program} runs over plain TCP (apt-get install mptcpize)");
-        (Command::new(program), false)
-    })
+
+    fn command(&self) -> Command {
+        if self.mptcpize {
+            let mut c = Command::new("mptcpize");
+            c.args(["run", self.program]);
+            c
+        } else {
+            Command::new(self.program)
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -108,35 +123,35 @@ struct GetRow {
 pub fn get(size: &str, rounds: usize, json: bool) -> Result<()> {
     let bytes = multipath_http::content::parse_size(size)?;
     let served = Served::start(2)?;
-    let (_, curl_mptcp) = baseline("curl")?;
+    let curl = Baseline::find("curl")?;
     let mut rows = Vec::new();
     for secure in [false, true] {
         let url = served.url(secure, &format!("/files/{size}"));
         // Warm up: the server hashes the file once, the page cache fills.
         mptcp_get(&url, &served.cacert, true)?;
-        let (mut curl, mut ours, mut verified) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut curl_runs, mut ours, mut verified) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            curl.push(curl_get(&url, &served.cacert)?);
+            curl_runs.push(curl_get(&curl, &url, &served.cacert)?);
             ours.push(mptcp_get(&url, &served.cacert, false)?);
             verified.push(mptcp_get(&url, &served.cacert, true)?);
         }
         rows.push(GetRow {
             scheme: if secure { "https" } else { "http" },
-            ratio_of_medians: median(&ours) / median(&curl),
-            verified_ratio_of_medians: median(&verified) / median(&curl),
-            curl_mbit_s: curl,
+            ratio_of_medians: median(&ours) / median(&curl_runs),
+            verified_ratio_of_medians: median(&verified) / median(&curl_runs),
+            curl_mbit_s: curl_runs,
             mptcp_get_mbit_s: ours,
             mptcp_get_verified_mbit_s: verified,
         });
     }
     if json {
-        let out = serde_json::json!({ "bytes": bytes, "curl_over_mptcp": curl_mptcp, "rows": rows });
+        let out = serde_json::json!({ "bytes": bytes, "curl_over_mptcp": curl.mptcpize, "rows": rows });
         println!("{out}");
         return Ok(());
     }
     println!(
         "GET of {size} from mptcp serve on loopback, {rounds} alternated rounds (curl {})",
-        if curl_mptcp { "under mptcpize run: MPTCP" } else { "over TCP" }
+        if curl.mptcpize { "under mptcpize run: MPTCP" } else { "over TCP" }
     );
     println!("{:<6} {:>18} {:>26} {:>30}", "", "curl (median)", "mptcp get --no-verify", "mptcp get (SHA-256 checked)");
     for r in &rows {
@@ -153,9 +168,9 @@ pub fn get(size: &str, rounds: usize, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn curl_get(url: &str, cacert: &Path) -> Result<f64> {
-    let (mut cmd, _) = baseline("curl")?;
-    let out = cmd
+fn curl_get(curl: &Baseline, url: &str, cacert: &Path) -> Result<f64> {
+    let out = curl
+        .command()
         .args(["-s", "-f", "-o", "/dev/null", "-w", "%{speed_download}", "--cacert"])
         .arg(cacert)
         .arg(url)
@@ -208,9 +223,11 @@ struct Load {
 /// the check endpoint for `seconds`.
 pub fn serve(seconds: u64, connections: usize, threads: usize, json: bool) -> Result<()> {
     let served = Served::start(threads)?;
-    let (mut wrk, wrk_mptcp) = baseline("wrk")?;
+    let wrk = Baseline::find("wrk")?;
+    let wrk_mptcp = wrk.mptcpize;
     let url = served.url(false, "/");
     let out = wrk
+        .command()
         .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"])
         .args(["-H", "User-Agent: curl/8.5.0"])
         .arg(&url)

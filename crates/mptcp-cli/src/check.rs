@@ -3,25 +3,17 @@
 
 use anyhow::Result;
 use clap::Args;
-use multipath::ServiceType;
 use serde::Serialize;
 
-use crate::get::{self, GetArgs};
+use crate::get::{self, ConnectArgs};
 
 #[derive(Args)]
 pub struct CheckArgs {
     /// The check server.
     #[arg(default_value = "https://check.mptcp.dev")]
     url: String,
-    /// Multipath service type of the connection.
-    #[arg(long, default_value = "handover")]
-    service: ServiceType,
-    /// Also trust the CA certificates in this PEM file.
-    #[arg(long, value_name = "FILE")]
-    cacert: Option<std::path::PathBuf>,
-    /// Do not verify the server's certificate.
-    #[arg(short = 'k', long)]
-    insecure: bool,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -44,37 +36,11 @@ struct Verdict {
 }
 
 pub fn run(args: CheckArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let code = rt.block_on(check(&args))?;
-    if code != 0 {
-        std::process::exit(code);
-    }
-    Ok(())
+    get::exit_with(check(&args))
 }
 
 async fn check(args: &CheckArgs) -> Result<i32> {
-    let get_args = GetArgs {
-        url: args.url.clone(),
-        service: args.service,
-        require_multipath: false,
-        output: None,
-        headers: Vec::new(),
-        method: None,
-        data: None,
-        cacert: args.cacert.clone(),
-        insecure: args.insecure,
-        http1: false,
-        http2: false,
-        json: args.json,
-        fail: false,
-        timeout: 30.0,
-        connect_timeout: 15.0,
-        max_redirects: 5,
-        silent: true,
-        no_verify: true,
-        compressed: false,
-    };
-    let session = get::session(&get_args)?;
+    let session = get::session(&args.connect, false)?;
     // check.mptcp.dev answers curl with one plain-text line.
     let response = match session.get(&args.url).header("user-agent", "curl/8 (mptcp check)").send().await {
         Ok(r) => r,

@@ -12,28 +12,15 @@ use multipath_http::content::{Sha256, HASH_HEADER};
 use multipath_http::{HttpError, HttpVersion, Response, Session, SessionConfig, TransactionMetrics};
 use serde::Serialize;
 
+/// How to connect: what `mptcp get` and `mptcp check` share.
 #[derive(Args, Clone)]
-pub struct GetArgs {
-    /// The URL (http:// or https://).
-    pub url: String,
+pub struct ConnectArgs {
     /// Multipath service type of the connection.
     #[arg(long, default_value = "handover")]
     pub service: ServiceType,
     /// Fail instead of falling back to TCP when the connection cannot be multipath.
     #[arg(long)]
     pub require_multipath: bool,
-    /// Write the body to FILE (through a temporary file renamed only when complete).
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Extra header, `Name: value` (repeatable).
-    #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    pub headers: Vec<String>,
-    /// Request method (default GET, or POST with --data).
-    #[arg(short = 'X', long = "request", value_name = "METHOD")]
-    pub method: Option<String>,
-    /// Request body; `@FILE` reads it from a file.
-    #[arg(long)]
-    pub data: Option<String>,
     /// Also trust the CA certificates in this PEM file.
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
@@ -46,13 +33,6 @@ pub struct GetArgs {
     /// HTTP/2 only (prior knowledge over plain HTTP).
     #[arg(long)]
     pub http2: bool,
-    /// Print one JSON object at the end (status, bytes, duration, throughput, multipath
-    /// metrics); the body then goes only to -o, if given.
-    #[arg(long)]
-    pub json: bool,
-    /// Exit with 22 on an HTTP status of 400 or more.
-    #[arg(short = 'f', long)]
-    pub fail: bool,
     /// Limit on getting the response head, in seconds.
     #[arg(long, default_value_t = 60.0)]
     pub timeout: f64,
@@ -62,6 +42,33 @@ pub struct GetArgs {
     /// Redirects followed at most.
     #[arg(long, default_value_t = 10)]
     pub max_redirects: usize,
+}
+
+#[derive(Args, Clone)]
+pub struct GetArgs {
+    /// The URL (http:// or https://).
+    pub url: String,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Write the body to FILE (through a temporary file renamed only when complete).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Extra header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Request method (default GET, or POST with --data).
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    pub method: Option<String>,
+    /// Request body; `@FILE` reads it from a file.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Print one JSON object at the end (status, bytes, duration, throughput, multipath
+    /// metrics); the body then goes only to -o, if given.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with 22 on an HTTP status of 400 or more.
+    #[arg(short = 'f', long)]
+    pub fail: bool,
     /// No progress bar, even on a terminal.
     #[arg(short = 's', long)]
     pub silent: bool,
@@ -117,8 +124,8 @@ pub fn exit_code(e: &HttpError) -> i32 {
     }
 }
 
-/// The session `args` describe.
-pub fn session(args: &GetArgs) -> Result<Session> {
+/// The session `args` describe; `compressed` asks for gzip/deflate bodies.
+pub fn session(args: &ConnectArgs, compressed: bool) -> Result<Session> {
     let mut tls = TlsOptions::new();
     if let Some(path) = &args.cacert {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -145,7 +152,7 @@ pub fn session(args: &GetArgs) -> Result<Session> {
             .timeout(secs(args.timeout))
             .connect_timeout(secs(args.connect_timeout))
             .max_redirects(args.max_redirects)
-            .decompress(args.compressed)
+            .decompress(compressed)
             .user_agent(concat!("mptcp-get/", env!("CARGO_PKG_VERSION"))),
     ))
 }
@@ -164,8 +171,14 @@ struct Summary {
 }
 
 pub fn run(args: GetArgs) -> Result<()> {
+    exit_with(get(&args))
+}
+
+/// Runs `work` on a single-thread runtime and exits with the code it
+/// returns, unless 0.
+pub fn exit_with(work: impl std::future::Future<Output = Result<i32>>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let code = rt.block_on(get(&args))?;
+    let code = rt.block_on(work)?;
     if code != 0 {
         std::process::exit(code);
     }
@@ -174,7 +187,7 @@ pub fn run(args: GetArgs) -> Result<()> {
 
 /// Runs the request; the process exit code.
 async fn get(args: &GetArgs) -> Result<i32> {
-    let session = session(args)?;
+    let session = session(&args.connect, args.compressed)?;
     let body = match &args.data {
         Some(d) => Some(match d.strip_prefix('@') {
             Some(path) => std::fs::read(path).with_context(|| format!("reading {path}"))?,
@@ -294,10 +307,8 @@ fn report(s: &Summary) {
             human(sf.tcp.bytes_acked.unwrap_or(0)),
         );
     }
-    match s.verified {
-        Some(true) => eprintln!("content hash verified"),
-        Some(false) => {}
-        None => {}
+    if s.verified == Some(true) {
+        eprintln!("content hash verified");
     }
 }
 

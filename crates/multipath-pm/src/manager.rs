@@ -458,6 +458,9 @@ impl Driver {
     /// for their foreign source address, after they cost the new path
     /// uplink time (and metered data).
     fn quarantine(&mut self, snapshot: &crate::RouteSnapshot) {
+        // Remembered while the address is a path or stranded; one that left
+        // the host is forgotten, so the set stays small.
+        self.path_addrs.retain(|a| snapshot.stranded.contains(a));
         self.path_addrs.extend(snapshot.paths.iter().map(|p| p.addr));
         let want: BTreeSet<IpAddr> = if self.core.config().quarantine_down_paths {
             snapshot.stranded.intersection(&self.path_addrs).copied().collect()
