@@ -122,7 +122,11 @@ struct GetRow {
 /// of `size` each.
 pub fn get(size: &str, rounds: usize, json: bool) -> Result<()> {
     let bytes = multipath_http::content::parse_size(size)?;
-    let served = Served::start(2)?;
+    // One server thread: the server is the fixed source both contenders
+    // share. With two on this 2-core machine, its idle worker contended
+    // with the client and every contender's figure turned bimodal (about
+    // 7 or 12 Gbit/s, by where the scheduler put the threads).
+    let served = Served::start(1)?;
     let curl = Baseline::find("curl")?;
     let mut rows = Vec::new();
     for secure in [false, true] {

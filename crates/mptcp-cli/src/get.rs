@@ -42,6 +42,10 @@ pub struct ConnectArgs {
     /// Redirects followed at most.
     #[arg(long, default_value_t = 10)]
     pub max_redirects: usize,
+    /// Receive buffer: `kernel` (autotuning), a size such as `8M`, or `auto`:
+    /// a fixed 4 MiB where net.core.rmem_max allows it, else the kernel's.
+    #[arg(long, value_name = "SIZE", default_value = "auto")]
+    pub recv_buffer: String,
 }
 
 #[derive(Args, Clone)]
@@ -153,8 +157,31 @@ pub fn session(args: &ConnectArgs, compressed: bool) -> Result<Session> {
             .connect_timeout(secs(args.connect_timeout))
             .max_redirects(args.max_redirects)
             .decompress(compressed)
+            .recv_buffer_size(recv_buffer(&args.recv_buffer)?)
             .user_agent(concat!("mptcp-get/", env!("CARGO_PKG_VERSION"))),
     ))
+}
+
+/// A fixed receive buffer for a download, because the kernel's MPTCP
+/// autotuning collapses when the body is consumed more slowly than it
+/// arrives (see `Parameters::recv_buffer_size`): hashing a 1 GB download
+/// on loopback went from 0.1-2 to 7-8 Gbit/s. `auto` fixes it only where
+/// the kernel lets it be large (net.core.rmem_max, often 208 KiB), since a
+/// small fixed buffer would cap the window below what autotuning reaches.
+fn recv_buffer(spec: &str) -> Result<Option<usize>> {
+    const AUTO: usize = 4 << 20;
+    match spec {
+        "kernel" => Ok(None),
+        "auto" => {
+            let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok().and_then(|m| m.trim().parse().ok());
+            Ok(max.filter(|&m: &usize| m >= AUTO).map(|_| AUTO))
+        }
+        size => {
+            let bytes = multipath_http::content::parse_size(size)
+                .map_err(|e| anyhow::anyhow!("--recv-buffer: {e}; or `auto` or `kernel`"))?;
+            Ok(Some(usize::try_from(bytes)?).filter(|&b| b > 0))
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -174,10 +201,14 @@ pub fn run(args: GetArgs) -> Result<()> {
     exit_with(get(&args))
 }
 
-/// Runs `work` on a single-thread runtime and exits with the code it
-/// returns, unless 0.
+/// Runs `work` on this thread and exits with the code it returns, unless 0.
+///
+/// The runtime has one worker thread, where hyper's connection task reads
+/// the socket while this thread consumes the body (hash, file): the socket
+/// is drained during the consumer's work, not after it. Measured on
+/// loopback against a single-thread runtime: 16.2 against 14.8 Gbit/s.
 pub fn exit_with(work: impl std::future::Future<Output = Result<i32>>) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let code = rt.block_on(work)?;
     if code != 0 {
         std::process::exit(code);
@@ -421,5 +452,24 @@ impl Progress {
     fn done(&self, bytes: u64) {
         self.draw(bytes);
         eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recv_buffer;
+
+    #[test]
+    fn receive_buffer_specs() {
+        assert_eq!(recv_buffer("kernel").unwrap(), None);
+        assert_eq!(recv_buffer("8M").unwrap(), Some(8_000_000));
+        assert_eq!(recv_buffer("65536").unwrap(), Some(65_536));
+        assert_eq!(recv_buffer("0").unwrap(), None);
+        // `auto` is 4 MiB or the kernel's, by this host's rmem_max.
+        assert!(matches!(recv_buffer("auto").unwrap(), None | Some(4_194_304)));
+        for bad in ["", "big", "4T", "-1"] {
+            let e = recv_buffer(bad).unwrap_err().to_string();
+            assert!(e.contains("--recv-buffer"), "{bad:?}: {e}");
+        }
     }
 }

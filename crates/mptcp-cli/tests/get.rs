@@ -117,6 +117,28 @@ fn output_files_appear_only_when_complete() {
     assert_eq!(scratch.entries(), ["ten.bin"], "no temporary file left behind");
 }
 
+/// The progress bar is drawn on a terminal (a pty, from util-linux's
+/// `script`) and never into a pipe.
+#[test]
+fn a_progress_bar_on_a_terminal_only() {
+    let server = Server::start();
+    let scratch = Scratch::new("progress");
+    let url = format!("http://{}/files/1M", server.addr);
+    let on_tty = scratch.0.join("tty.bin");
+    let command = format!("'{MPTCP}' get -o '{}' '{url}'", on_tty.display());
+    let o = Command::new("script").args(["-qec", &command, "/dev/null"]).output().expect("script (bsdutils) runs");
+    let tty = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{tty}");
+    assert!(tty.contains(&format!("[{}] 100.0% 1.00 MB", "#".repeat(30))), "a full bar: {tty:?}");
+    assert!(tty.contains("content hash verified"), "{tty:?}");
+
+    let piped = mptcp(&["get", "-o", scratch.0.join("piped.bin").to_str().unwrap(), &url]);
+    assert_eq!(code(&piped), 0);
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains('\r') && !err.contains('#'), "no bar into a pipe: {err:?}");
+    assert!(err.contains("content hash verified"), "{err:?}");
+}
+
 #[test]
 fn json_summary_and_check_agree_with_the_server() {
     let server = Server::start();

@@ -46,29 +46,45 @@ pub fn parse_size(input: &str) -> Result<u64, BadSize> {
 }
 
 /// Fills `buf` with the file's bytes from `offset` on. Byte `i` of every
-/// file is the same: word `i / 8` is splitmix64 of its index, little-endian,
+/// file is the same: word `i / 8` is [`word`] of its index, little-endian,
 /// so any range can be made without the bytes before it.
 pub fn fill(offset: u64, buf: &mut [u8]) {
-    let mut pos = offset;
-    let mut out = 0;
-    while out < buf.len() {
-        let word = splitmix64(pos / 8).to_le_bytes();
-        let within = (pos % 8) as usize;
-        let take = (8 - within).min(buf.len() - out);
-        buf[out..out + take].copy_from_slice(&word[within..within + take]);
-        out += take;
-        pos += take as u64;
+    let mut index = offset / 8;
+    let within = (offset % 8) as usize;
+    let mut rest = buf;
+    if within != 0 {
+        let take = (8 - within).min(rest.len());
+        rest[..take].copy_from_slice(&word(index).to_le_bytes()[within..within + take]);
+        rest = &mut rest[take..];
+        index += 1;
+    }
+    // Whole words with a fixed-size copy: the compiler turns each into one
+    // store (a per-word `memcpy` of a variable length took half of the
+    // server's CPU).
+    let mut words = rest.chunks_exact_mut(8);
+    for chunk in &mut words {
+        chunk.copy_from_slice(&word(index).to_le_bytes());
+        index += 1;
+    }
+    let tail = words.into_remainder();
+    if !tail.is_empty() {
+        let len = tail.len();
+        tail.copy_from_slice(&word(index).to_le_bytes()[..len]);
     }
 }
 
-fn splitmix64(index: u64) -> u64 {
-    let mut z = index.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// Word `index` of every file: wyrand's output for the state it would
+/// have after `index + 1` steps. One 64×64→128-bit multiply per word, about
+/// 9 GB/s on one core here, where splitmix64 made 3.2 GB/s and was the
+/// server's bottleneck on loopback.
+pub fn word(index: u64) -> u64 {
+    let state = index.wrapping_add(1).wrapping_mul(0xa076_1d64_78bd_642f);
+    let product = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
-/// SHA-256 of the first `size` bytes, in lowercase hex. About 1 GB/s.
+/// SHA-256 of the first `size` bytes, in lowercase hex. About 1.5 GB/s
+/// (SHA-NI).
 pub fn sha256_hex(size: u64) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 256 * 1024];
@@ -132,14 +148,23 @@ mod tests {
 
     #[test]
     fn any_range_matches_the_whole() {
-        let mut whole = vec![0u8; 1000];
-        fill(0, &mut whole);
-        for (offset, len) in [(0, 1), (3, 5), (7, 9), (8, 8), (13, 500), (999, 1)] {
+        // Byte i is byte i % 8 of word i / 8, by definition.
+        let whole: Vec<u8> = (0..1000u64).map(|i| word(i / 8).to_le_bytes()[(i % 8) as usize]).collect();
+        for (offset, len) in [(0, 1000), (0, 1), (1, 2), (3, 5), (6, 2), (7, 9), (8, 8), (13, 500), (999, 1), (5, 0)] {
             let mut part = vec![0u8; len];
             fill(offset as u64, &mut part);
             assert_eq!(part, whole[offset..offset + len], "{offset}+{len}");
         }
         assert_ne!(whole[..8], whole[8..16], "words differ");
+    }
+
+    #[test]
+    fn the_words_are_fixed() {
+        // Clients may regenerate the bytes, so their definition must not
+        // drift (values from an independent Python implementation).
+        assert_eq!(word(0), 0x111c_b3a7_8f59_a58e);
+        assert_eq!(word(1), 0xceab_d938_ff4e_856d);
+        assert_eq!(word(1 << 40), 0x61f6_8e25_75b3_5f86);
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub struct SessionConfig {
     user_agent: String,
     path_manager: Option<Arc<dyn Enforcer>>,
     decompress: bool,
+    recv_buffer: Option<usize>,
 }
 
 impl Default for SessionConfig {
@@ -64,6 +65,7 @@ impl Default for SessionConfig {
             user_agent: concat!("multipath/", env!("CARGO_PKG_VERSION")).into(),
             path_manager: None,
             decompress: false,
+            recv_buffer: None,
         }
     }
 }
@@ -134,6 +136,14 @@ impl SessionConfig {
         self
     }
 
+    /// A fixed receive buffer for every connection
+    /// ([`Parameters::recv_buffer_size`]); `None` (the default) leaves the
+    /// kernel's autotuning.
+    pub fn recv_buffer_size(mut self, bytes: Option<usize>) -> Self {
+        self.recv_buffer = bytes;
+        self
+    }
+
     fn parameters(&self) -> Parameters {
         let alpn: &[&str] = match self.http_version {
             HttpVersion::Auto => &["h2", "http/1.1"],
@@ -150,6 +160,9 @@ impl SessionConfig {
         }
         if let Some(pm) = &self.path_manager {
             params = params.path_manager(pm.clone());
+        }
+        if let Some(bytes) = self.recv_buffer {
+            params = params.recv_buffer_size(bytes);
         }
         params
     }

@@ -99,6 +99,15 @@ fn configure(socket: &Socket, params: &Parameters) -> Result<()> {
     if let Some(dev) = params.device() {
         step("SO_BINDTODEVICE", socket.bind_device(Some(dev.as_bytes())))?;
     }
+    if let Some(bytes) = params.recv_buffer() {
+        step("SO_RCVBUF", socket.set_recv_buffer_size(bytes))?;
+        // The kernel silently caps the request at net.core.rmem_max.
+        if let Ok(got) = socket.recv_buffer_size() {
+            if got < bytes.saturating_mul(2) {
+                tracing::debug!(asked = bytes, got, "receive buffer capped by net.core.rmem_max");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -203,7 +203,8 @@ async fn socket_options_reach_the_mptcp_socket() {
         .keepalive(Some(keepalive))
         .congestion_control("cubic")
         .local_address(SocketAddr::from(([127, 0, 0, 1], local_port)))
-        .bind_device("lo");
+        .bind_device("lo")
+        .recv_buffer_size(64 * 1024);
     let conn = Connection::connect(addr, &p).await.unwrap();
     assert!(conn.multipath_status().is_multipath());
     assert_eq!(conn.local_addr().unwrap().port(), local_port);
@@ -216,6 +217,8 @@ async fn socket_options_reach_the_mptcp_socket() {
     let cc = sock.tcp_congestion().unwrap();
     assert_eq!(cc.split(|&b| b == 0).next(), Some(&b"cubic"[..]));
     assert_eq!(sock.device().unwrap().as_deref(), Some(&b"lo"[..]));
+    // Below any rmem_max; the kernel doubles it for its bookkeeping.
+    assert_eq!(sock.recv_buffer_size().unwrap(), 2 * 64 * 1024);
 }
 
 #[tokio::test]
