@@ -191,7 +191,7 @@ impl Parameters {
     /// holds, drops what overflows and waits for retransmission timeouts.
     /// Measured on loopback (Linux 6.18), reading 1 GB while hashing it: 0.1
     /// to 2 Gbit/s with autotuning, 7 to 8 Gbit/s with a fixed 2 MB or more
-    /// (plain TCP: 7.5 either way). A fixed buffer also caps the window, so
+    /// (plain TCP with autotuning: 7.4 to 8.2). A fixed buffer also caps the window, so
     /// keep it above the path's bandwidth-delay product.
     pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
         self.recv_buffer = Some(bytes);
