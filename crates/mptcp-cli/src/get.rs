@@ -43,7 +43,8 @@ pub struct ConnectArgs {
     #[arg(long, default_value_t = 10)]
     pub max_redirects: usize,
     /// Receive buffer: `kernel` (autotuning; also `0`), a size such as `8M`, or
-    /// `auto`: a fixed 4 MiB where net.core.rmem_max allows it, else the kernel's.
+    /// `auto`: fixed at max(4 MiB, tcp_rmem's maximum) where net.core.rmem_max
+    /// allows 4 MiB, else the kernel's.
     #[arg(long, value_name = "SIZE", default_value = "auto")]
     pub recv_buffer: String,
 }
@@ -164,24 +165,37 @@ pub fn session(args: &ConnectArgs, compressed: bool) -> Result<Session> {
 
 /// A fixed receive buffer for a download, because the kernel's MPTCP
 /// autotuning collapses when the body is consumed more slowly than it
-/// arrives (see `Parameters::recv_buffer_size`): hashing a 1 GB download
-/// on loopback went from 0.1-2 to 7-8 Gbit/s. `auto` fixes it only where
-/// the kernel lets it be large (net.core.rmem_max, often 208 KiB), since a
-/// small fixed buffer would cap the window below what autotuning reaches.
+/// arrives over a fast path (see `Parameters::recv_buffer_size`): hashing a
+/// 1 GB download on loopback went from 0.1-2 to 7-8 Gbit/s.
 fn recv_buffer(spec: &str) -> Result<Option<usize>> {
-    const AUTO: usize = 4 << 20;
     match spec {
-        "kernel" => Ok(None),
+        "kernel" | "0" => Ok(None),
         "auto" => {
-            let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").ok().and_then(|m| m.trim().parse().ok());
-            Ok(max.filter(|&m: &usize| m >= AUTO).map(|_| AUTO))
+            let read = |path: &str| std::fs::read_to_string(path).ok();
+            let rmem_max = read("/proc/sys/net/core/rmem_max").and_then(|m| m.trim().parse().ok());
+            let tcp_rmem_max = read("/proc/sys/net/ipv4/tcp_rmem")
+                .and_then(|t| t.split_whitespace().nth(2).and_then(|m| m.parse().ok()));
+            Ok(auto_recv_buffer(rmem_max, tcp_rmem_max))
         }
         size => {
-            let bytes = multipath_http::content::parse_size(size)
-                .map_err(|e| anyhow::anyhow!("--recv-buffer: {e}; or `auto` or `kernel`"))?;
-            Ok(Some(usize::try_from(bytes)?).filter(|&b| b > 0))
+            let bad = |why: String| anyhow::anyhow!("--recv-buffer {size:?}: {why}; or `auto` or `kernel`");
+            let bytes = multipath_http::content::parse_size(size).map_err(|e| bad(e.to_string()))?;
+            match usize::try_from(bytes) {
+                Ok(b) if b <= multipath::MAX_RECV_BUFFER => Ok(Some(b)),
+                _ => Err(bad(format!("at most {} bytes", multipath::MAX_RECV_BUFFER))),
+            }
         }
     }
+}
+
+/// `auto`: at least 4 MiB and as large as autotuning could grow
+/// (`tcp_rmem`'s maximum), within `rmem_max`, so the fixed buffer never
+/// caps the window below what the kernel would have reached. Nothing where
+/// rmem_max is under 4 MiB (often 208 KiB): there the cap would bite.
+fn auto_recv_buffer(rmem_max: Option<usize>, tcp_rmem_max: Option<usize>) -> Option<usize> {
+    const FLOOR: usize = 4 << 20;
+    let rmem_max = rmem_max.filter(|&m| m >= FLOOR)?;
+    Some(tcp_rmem_max.unwrap_or(FLOOR).max(FLOOR).min(rmem_max).min(multipath::MAX_RECV_BUFFER))
 }
 
 #[derive(Serialize)]
@@ -255,7 +269,8 @@ async fn get(args: &GetArgs) -> Result<i32> {
     };
     let verified = expected.map(|e| Some(e) == hash.map(Sha256::finish_hex));
     let elapsed = started.elapsed();
-    let output = sink.finish()?;
+    // A body that fails its hash never appears under the final name.
+    let output = if verified == Some(false) { None } else { sink.finish()? };
     let metrics = response.metrics();
     let summary = Summary {
         status,
@@ -457,21 +472,32 @@ impl Progress {
 
 #[cfg(test)]
 mod tests {
-    use super::recv_buffer;
+    use super::{auto_recv_buffer, recv_buffer};
 
     #[test]
     fn receive_buffer_specs() {
         assert_eq!(recv_buffer("kernel").unwrap(), None);
+        assert_eq!(recv_buffer("0").unwrap(), None);
         assert_eq!(recv_buffer("8M").unwrap(), Some(8_000_000));
         assert_eq!(recv_buffer("65536").unwrap(), Some(65_536));
-        assert_eq!(recv_buffer("0").unwrap(), None);
-        // `auto` is 4 MiB only where this host's rmem_max allows it.
-        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
-        let expected = (rmem_max >= 4_194_304).then_some(4_194_304);
-        assert_eq!(recv_buffer("auto").unwrap(), expected, "rmem_max {rmem_max}");
-        for bad in ["", "big", "4T", "-1"] {
+        assert_eq!(recv_buffer("1000M").unwrap(), Some(1_000_000_000));
+        for bad in ["", "big", "4T", "-1", "2G", "100G"] {
             let e = recv_buffer(bad).unwrap_err().to_string();
             assert!(e.contains("--recv-buffer"), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn auto_receive_buffer_never_undercuts_autotuning() {
+        const MIB: usize = 1 << 20;
+        // A stock rmem_max (208 KiB): leave autotuning alone.
+        assert_eq!(auto_recv_buffer(Some(212_992), Some(6 * MIB)), None);
+        assert_eq!(auto_recv_buffer(None, Some(6 * MIB)), None);
+        // This machine: rmem_max 4 MiB, tcp_rmem up to 32 MiB.
+        assert_eq!(auto_recv_buffer(Some(4 * MIB), Some(32 * MIB)), Some(4 * MIB));
+        // A raised rmem_max: as far as autotuning would go, and no further.
+        assert_eq!(auto_recv_buffer(Some(64 * MIB), Some(32 * MIB)), Some(32 * MIB));
+        assert_eq!(auto_recv_buffer(Some(64 * MIB), Some(MIB)), Some(4 * MIB));
+        assert_eq!(auto_recv_buffer(Some(usize::MAX), Some(usize::MAX)), Some(multipath::MAX_RECV_BUFFER));
     }
 }

@@ -81,7 +81,8 @@ impl Drop for Server {
 }
 
 /// A server that promises 1000 bytes, sends 10 and closes.
-fn cut_short_server() -> SocketAddr {
+/// A server answering every request with `response`, then closing.
+fn canned_server(response: &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -89,10 +90,15 @@ fn cut_short_server() -> SocketAddr {
             let Ok(mut sock) = sock else { return };
             let mut buf = [0u8; 4096];
             let _ = sock.read(&mut buf);
-            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789");
+            let _ = sock.write_all(response);
         }
     });
     addr
+}
+
+/// Promises 1000 bytes and sends 10.
+fn cut_short_server() -> SocketAddr {
+    canned_server(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
 }
 
 fn code(o: &Output) -> i32 {
@@ -126,7 +132,12 @@ fn a_progress_bar_on_a_terminal_only() {
     let url = format!("http://{}/files/1M", server.addr);
     let on_tty = scratch.0.join("tty.bin");
     let command = format!("'{MPTCP}' get -o '{}' '{url}'", on_tty.display());
-    let o = Command::new("script").args(["-qec", &command, "/dev/null"]).output().expect("script (bsdutils) runs");
+    // `script` runs the command with $SHELL; the quoting above is sh's.
+    let o = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .output()
+        .expect("util-linux's `script` (package bsdutils) runs");
     let tty = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{tty}");
     assert!(tty.contains(&format!("[{}] 100.0% 1.00 MB", "#".repeat(30))), "a full bar: {tty:?}");
@@ -137,6 +148,19 @@ fn a_progress_bar_on_a_terminal_only() {
     let err = String::from_utf8_lossy(&piped.stderr);
     assert!(!err.contains('\r') && !err.contains('#'), "no bar into a pipe: {err:?}");
     assert!(err.contains("content hash verified"), "{err:?}");
+}
+
+#[test]
+fn a_body_that_fails_its_hash_is_not_kept() {
+    let liar = canned_server(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-content-sha256: 00000000\r\nconnection: close\r\n\r\n0123456789",
+    );
+    let scratch = Scratch::new("integrity");
+    let target = scratch.0.join("bad.bin");
+    let o = mptcp(&["get", "-s", "-o", target.to_str().unwrap(), &format!("http://{liar}/")]);
+    assert_eq!(code(&o), 11, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not match"));
+    assert_eq!(scratch.entries(), Vec::<String>::new(), "neither the target nor a temporary file");
 }
 
 #[test]

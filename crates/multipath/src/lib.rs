@@ -62,7 +62,7 @@ pub use endpoint::{Endpoint, ToEndpoint};
 pub use enforcer::Enforcer;
 pub use error::{Error, Result};
 pub use info::{DecodeError, MptcpInfo, SubflowInfo, TcpInfo, TcpState};
-pub use params::{Keepalive, Parameters};
+pub use params::{Keepalive, Parameters, MAX_RECV_BUFFER};
 pub use service::{ServiceType, UnknownServiceType};
 pub use socket::socket_protocol;
 pub use status::{MultipathStatus, PathManager, Transport};

@@ -100,7 +100,15 @@ fn configure(socket: &Socket, params: &Parameters) -> Result<()> {
         step("SO_BINDTODEVICE", socket.bind_device(Some(dev.as_bytes())))?;
     }
     if let Some(bytes) = params.recv_buffer() {
-        step("SO_RCVBUF", socket.set_recv_buffer_size(bytes))?;
+        // The kernel takes an int and doubles it: larger values would wrap.
+        let set = match bytes {
+            1..=crate::params::MAX_RECV_BUFFER => socket.set_recv_buffer_size(bytes),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{bytes} bytes: must be 1 to {}", crate::params::MAX_RECV_BUFFER),
+            )),
+        };
+        step("SO_RCVBUF", set)?;
         // The kernel silently caps the request at net.core.rmem_max.
         if let Ok(got) = socket.recv_buffer_size() {
             if got < bytes.saturating_mul(2) {

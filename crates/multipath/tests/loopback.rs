@@ -227,6 +227,15 @@ async fn an_option_the_kernel_refuses_is_a_clear_error() {
     let err = Connection::connect("127.0.0.1:9", &p).await.unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("TCP_CONGESTION") && msg.contains("no-such-algorithm"), "{msg}");
+
+    // Sizes the kernel's int would wrap, and 0, are refused rather than sent.
+    for bytes in [0, multipath::MAX_RECV_BUFFER + 1] {
+        let err = Connection::connect("127.0.0.1:9", &params(ServiceType::Handover).recv_buffer_size(bytes))
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("SO_RCVBUF") && msg.contains(&format!("{bytes} bytes")), "{msg}");
+    }
 }
 
 /// Where the namespace's default is BBR, interactive and aggregate MPTCP
