@@ -25,6 +25,16 @@ impl Default for Keepalive {
     }
 }
 
+/// Whether two optional shared values are the same one (trait objects and
+/// key material have no useful `==`).
+pub(crate) fn same_arc<T: ?Sized>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
 /// The largest [`Parameters::recv_buffer_size`]: the kernel takes an `int`
 /// and doubles it.
 pub const MAX_RECV_BUFFER: usize = (i32::MAX / 2) as usize;
@@ -60,12 +70,7 @@ pub struct Parameters {
 
 impl PartialEq for Parameters {
     fn eq(&self, other: &Self) -> bool {
-        let same_manager = match (&self.path_manager, &other.path_manager) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        };
-        same_manager
+        same_arc(&self.path_manager, &other.path_manager)
             && (self.service_type, self.require_multipath, self.nodelay, self.keepalive, self.local_address)
                 == (other.service_type, other.require_multipath, other.nodelay, other.keepalive, other.local_address)
             && (&self.bind_device, self.connect_timeout, &self.congestion_control, self.mark, self.recv_buffer)

@@ -47,12 +47,7 @@ pub struct TlsOptions {
 
 impl PartialEq for TlsOptions {
     fn eq(&self, other: &Self) -> bool {
-        let same_auth = match (&self.client_auth, &other.client_auth) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        };
-        same_auth
+        crate::params::same_arc(&self.client_auth, &other.client_auth)
             && (self.roots, &self.extra_roots, &self.alpn, &self.server_name, self.insecure)
                 == (other.roots, &other.extra_roots, &other.alpn, &other.server_name, other.insecure)
     }
