@@ -44,8 +44,18 @@ fn line(as_json: bool, value: serde_json::Value, text: &str) -> String {
 
 fn print_paths(paths: &[multipath_pm::policy::LocalPath], as_json: bool) {
     let list: Vec<_> =
-        paths.iter().map(|p| json!({"name": p.name, "addr": p.addr.to_string(), "rank": p.rank})).collect();
-    let text: Vec<_> = paths.iter().map(|p| format!("{} {} (metric {})", p.name, p.addr, p.rank)).collect();
+        paths.iter().map(|p| json!({"name": p.name, "addrs": p.addrs.iter().map(ToString::to_string).collect::<Vec<_>>(), "rank": p.rank})).collect();
+    let text: Vec<_> = paths
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} (metric {})",
+                p.name,
+                p.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+                p.rank
+            )
+        })
+        .collect();
     println!("{}", line(as_json, json!({"paths": list}), &format!("paths: {}", text.join(", "))));
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use multipath::ServiceType;
 
 use crate::netlink::socket::poll_any;
-use crate::policy::{Core, Input, LocalPath, PolicyConfig, Probe, SubflowSample};
+use crate::policy::{Core, Input, LocalPath, PolicyConfig, Probe, Refusal, SubflowSample};
 use crate::{Command, Event, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
 
 /// How often busy connections' subflows are measured.
@@ -250,6 +250,8 @@ struct Driver {
     path_addrs: BTreeSet<IpAddr>,
     /// Addresses with a quarantine rule in place (removed on drop).
     quarantined: BTreeSet<IpAddr>,
+    /// Kinds of [`Unservable`](crate::policy::Unservable) reasons logged so far.
+    unserved_kinds: BTreeSet<&'static str>,
 }
 
 impl Drop for Driver {
@@ -277,6 +279,7 @@ impl Driver {
             log: None,
             path_addrs: BTreeSet::new(),
             quarantined: BTreeSet::new(),
+            unserved_kinds: BTreeSet::new(),
         };
         // Rules a crashed predecessor left behind would strand addresses
         // that are fine again.
@@ -369,6 +372,7 @@ impl Driver {
         if token == 0 {
             return Err(unfit(&"no token yet"));
         }
+        self.core.servable(local.ip(), remote.ip()).map_err(PmError::Unservable)?;
         let now = Instant::now();
         // With a default service, the kernel's ESTABLISHED has made the core
         // manage the connection already if it came first; if not, it is
@@ -404,6 +408,17 @@ impl Driver {
             // any (client side only: a server's joins come from its peers).
             if let (Event::Established(c), Some(service)) = (&event, self.core.config().default_service) {
                 if !c.server_side && !self.core.manages(c.token) {
+                    if let Err(why) = self.core.servable(c.local.ip(), c.remote.ip()) {
+                        // Left to the kernel as it is. Said once per kind of
+                        // reason: a host full of such connections must not
+                        // flood the log.
+                        if self.unserved_kinds.insert(why.kind()) {
+                            tracing::info!(token = c.token, reason = %why, "connection left to the kernel (logged once per reason)");
+                        } else {
+                            tracing::debug!(token = c.token, reason = %why, "connection left to the kernel");
+                        }
+                        continue;
+                    }
                     let input =
                         Input::Established { token: c.token, service, local: c.local, remote: c.remote, ready: true };
                     self.core.handle(input, now);
@@ -461,7 +476,7 @@ impl Driver {
         // Remembered while the address is a path or stranded; one that left
         // the host is forgotten, so the set stays small.
         self.path_addrs.retain(|a| snapshot.stranded.contains(a));
-        self.path_addrs.extend(snapshot.paths.iter().map(|p| p.addr));
+        self.path_addrs.extend(snapshot.paths.iter().flat_map(|p| p.addrs.iter().copied()));
         let want: BTreeSet<IpAddr> = if self.core.config().quarantine_down_paths {
             snapshot.stranded.intersection(&self.path_addrs).copied().collect()
         } else {
@@ -584,11 +599,15 @@ impl Driver {
             }
             if let Err(e) = result {
                 tracing::debug!(error = %e, command = command.name(), "refused");
-                refused.push(command);
+                let refusal = match &e {
+                    PmError::Refused { errno, message, .. } => Refusal::classify(*errno, message.as_deref()),
+                    _ => Refusal::Transient,
+                };
+                refused.push((command, refusal));
             }
         }
-        for command in refused {
-            self.core.handle(Input::CommandFailed(command), now);
+        for (command, refusal) in refused {
+            self.core.handle(Input::CommandFailed { command, refusal }, now);
         }
     }
 }

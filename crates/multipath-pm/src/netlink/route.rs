@@ -221,8 +221,10 @@ pub fn parse(ty: u16, body: &[u8]) -> Result<Option<Entry>, DecodeError> {
 }
 
 /// The usable paths: interfaces that are up, hold a global address and
-/// carry a default route of the main table; ranked by that route's metric
-/// (the lowest per interface), then by name.
+/// carry a default route of the main table. A path has one address per
+/// family with a default route through it (IPv4 first), so a dual-stack
+/// interface serves IPv4 and IPv6 peers alike. Ranked by the lowest metric
+/// of those routes, then by name.
 pub fn paths(entries: &[Entry]) -> Vec<LocalPath> {
     let mut links: BTreeMap<u32, &str> = BTreeMap::new();
     for e in entries {
@@ -230,24 +232,28 @@ pub fn paths(entries: &[Entry]) -> Vec<LocalPath> {
             links.insert(*index, name);
         }
     }
-    let mut best: BTreeMap<u32, (u32, bool)> = BTreeMap::new();
+    // Per interface: the best metric, and which families have a default route.
+    let mut best: BTreeMap<u32, (u32, [bool; 2])> = BTreeMap::new();
     for e in entries {
         if let Entry::Route { oif, metric, default_main: true, v6 } = e {
-            let slot = best.entry(*oif).or_insert((*metric, *v6));
-            if *metric < slot.0 {
-                *slot = (*metric, *v6);
-            }
+            let slot = best.entry(*oif).or_insert((*metric, [false; 2]));
+            slot.0 = slot.0.min(*metric);
+            slot.1[usize::from(*v6)] = true;
         }
     }
     let mut out: Vec<LocalPath> = Vec::new();
-    for (&ifindex, &(metric, v6)) in &best {
+    for (&ifindex, &(metric, families)) in &best {
         let Some(name) = links.get(&ifindex) else { continue };
-        let addr = entries.iter().find_map(|e| match e {
-            Entry::Addr { index, addr, usable: true } if *index == ifindex && addr.is_ipv6() == v6 => Some(*addr),
-            _ => None,
-        });
-        if let Some(addr) = addr {
-            out.push(LocalPath { name: (*name).to_owned(), addr, ifindex, rank: metric });
+        let first_of = |v6: bool| {
+            entries.iter().find_map(|e| match e {
+                Entry::Addr { index, addr, usable: true } if *index == ifindex && addr.is_ipv6() == v6 => Some(*addr),
+                _ => None,
+            })
+        };
+        let addrs: Vec<IpAddr> =
+            [false, true].into_iter().filter(|&v6| families[usize::from(v6)]).filter_map(first_of).collect();
+        if !addrs.is_empty() {
+            out.push(LocalPath { name: (*name).to_owned(), addrs, ifindex, rank: metric });
         }
     }
     out.sort_by(|a, b| a.rank.cmp(&b.rank).then(a.name.cmp(&b.name)));
@@ -338,11 +344,65 @@ mod tests {
         .filter_map(|m| parse_one(m))
         .collect();
         let paths = paths(&rows);
-        let names: Vec<_> = paths.iter().map(|p| (p.name.as_str(), p.rank, p.addr.to_string())).collect();
-        assert_eq!(names, vec![("wifi", 100, "10.1.0.2".into()), ("cell", 200, "10.2.0.2".into())]);
+        let names: Vec<_> = paths.iter().map(|p| (p.name.as_str(), p.rank, p.addrs.clone())).collect();
+        let ip = |s: &str| vec![s.parse::<IpAddr>().unwrap()];
+        assert_eq!(names, vec![("wifi", 100, ip("10.1.0.2")), ("cell", 200, ip("10.2.0.2"))]);
         // Wifi's route gone (link down removes it): only cell is left.
         let without: Vec<Entry> = rows.into_iter().filter(|e| !matches!(e, Entry::Route { oif: 2, .. })).collect();
         assert_eq!(super::paths(&without).len(), 1);
+    }
+
+    fn addr6(index: u32, ip: &str, scope: u8) -> Vec<u8> {
+        let mut fixed = [0u8; 8];
+        fixed[0] = libc::AF_INET6 as u8;
+        fixed[3] = scope;
+        fixed[4..8].copy_from_slice(&index.to_ne_bytes());
+        let ip: std::net::Ipv6Addr = ip.parse().unwrap();
+        message(RTM_NEWADDR, &fixed, |a| {
+            a.bytes(IFA_ADDRESS, &ip.octets());
+        })
+    }
+
+    fn default_route6(oif: u32, metric: u32) -> Vec<u8> {
+        let mut m = default_route(oif, metric);
+        m[16] = libc::AF_INET6 as u8;
+        m
+    }
+
+    #[test]
+    fn dual_stack_paths_carry_an_address_per_family_with_a_default_route() {
+        let up = IFF_UP | IFF_LOWER_UP;
+        let rows: Vec<Entry> = [
+            link(2, "wifi", up),
+            link(3, "cell", up),
+            link(4, "eth", up),
+            addr4(2, [10, 1, 0, 2], 0),
+            addr6(2, "fe80::1", 253), // link scope: never a source
+            addr6(2, "fd00:1::2", 0),
+            addr4(3, [10, 2, 0, 2], 0),
+            addr6(3, "fd00:2::2", 0), // no IPv6 default route on cell
+            addr6(4, "fd00:3::2", 0), // IPv6 only
+            default_route(2, 100),
+            default_route6(2, 90),
+            default_route(3, 200),
+            default_route6(4, 300),
+        ]
+        .iter()
+        .filter_map(|m| parse_one(m))
+        .collect();
+        let got: Vec<(String, u32, Vec<String>)> = paths(&rows)
+            .into_iter()
+            .map(|p| (p.name, p.rank, p.addrs.iter().map(ToString::to_string).collect()))
+            .collect();
+        let want = |n: &str, r: u32, a: &[&str]| (n.to_owned(), r, a.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            got,
+            vec![
+                want("wifi", 90, &["10.1.0.2", "fd00:1::2"]),
+                want("cell", 200, &["10.2.0.2"]),
+                want("eth", 300, &["fd00:3::2"]),
+            ]
+        );
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub enum PmError {
     /// The descriptor handed over is not a connected MPTCP connection.
     #[error("not a connected MPTCP connection: {0}")]
     NotManageable(String),
+    /// A connection the path manager leaves to the kernel as it is.
+    #[error("left to the kernel's handling: {0}")]
+    Unservable(#[from] crate::policy::Unservable),
     /// The event socket overflowed: events were lost; resynchronise.
     #[error("path-manager events were lost (socket buffer overrun)")]
     EventsLost,

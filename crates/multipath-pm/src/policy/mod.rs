@@ -29,17 +29,31 @@ use crate::netlink::mptcp_pm::{flags, Command, LocalAddr};
 pub use rank::PathPreference;
 pub use select::Hysteresis;
 
-/// A local path: an interface with a usable address and a route.
+/// A local path: an interface with usable addresses and default routes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalPath {
     /// Interface name, e.g. "wifi0".
     pub name: String,
-    /// The address subflows on this path leave from.
-    pub addr: IpAddr,
+    /// The addresses subflows on this path may leave from: one per family
+    /// that has a default route through the interface (IPv4 first).
+    pub addrs: Vec<IpAddr>,
     /// Interface index.
     pub ifindex: u32,
     /// Preference: lower is better (default-route metric by default).
     pub rank: u32,
+}
+
+impl LocalPath {
+    /// The address a subflow to `peer` leaves from: the path's address of
+    /// the peer's family (the kernel refuses a join across families).
+    pub fn addr_for(&self, peer: IpAddr) -> Option<IpAddr> {
+        self.addrs.iter().copied().find(|a| a.is_ipv4() == peer.is_ipv4())
+    }
+
+    /// Whether `ip` is one of the path's addresses.
+    pub fn holds(&self, ip: IpAddr) -> bool {
+        self.addrs.contains(&ip)
+    }
 }
 
 /// Measurements of one subflow, sampled periodically by the driver.
@@ -134,8 +148,13 @@ pub enum Input {
         loc_id: u8,
     },
     /// The kernel refused a command the core issued; the core undoes what
-    /// it assumed and tries again later.
-    CommandFailed(Command),
+    /// it assumed and, unless the refusal is final, tries again later.
+    CommandFailed {
+        /// The command.
+        command: Command,
+        /// What the refusal means.
+        refusal: Refusal,
+    },
     /// The peer answered the probe of `path`: the path works.
     ProbeAnswered {
         /// Connection token.
@@ -155,6 +174,92 @@ pub enum Input {
         /// Connection token.
         token: u32,
     },
+}
+
+/// What a refusal from the kernel means for the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Asking again cannot help (`families mismatch`, an address that is
+    /// not local): the path is not tried again for this connection until
+    /// it changes.
+    Final,
+    /// The kernel does not know the connection (any more).
+    UnknownConnection,
+    /// Worth another try later (a join not established yet, a connection
+    /// not ready yet, a full queue).
+    Transient,
+}
+
+impl Refusal {
+    /// Reads a refusal: its errno and the kernel's extended-ack text.
+    pub fn classify(errno: i32, message: Option<&str>) -> Refusal {
+        let message = message.unwrap_or("");
+        match errno {
+            libc::EINVAL if message.contains("invalid token") => Refusal::UnknownConnection,
+            libc::EINVAL if message.contains("families mismatch") => Refusal::Final,
+            libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT | libc::ENETUNREACH => Refusal::Final,
+            _ => Refusal::Transient,
+        }
+    }
+}
+
+/// Why the path manager leaves a connection to the kernel as it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unservable {
+    /// An IPv6 socket talking IPv4 through mapped addresses.
+    #[error("{0} is an IPv4-mapped IPv6 address")]
+    Mapped(IpAddr),
+    /// Local and peer addresses of different families.
+    #[error("local {local} and peer {remote} are of different families")]
+    MixedFamilies {
+        /// The connection's local address.
+        local: IpAddr,
+        /// The peer's.
+        remote: IpAddr,
+    },
+    /// A link-local or loopback peer: only its own interface reaches it.
+    #[error("peer {0} is reachable through one interface only (link-local or loopback)")]
+    LinkScoped(IpAddr),
+    /// The connection left from an address on no known path.
+    #[error("local address {0} is on no path with a default route of its family")]
+    UnknownAddress(IpAddr),
+}
+
+impl Unservable {
+    /// A short name for the kind of reason, to log each kind once.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Unservable::Mapped(_) => "mapped",
+            Unservable::MixedFamilies { .. } => "mixed-families",
+            Unservable::LinkScoped(_) => "link-scoped",
+            Unservable::UnknownAddress(_) => "unknown-address",
+        }
+    }
+}
+
+/// The path a connection from `local` to `remote` starts on, if the path
+/// manager can serve it at all: same family both ends, a peer other paths
+/// can reach, and a local address on a known path. Anything else is left
+/// to the kernel untouched.
+pub fn servable<'a>(paths: &'a [LocalPath], local: IpAddr, remote: IpAddr) -> Result<&'a LocalPath, Unservable> {
+    for ip in [local, remote] {
+        if let IpAddr::V6(v6) = ip {
+            if v6.to_ipv4_mapped().is_some() {
+                return Err(Unservable::Mapped(ip));
+            }
+        }
+    }
+    if local.is_ipv4() != remote.is_ipv4() {
+        return Err(Unservable::MixedFamilies { local, remote });
+    }
+    let link_scoped = match remote {
+        IpAddr::V4(a) => a.is_loopback() || a.is_link_local(),
+        IpAddr::V6(a) => a.is_loopback() || a.is_unicast_link_local(),
+    };
+    if link_scoped {
+        return Err(Unservable::LinkScoped(remote));
+    }
+    paths.iter().find(|p| p.holds(local)).ok_or(Unservable::UnknownAddress(local))
 }
 
 /// Tunables, with defaults that suit the lab's 20 ms / 60 ms paths.
@@ -260,6 +365,9 @@ struct PathHealth {
     /// Declared failed from measurements (RTO with data outstanding) while
     /// the path itself stays up; cleared when a new subflow on it works.
     failed: bool,
+    /// The kernel refused a join on this path for good: not tried again
+    /// until the path changes (a fresh [`Input::PathUp`]).
+    refused: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -340,7 +448,7 @@ impl Core {
         // cost a full sweep per sample); path changes concern all.
         let touched = match &input {
             Input::PathUp(_) | Input::PathDown { .. } => None,
-            Input::CommandFailed(command) => Some(command.token()),
+            Input::CommandFailed { command, .. } => Some(command.token()),
             Input::Established { token, .. }
             | Input::SubflowEstablished { token, .. }
             | Input::SubflowClosed { token, .. }
@@ -372,7 +480,10 @@ impl Core {
                     self.reconcile_one(token, now);
                     return;
                 }
-                let path = self.path_of(local.ip()).map(|p| p.name.clone()).unwrap_or_default();
+                // Do no harm: a connection the core cannot serve is never
+                // touched (the driver says why, from the same function).
+                let Ok(path) = servable(&self.paths, local.ip(), remote.ip()) else { return };
+                let path = path.name.clone();
                 let initial = Subflow {
                     path,
                     loc_id: 0,
@@ -423,7 +534,7 @@ impl Core {
                     }
                 }
             }
-            Input::CommandFailed(command) => self.command_failed(command, now),
+            Input::CommandFailed { command, refusal } => self.command_failed(command, refusal, now),
             Input::ProbeAnswered { token, path } => {
                 let Some(peer) = self.conns.get(&token).map(|c| c.remote.ip()) else { return };
                 if let Some(probe) = self.path_probes.get_mut(&(path.clone(), peer)) {
@@ -561,13 +672,22 @@ impl Core {
         self.conns.keys().copied()
     }
 
-    fn command_failed(&mut self, command: Command, now: Instant) {
+    fn command_failed(&mut self, command: Command, refusal: Refusal, now: Instant) {
+        if refusal == Refusal::UnknownConnection {
+            // Closed before its CLOSED event reached us: forget it.
+            let token = command.token();
+            if let Some(at) = self.conns.remove(&token).and_then(|c| c.deadline) {
+                self.deadlines.remove(&(at, token));
+            }
+            return;
+        }
         match command {
             Command::SubflowCreate { token, local, .. } => {
                 let Some(conn) = self.conns.get_mut(&token) else { return };
                 if let Some(sf) = conn.subflows.iter().find(|s| s.loc_id == local.id) {
-                    let path = sf.path.clone();
-                    backoff(&self.config, conn.health.entry(path).or_default(), now);
+                    let health = conn.health.entry(sf.path.clone()).or_default();
+                    health.refused |= refusal == Refusal::Final;
+                    backoff(&self.config, health, now);
                 }
                 conn.subflows.retain(|s| s.loc_id != local.id);
             }
@@ -585,8 +705,10 @@ impl Core {
         }
     }
 
-    fn path_of(&self, ip: IpAddr) -> Option<&LocalPath> {
-        self.paths.iter().find(|p| p.addr == ip.to_canonical())
+    /// Whether the core would serve a connection from `local` to `remote`
+    /// now, and why not.
+    pub fn servable(&self, local: IpAddr, remote: IpAddr) -> Result<(), Unservable> {
+        servable(&self.paths, local, remote).map(drop)
     }
 
     fn reconcile_all(&mut self, now: Instant) {
@@ -765,7 +887,8 @@ fn silence_probe(
     }
     path_probes.insert(key, PathProbe { sent: now, wait, answered: None });
     p.outstanding = Some((active.clone(), now, wait));
-    Some(Probe { token, path: active, from: path.addr, to: conn.remote.ip() })
+    let from = path.addr_for(conn.remote.ip())?;
+    Some(Probe { token, path: active, from, to: conn.remote.ip() })
 }
 
 /// The paths a connection may use now: up, and either healthy or due for
@@ -773,9 +896,13 @@ fn silence_probe(
 fn usable<'a>(paths: &'a [LocalPath], conn: &Conn, now: Instant) -> Vec<&'a LocalPath> {
     paths
         .iter()
+        // Only paths with an address of the peer's family can join.
+        .filter(|p| p.addr_for(conn.remote.ip()).is_some())
         // A failed path is out while it waits for its next try; then a
-        // fresh join probes it.
-        .filter(|p| !conn.health.get(&p.name).is_some_and(|h| h.failed && h.retry_at.is_some_and(|at| now < at)))
+        // fresh join probes it. A refused one is out until it changes.
+        .filter(|p| {
+            !conn.health.get(&p.name).is_some_and(|h| h.refused || (h.failed && h.retry_at.is_some_and(|at| now < at)))
+        })
         .collect()
 }
 
@@ -796,9 +923,20 @@ fn reconcile(
     // 1. Subflows on dead or failed paths go: withdraw the address first,
     // over a working subflow, so the peer stops using the dead one at once
     // (it would otherwise wait for its own timeouts), then destroy.
-    let (dead, alive): (Vec<Subflow>, Vec<Subflow>) = std::mem::take(&mut conn.subflows)
+    // Never the last established subflow, though, before another one is
+    // established to take over: until then it stays, as the kernel would
+    // keep it (its path may come back), and the replacement joins below.
+    let (dead, mut alive): (Vec<Subflow>, Vec<Subflow>) = std::mem::take(&mut conn.subflows)
         .into_iter()
         .partition(|s| !is_usable(&s.path) || (is_failed(conn, &s.path) && s.state == SubflowState::Established));
+    let (dead, alive) = if alive.iter().any(|s| s.state == SubflowState::Established) {
+        (dead, alive)
+    } else {
+        let (last, dead): (Vec<Subflow>, Vec<Subflow>) =
+            dead.into_iter().partition(|s| s.state == SubflowState::Established);
+        alive.extend(last);
+        (dead, alive)
+    };
     conn.subflows = alive;
     let withdrew = !dead.is_empty();
     for sf in dead {
@@ -894,6 +1032,7 @@ fn reconcile(
             ServiceType::Handover => active.is_some(),
             _ => wants_backup(conn, &path.name),
         };
+        let Some(addr) = path.addr_for(remote.ip()) else { continue };
         let loc_id = conn.next_id;
         conn.next_id += 1;
         if let Some(h) = conn.health.get_mut(&path.name) {
@@ -902,7 +1041,7 @@ fn reconcile(
         }
         let local = LocalAddr {
             id: loc_id,
-            addr: path.addr,
+            addr,
             port: 0,
             ifindex: path.ifindex as i32,
             flags: if backup { flags::BACKUP } else { 0 },
@@ -911,7 +1050,7 @@ fn reconcile(
         let joining = Subflow {
             path: path.name.clone(),
             loc_id,
-            local: SocketAddr::new(path.addr, 0),
+            local: SocketAddr::new(addr, 0),
             backup,
             state: SubflowState::Joining(now),
             flag_retry_at: None,
@@ -920,10 +1059,12 @@ fn reconcile(
     }
 
     // 5. Every other established subflow gets the flag its role wants.
+    // (Not one kept on a dead path for want of a replacement: its MP_PRIO
+    // would go nowhere.)
     for i in 0..conn.subflows.len() {
         let sf = &conn.subflows[i];
         let want = wants_backup(conn, &sf.path);
-        if flag_ready(sf) && sf.backup != want {
+        if flag_ready(sf) && sf.backup != want && is_usable(&sf.path) {
             let sf = &mut conn.subflows[i];
             sf.backup = want;
             sf.flag_retry_at = None;

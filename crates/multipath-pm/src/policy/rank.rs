@@ -65,7 +65,7 @@ mod tests {
     use super::*;
 
     fn path(name: &str, metric: u32) -> LocalPath {
-        LocalPath { name: name.into(), addr: "10.0.0.1".parse().unwrap(), ifindex: 1, rank: metric }
+        LocalPath { name: name.into(), addrs: vec!["10.0.0.1".parse().unwrap()], ifindex: 1, rank: metric }
     }
 
     fn names(paths: &[LocalPath]) -> Vec<&str> {

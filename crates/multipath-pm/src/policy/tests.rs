@@ -18,11 +18,21 @@ fn server() -> SocketAddr {
 }
 
 fn wifi() -> LocalPath {
-    LocalPath { name: "wifi".into(), addr: "10.1.0.2".parse().unwrap(), ifindex: 2, rank: 100 }
+    LocalPath {
+        name: "wifi".into(),
+        addrs: vec!["10.1.0.2".parse().unwrap(), "fd00:1::2".parse().unwrap()],
+        ifindex: 2,
+        rank: 100,
+    }
 }
 
 fn cell() -> LocalPath {
-    LocalPath { name: "cell".into(), addr: "10.2.0.2".parse().unwrap(), ifindex: 3, rank: 200 }
+    LocalPath {
+        name: "cell".into(),
+        addrs: vec!["10.2.0.2".parse().unwrap(), "fd00:2::2".parse().unwrap()],
+        ifindex: 3,
+        rank: 200,
+    }
 }
 
 struct Sim {
@@ -93,7 +103,7 @@ fn sample(local: SocketAddr, rtt_ms: u32) -> SubflowSample {
 
 fn create_on(cmd: &Command, path: &LocalPath, backup: bool) -> bool {
     matches!(cmd, Command::SubflowCreate { token: TOKEN, local, remote }
-        if local.addr == path.addr && local.ifindex == path.ifindex as i32 && *remote == server()
+        if Some(local.addr) == path.addr_for(server().ip()) && local.ifindex == path.ifindex as i32 && *remote == server()
             && (local.flags & flags::BACKUP != 0) == backup && local.id != 0)
 }
 
@@ -240,8 +250,123 @@ fn lazy_handover_opens_cell_only_when_wifi_goes() {
     let mut sim = Sim::new(PolicyConfig { lazy_secondary: true, ..PolicyConfig::default() });
     assert!(sim.establish(ServiceType::Handover, WIFI_INITIAL).is_empty());
     let cmds = sim.input(Input::PathDown { name: "wifi".into() });
-    assert_eq!(cmds[0], Command::Remove { token: TOKEN, loc_id: 0 });
-    assert!(create_on(&cmds[2], &cell(), false), "{cmds:?}");
+    // The last subflow stays until its replacement is up.
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert!(create_on(&cmds[0], &cell(), false), "{cmds:?}");
+    let (_, cmds) = sim.joined(&cmds[0], 50000);
+    assert_eq!(
+        cmds,
+        vec![
+            Command::Remove { token: TOKEN, loc_id: 0 },
+            Command::SubflowDestroy { token: TOKEN, local: addr(WIFI_INITIAL), remote: server() },
+        ]
+    );
+}
+
+const SERVER6: &str = "[fd00:9::2]:443";
+
+#[test]
+fn ipv6_connections_join_from_each_paths_ipv6_address_and_keep_their_subflow() {
+    for service in [ServiceType::Handover, ServiceType::Interactive, ServiceType::Aggregate] {
+        let mut sim = Sim::new(PolicyConfig::default());
+        let (local, remote) = (addr("[fd00:1::2]:40000"), addr(SERVER6));
+        let cmds = sim.input(Input::Established { token: TOKEN, service, local, remote, ready: true });
+        assert_eq!(cmds.len(), 1, "{service}: only a join, nothing removed: {cmds:?}");
+        let Command::SubflowCreate { local: join, remote: to, .. } = &cmds[0] else { panic!("{cmds:?}") };
+        assert_eq!((join.addr, *to), ("fd00:2::2".parse().unwrap(), remote), "{service}");
+        assert!(sim.core.manages(TOKEN));
+    }
+}
+
+#[test]
+fn joins_only_where_the_path_has_the_peers_family() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    // Cell loses its IPv4 default route: only IPv6 is left on it.
+    let cell6 = LocalPath { addrs: vec!["fd00:2::2".parse().unwrap()], ..cell() };
+    sim.input(Input::PathUp(cell6));
+    let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    assert!(cmds.is_empty(), "no IPv4 on cell: no join, and the initial subflow stays: {cmds:?}");
+    assert!(sim.advance(Duration::from_secs(30)).is_empty());
+}
+
+#[test]
+fn connections_it_cannot_serve_are_never_touched() {
+    let cases = [
+        ("192.168.7.2:40000", "10.0.0.2:443", "unknown-address"),
+        ("[fd00:7::2]:40000", SERVER6, "unknown-address"),
+        ("[::ffff:10.1.0.2]:40000", "[::ffff:10.0.0.2]:443", "mapped"),
+        ("[fd00:1::2]:40000", "[fe80::1]:443", "link-scoped"),
+        ("10.1.0.2:40000", "127.0.0.1:443", "link-scoped"),
+    ];
+    for (local, remote, kind) in cases {
+        let mut sim = Sim::new(PolicyConfig::default());
+        let (local, remote) = (addr(local), addr(remote));
+        assert_eq!(sim.core.servable(local.ip(), remote.ip()).unwrap_err().kind(), kind, "{local} -> {remote}");
+        for service in [ServiceType::Handover, ServiceType::Aggregate] {
+            let cmds = sim.input(Input::Established { token: TOKEN, service, local, remote, ready: true });
+            assert!(cmds.is_empty(), "{local} -> {remote}: {cmds:?}");
+            assert!(!sim.core.manages(TOKEN));
+            assert!(sim.input(Input::PathDown { name: "wifi".into() }).is_empty());
+            assert!(sim.advance(Duration::from_secs(10)).is_empty());
+        }
+    }
+    let err = servable(&[wifi()], "10.1.0.2".parse().unwrap(), "fd00:9::2".parse().unwrap()).unwrap_err();
+    assert_eq!(err.kind(), "mixed-families", "{err}");
+}
+
+#[test]
+fn the_last_working_subflow_stays_until_a_replacement_is_established() {
+    // Interactive, wifi only, then wifi's route vanishes: cell must join
+    // before anything is taken from the connection.
+    let mut sim = Sim::new(PolicyConfig::default());
+    sim.input(Input::PathDown { name: "cell".into() });
+    assert!(sim.establish(ServiceType::Interactive, WIFI_INITIAL).is_empty());
+    let cmds = sim.input(Input::PathDown { name: "wifi".into() });
+    assert!(cmds.is_empty(), "no path to replace it: nothing done: {cmds:?}");
+    assert!(sim.advance(Duration::from_secs(5)).is_empty());
+    let cmds = sim.input(Input::PathUp(cell()));
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    // The join fails: still nothing removed.
+    let Command::SubflowCreate { local, .. } = cmds[0] else { panic!("{cmds:?}") };
+    let closed = Input::SubflowClosed { token: TOKEN, local: SocketAddr::new(local.addr, 0), loc_id: local.id };
+    assert!(sim.input(closed).is_empty());
+    let retry = sim.advance(Duration::from_secs(1));
+    assert!(matches!(retry.as_slice(), [Command::SubflowCreate { .. }]), "{retry:?}");
+    let (_, cmds) = sim.joined(&retry[0], 50001);
+    assert_eq!(cmds[0], Command::Remove { token: TOKEN, loc_id: 0 }, "{cmds:?}");
+}
+
+#[test]
+fn a_final_refusal_is_not_retried_until_the_path_changes() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    let refusal = Refusal::classify(libc::EINVAL, Some("families mismatch"));
+    assert_eq!(refusal, Refusal::Final);
+    assert!(sim.input(Input::CommandFailed { command: cmds[0].clone(), refusal }).is_empty());
+    assert!(sim.advance(Duration::from_secs(60)).is_empty(), "never asked again");
+    // Cell comes back with a new address: worth a try.
+    let renumbered = LocalPath { addrs: vec!["10.2.0.9".parse().unwrap()], ..cell() };
+    let cmds = sim.input(Input::PathUp(renumbered));
+    assert!(matches!(cmds.as_slice(), [Command::SubflowCreate { .. }]), "{cmds:?}");
+}
+
+#[test]
+fn an_unknown_token_forgets_the_connection() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    let refusal = Refusal::classify(libc::EINVAL, Some("invalid token"));
+    assert_eq!(refusal, Refusal::UnknownConnection);
+    assert!(sim.input(Input::CommandFailed { command: cmds[0].clone(), refusal }).is_empty());
+    assert!(!sim.core.manages(TOKEN));
+    assert_eq!(sim.core.poll_timeout(), None, "no timer left behind");
+}
+
+#[test]
+fn refusals_are_classified_by_errno_and_text() {
+    assert_eq!(Refusal::classify(libc::EADDRNOTAVAIL, None), Refusal::Final);
+    assert_eq!(Refusal::classify(libc::ENOTCONN, None), Refusal::Transient);
+    assert_eq!(Refusal::classify(libc::EINVAL, Some("subflow not found")), Refusal::Transient);
+    assert_eq!(Refusal::classify(libc::ENOBUFS, None), Refusal::Transient);
 }
 
 #[test]
@@ -250,7 +375,10 @@ fn failed_joins_back_off_and_a_refused_create_is_retried() {
     let cmds = sim.establish(ServiceType::Handover, WIFI_INITIAL);
     let Command::SubflowCreate { local, .. } = cmds[0].clone() else { panic!() };
     // The kernel refused the command itself.
-    assert!(sim.input(Input::CommandFailed(cmds[0].clone())).is_empty(), "no immediate retry");
+    assert!(
+        sim.input(Input::CommandFailed { command: cmds[0].clone(), refusal: Refusal::Transient }).is_empty(),
+        "no immediate retry"
+    );
     let retry = sim.advance(Duration::from_millis(250));
     assert_eq!(retry.len(), 1, "retried after 250 ms: {retry:?}");
     // The join went out and was refused by the peer.
@@ -267,7 +395,7 @@ fn a_refused_set_backup_is_asked_again() {
     let cmds = sim.advance(Duration::from_millis(30));
     let unbackup = cmds[0].clone();
     assert!(matches!(unbackup, Command::SetBackup { backup: false, .. }), "{cmds:?}");
-    let again = sim.input(Input::CommandFailed(unbackup.clone()));
+    let again = sim.input(Input::CommandFailed { command: unbackup.clone(), refusal: Refusal::Transient });
     assert!(again.is_empty(), "not at once: {again:?}");
     assert_eq!(sim.advance(Duration::from_millis(20)), vec![unbackup], "re-issued after a short wait");
     let _ = cell_sf;
@@ -390,7 +518,10 @@ fn silence_is_probed_and_an_unanswered_probe_fails_over() {
     assert_eq!(sim.core.poll_probe(), None, "30 ms of silence is normal");
     sim.sample(&silent(60));
     let probe = sim.core.poll_probe().expect("60 ms of silence: probe");
-    assert_eq!((probe.path.as_str(), probe.from, probe.to), ("wifi", wifi().addr, server().ip()));
+    assert_eq!(
+        (probe.path.as_str(), probe.from, probe.to),
+        ("wifi", wifi().addr_for(server().ip()).unwrap(), server().ip())
+    );
     sim.sample(&silent(70));
     assert_eq!(sim.core.poll_probe(), None, "one probe at a time");
     let cmds = sim.advance(Duration::from_millis(100));
@@ -463,7 +594,7 @@ fn a_refused_create_is_retried_for_every_service_type() {
         let cmds = sim.establish(service, WIFI_INITIAL);
         assert_eq!(cmds.len(), 1, "{service}: {cmds:?}");
         // Before data has flowed, the kernel refuses joins (ENOTCONN).
-        let again = sim.input(Input::CommandFailed(cmds[0].clone()));
+        let again = sim.input(Input::CommandFailed { command: cmds[0].clone(), refusal: Refusal::Transient });
         assert!(again.is_empty(), "{service}: {again:?}");
         let retry = sim.advance(Duration::from_millis(250));
         assert!(
@@ -477,7 +608,7 @@ fn a_refused_create_is_retried_for_every_service_type() {
 fn creates_refused_before_the_connection_is_ready_go_out_when_it_is() {
     let mut sim = Sim::new(PolicyConfig::default());
     let cmds = sim.establish(ServiceType::Handover, WIFI_INITIAL);
-    assert!(sim.input(Input::CommandFailed(cmds[0].clone())).is_empty());
+    assert!(sim.input(Input::CommandFailed { command: cmds[0].clone(), refusal: Refusal::Transient }).is_empty());
     sim.advance(Duration::from_millis(10));
     let retry = sim.input(Input::Ready { token: TOKEN });
     assert!(retry.len() == 1 && create_on(&retry[0], &cell(), true), "{retry:?}");
