@@ -241,7 +241,7 @@ impl Unservable {
 /// manager can serve it at all: same family both ends, a peer other paths
 /// can reach, and a local address on a known path. Anything else is left
 /// to the kernel untouched.
-pub fn servable<'a>(paths: &'a [LocalPath], local: IpAddr, remote: IpAddr) -> Result<&'a LocalPath, Unservable> {
+pub fn servable(paths: &[LocalPath], local: IpAddr, remote: IpAddr) -> Result<&LocalPath, Unservable> {
     for ip in [local, remote] {
         if let IpAddr::V6(v6) = ip {
             if v6.to_ipv4_mapped().is_some() {
