@@ -6,12 +6,15 @@
 //!                                              >-- srv 10.0.0.1 ===veth=== eth0 10.0.0.2
 //!  cell 10.2.0.2/24 ===veth=== cell 10.2.0.1  /
 //! ```
+//! Every link is dual stack: path `n` (from 1) also carries `fd00:n::2/64`
+//! (client) and `fd00:n::1` (router), the server link `fd00::2` and
+//! `fd00::1`, with the same default routes, source tables and filtering.
 //! Rates are `tbf` on each veth's egress (client side: upload, router side:
 //! download). Delay and loss are netem on the same veths where the kernel
 //! has it, otherwise a TUN delay line per path in the router, which the
 //! router's policy rules send every packet of that path through.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,7 +25,7 @@ use crate::config::{DelayMode, LabConfig, LinkShape, PathConfig};
 use crate::delay_line::{DelayLine, LineShape};
 use crate::netns::{self, Netns};
 use crate::offload::disable_offloads;
-use crate::ping::{ping, PingStats};
+use crate::ping::{ping, ping_once, PingStats};
 use crate::{LabError, Result};
 
 /// Prefix of every namespace a lab creates: `mpl<pid>x<n>-cli|rtr|srv`.
@@ -36,6 +39,12 @@ static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
 /// The server's address.
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const ROUTER_SERVER_SIDE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The server's IPv6 address.
+pub const SERVER_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+const ROUTER_SERVER_SIDE6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+/// Priority of the router's rules that drop IPv6 packets arriving on a
+/// path with another path's source address (IPv4 has `rp_filter`).
+const ANTI_SPOOF6_PREF: &str = "60";
 
 /// One path of a running lab.
 #[derive(Debug)]
@@ -62,6 +71,25 @@ impl Path {
     /// The path's subnet, `10.<n>.0.0/24`.
     pub fn subnet(&self) -> String {
         format!("10.{}.0.0/24", self.index + 1)
+    }
+    /// The client's IPv6 address on this path, `fd00:<n>::2`.
+    pub fn client_addr6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, self.index as u16 + 1, 0, 0, 0, 0, 0, 2)
+    }
+    /// The router's IPv6 address on this path.
+    pub fn gateway6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, self.index as u16 + 1, 0, 0, 0, 0, 0, 1)
+    }
+    /// The path's IPv6 subnet, `fd00:<n>::/64`.
+    pub fn subnet6(&self) -> String {
+        format!("fd00:{:x}::/64", self.index + 1)
+    }
+    /// The client's address on this path in the family of `peer`.
+    pub fn client_addr_for(&self, peer: IpAddr) -> IpAddr {
+        match peer {
+            IpAddr::V4(_) => self.client_addr().into(),
+            IpAddr::V6(_) => self.client_addr6().into(),
+        }
     }
     /// Route metric of the path's default route: lower is preferred.
     pub fn metric(&self) -> u32 {
@@ -112,6 +140,7 @@ impl Lab {
         for (index, cfg) in config.paths.iter().enumerate() {
             lab.add_path(index, cfg)?;
         }
+        lab.wait_until_every_path_answers()?;
         tracing::info!(lab = %lab.name, mode = ?lab.mode, "lab up");
         Ok(lab)
     }
@@ -140,23 +169,36 @@ impl Lab {
     /// Router, server and their link; sysctls of all three namespaces.
     fn build_core(&self) -> Result<()> {
         let (c, r, s) = (self.client.name(), self.router.name(), self.server.name());
+        // Changed from the default, in the lab's own namespaces only: no
+        // duplicate address detection on its fresh veths (every address is
+        // unique by construction). With it, link-local addresses stay
+        // tentative for a second or two after each link comes up, and
+        // neighbour discovery, hence every first IPv6 packet, waits.
+        for ns in [&self.client, &self.router, &self.server] {
+            ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+            ns.sysctl("net.ipv6.conf.default.accept_dad", "0")?;
+        }
         ip(r, &["link", "add", "srv", "type", "veth", "peer", "name", "eth0", "netns", s])?;
         ip(r, &["addr", "add", &format!("{ROUTER_SERVER_SIDE}/24"), "dev", "srv"])?;
         ip(s, &["addr", "add", &format!("{SERVER_ADDR}/24"), "dev", "eth0"])?;
+        // nodad: usable at once, not tentative for a second or two.
+        ip(r, &["-6", "addr", "add", &format!("{ROUTER_SERVER_SIDE6}/64"), "dev", "srv", "nodad"])?;
+        ip(s, &["-6", "addr", "add", &format!("{SERVER_ADDR6}/64"), "dev", "eth0", "nodad"])?;
         ip(r, &["link", "set", "srv", "up"])?;
         ip(s, &["link", "set", "eth0", "up"])?;
         ip(s, &["route", "add", "default", "via", &ROUTER_SERVER_SIDE.to_string()])?;
+        ip(s, &["-6", "route", "add", "default", "via", &ROUTER_SERVER_SIDE6.to_string()])?;
         self.router.run(|| disable_offloads("srv")).map_err(|e| LabError::io("offloads of srv", e))?;
         self.server.run(|| disable_offloads("eth0")).map_err(|e| LabError::io("offloads of eth0", e))?;
 
         self.router.sysctl("net.ipv4.ip_forward", "1")?;
+        self.router.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         for ns in [&self.client, &self.router] {
             // Strict reverse-path filtering is turned on per path below;
             // everything else (tun relays, multihomed client) needs it off.
             ns.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
             ns.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
         }
-        self.client.sysctl("net.ipv4.ping_group_range", "0 2147483647")?;
         // ARP requests carry the interface's own address, not that of the
         // packet waiting for resolution: a packet with a dead path's source
         // address, which the router drops, must not stall ARP on another path.
@@ -175,6 +217,7 @@ impl Lab {
         ip(&c, &["link", "add", name, "type", "veth", "peer", "name", name, "netns", &r])?;
         ip(&c, &["addr", "add", &format!("{}/24", path.client_addr()), "dev", name])?;
         ip(&r, &["addr", "add", &format!("{}/24", path.gateway()), "dev", name])?;
+        ip(&r, &["-6", "addr", "add", &format!("{}/64", path.gateway6()), "dev", name, "nodad"])?;
         for ns in [&self.client, &self.router] {
             ns.run(|| disable_offloads(name)).map_err(|e| LabError::io(format!("offloads of {name}"), e))?;
         }
@@ -182,39 +225,35 @@ impl Lab {
         // does not belong to the path they arrive on: a dead path's
         // packets must not leak out through another path.
         self.router.sysctl(&format!("net.ipv4.conf.{name}.rp_filter"), "1")?;
+        for other in &self.paths {
+            for (iif, from) in [(name, other.subnet6()), (other.name.as_str(), path.subnet6())] {
+                ip(&r, &["-6", "rule", "add", "pref", ANTI_SPOOF6_PREF, "iif", iif, "from", &from, "blackhole"])?;
+            }
+        }
         ip(&r, &["link", "set", name, "up"])?;
         ip(&c, &["link", "set", name, "up"])?;
         self.client_routes(&path, "add")?;
-        ip(
-            &c,
-            &[
-                "rule",
-                "add",
-                "pref",
-                &(100 + index).to_string(),
-                "from",
-                &path.client_addr().to_string(),
-                "lookup",
-                &path.table(),
-            ],
-        )?;
+        let pref = (100 + index).to_string();
+        for (family, from) in [("-4", path.client_addr().to_string()), ("-6", path.client_addr6().to_string())] {
+            ip(&c, &[family, "rule", "add", "pref", &pref, "from", &from, "lookup", &path.table()])?;
+        }
 
         match self.mode {
             DelayMode::TunRelay => {
                 let tun = path.tun();
                 let subnet = (Ipv4Addr::new(10, index as u8 + 1, 0, 0), 24);
+                let subnet6 = (Ipv6Addr::new(0xfd00, index as u16 + 1, 0, 0, 0, 0, 0, 0), 64);
                 let (up, down) = (line(cfg.up), line(cfg.down));
-                let dl = self.router.run(|| DelayLine::start(&tun, subnet, None, up, down));
+                let dl = self.router.run(|| DelayLine::start(&tun, subnet, Some(subnet6), up, down));
                 path.delay_line = Some(dl.map_err(|e| LabError::io(format!("delay line {tun}"), e))?);
                 ip(&r, &["link", "set", &tun, "up"])?;
-                ip(&r, &["route", "add", "default", "dev", &tun, "table", &path.delay_table()])?;
-                let pref = (1000 + 2 * index).to_string();
-                ip(&r, &["rule", "add", "pref", &pref, "iif", name, "lookup", &path.delay_table()])?;
-                let pref = (1001 + 2 * index).to_string();
-                ip(
-                    &r,
-                    &["rule", "add", "pref", &pref, "iif", "srv", "to", &path.subnet(), "lookup", &path.delay_table()],
-                )?;
+                let (table, up_pref, down_pref) =
+                    (path.delay_table(), (1000 + 2 * index).to_string(), (1001 + 2 * index).to_string());
+                for (family, to) in [("-4", path.subnet()), ("-6", path.subnet6())] {
+                    ip(&r, &[family, "route", "add", "default", "dev", &tun, "table", &table])?;
+                    ip(&r, &[family, "rule", "add", "pref", &up_pref, "iif", name, "lookup", &table])?;
+                    ip(&r, &[family, "rule", "add", "pref", &down_pref, "iif", "srv", "to", &to, "lookup", &table])?;
+                }
             }
             DelayMode::Netem => {}
         }
@@ -223,12 +262,17 @@ impl Lab {
         Ok(())
     }
 
-    /// The client's default route through `path` (metric by preference) and
-    /// its source-routing table.
+    /// The client's IPv6 address on `path` (taken away when the link goes
+    /// down: `keep_addr_on_down` is 0 by default), then its default routes
+    /// through `path` (metric by preference) and its source-routing tables,
+    /// both families.
     fn client_routes(&self, path: &Path, verb: &str) -> Result<()> {
-        let (c, gw, dev) = (self.client.name(), path.gateway().to_string(), path.name.as_str());
-        ip(c, &["route", verb, "default", "via", &gw, "dev", dev, "metric", &path.metric().to_string()])?;
-        ip(c, &["route", verb, "default", "via", &gw, "dev", dev, "table", &path.table()])?;
+        let (c, dev) = (self.client.name(), path.name.as_str());
+        ip(c, &["-6", "addr", "replace", &format!("{}/64", path.client_addr6()), "dev", dev, "nodad"])?;
+        for (family, gw) in [("-4", path.gateway().to_string()), ("-6", path.gateway6().to_string())] {
+            ip(c, &[family, "route", verb, "default", "via", &gw, "dev", dev, "metric", &path.metric().to_string()])?;
+            ip(c, &[family, "route", verb, "default", "via", &gw, "dev", dev, "table", &path.table()])?;
+        }
         Ok(())
     }
 
@@ -294,6 +338,10 @@ impl Lab {
     pub fn server_addr(&self) -> Ipv4Addr {
         SERVER_ADDR
     }
+    /// The server's IPv6 address.
+    pub fn server_addr6(&self) -> Ipv6Addr {
+        SERVER_ADDR6
+    }
     /// How delay and loss are applied.
     pub fn delay_mode(&self) -> DelayMode {
         self.mode
@@ -328,12 +376,14 @@ impl Lab {
         let p = self.path(path)?;
         let r = self.router.name();
         let (up_pref, down_pref) = ((50 + 2 * p.index).to_string(), (51 + 2 * p.index).to_string());
-        if on {
-            ip(r, &["rule", "add", "pref", &up_pref, "iif", path, "blackhole"])?;
-            ip(r, &["rule", "add", "pref", &down_pref, "iif", "srv", "to", &p.subnet(), "blackhole"])?;
-        } else {
-            ip(r, &["rule", "del", "pref", &up_pref])?;
-            ip(r, &["rule", "del", "pref", &down_pref])?;
+        for (family, to) in [("-4", p.subnet()), ("-6", p.subnet6())] {
+            if on {
+                ip(r, &[family, "rule", "add", "pref", &up_pref, "iif", path, "blackhole"])?;
+                ip(r, &[family, "rule", "add", "pref", &down_pref, "iif", "srv", "to", &to, "blackhole"])?;
+            } else {
+                ip(r, &[family, "rule", "del", "pref", &up_pref])?;
+                ip(r, &[family, "rule", "del", "pref", &down_pref])?;
+            }
         }
         Ok(())
     }
@@ -351,23 +401,55 @@ impl Lab {
         Ok(())
     }
 
-    /// Adds the client's address on `path` as an endpoint of the kernel
-    /// path manager (`ip mptcp endpoint add ... subflow [backup]`), so MPTCP
-    /// connections get a subflow on it.
+    /// Adds the client's addresses on `path` (IPv4 and IPv6) as endpoints
+    /// of the kernel path manager (`ip mptcp endpoint add ... subflow
+    /// [backup]`), so MPTCP connections of either family get a subflow on it.
     pub fn add_kernel_endpoint(&self, path: &str, backup: bool) -> Result<()> {
         let p = self.path(path)?;
-        let addr = p.client_addr().to_string();
-        let mut args = vec!["mptcp", "endpoint", "add", &addr, "dev", path, "subflow"];
-        if backup {
-            args.push("backup");
+        for addr in [p.client_addr().to_string(), p.client_addr6().to_string()] {
+            let mut args = vec!["mptcp", "endpoint", "add", &addr, "dev", path, "subflow"];
+            if backup {
+                args.push("backup");
+            }
+            ip(self.client.name(), &args)?;
         }
-        ip(self.client.name(), &args).map(drop)
+        Ok(())
+    }
+
+    /// Returns once an echo from each path reaches the server and back, in
+    /// both families. The first IPv6 packet through a fresh lab is lost to
+    /// neighbour discovery on the forwarding path; a test must not start
+    /// its clock, or its connection, before that.
+    fn wait_until_every_path_answers(&self) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        for p in &self.paths {
+            for (from, to) in [
+                (IpAddr::from(p.client_addr()), IpAddr::from(SERVER_ADDR)),
+                (p.client_addr6().into(), SERVER_ADDR6.into()),
+            ] {
+                // Long enough for the path's own round trip.
+                let (up, down) = p.shape();
+                let wait = (up.delay + down.delay) * 2 + Duration::from_millis(100);
+                while self.client.run(|| ping_once(from, to, wait))?.is_none() {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(LabError::Config(format!("path {}: {from} never reached {to}", p.name)));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// ICMP echo from the client's address on `path` to the server.
     pub fn ping(&self, path: &str, count: usize, interval: Duration) -> Result<PingStats> {
         let from = self.path(path)?.client_addr();
-        self.client.run(|| ping(from, SERVER_ADDR, count, interval))
+        self.client.run(|| ping(from.into(), SERVER_ADDR.into(), count, interval))
+    }
+
+    /// ICMPv6 echo from the client's IPv6 address on `path` to the server's.
+    pub fn ping6(&self, path: &str, count: usize, interval: Duration) -> Result<PingStats> {
+        let from = self.path(path)?.client_addr6();
+        self.client.run(|| ping(from.into(), SERVER_ADDR6.into(), count, interval))
     }
 
     /// A human description: paths, addresses, how to run commands inside.
@@ -376,16 +458,17 @@ impl Lab {
         for p in &self.paths {
             let (up, down) = p.shape();
             out += &format!(
-                "  path {:<6} client {:<10} gateway {:<10} metric {}  up {}  down {}\n",
+                "  path {:<6} client {:<10} {:<11} gateway {:<10} metric {}  up {}  down {}\n",
                 p.name,
                 p.client_addr(),
+                p.client_addr6(),
                 p.gateway(),
                 p.metric(),
                 describe_shape(up),
                 describe_shape(down)
             );
         }
-        out += &format!("  server {SERVER_ADDR}\n");
+        out += &format!("  server {SERVER_ADDR} {SERVER_ADDR6}\n");
         out += &format!("run inside the client: ip netns exec {} COMMAND\n", self.client.name());
         out += &format!("run inside the server: ip netns exec {} COMMAND\n", self.server.name());
         out

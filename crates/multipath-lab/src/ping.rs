@@ -1,10 +1,9 @@
 //! Round-trip time by ICMP echo, without the ping program.
 
-use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use multipath::icmp::EchoSocket;
 
 use crate::{LabError, Result};
 
@@ -31,51 +30,41 @@ impl PingStats {
 }
 
 /// Sends `count` ICMP echo requests from `from` to `to`, `interval` apart,
-/// each waiting up to 1 s for its reply. Uses an ICMP datagram socket, so
-/// the calling thread's namespace must allow it (`ping_group_range`).
-pub(crate) fn ping(from: Ipv4Addr, to: Ipv4Addr, count: usize, interval: Duration) -> Result<PingStats> {
-    let io = |what: &str| {
-        let what = what.to_owned();
-        move |e| LabError::io(what, e)
-    };
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)).map_err(io("ICMP socket"))?;
-    sock.bind(&SocketAddr::V4(SocketAddrV4::new(from, 0)).into()).map_err(io("bind ICMP socket"))?;
-    // An ICMP datagram socket sends and receives like a UDP one.
-    let sock: std::net::UdpSocket = sock.into();
-    sock.set_read_timeout(Some(Duration::from_secs(1))).map_err(io("SO_RCVTIMEO"))?;
-    let dest = SocketAddr::V4(SocketAddrV4::new(to, 0));
+/// each waiting up to 1 s for its reply. A datagram socket where the
+/// namespace's `ping_group_range` allows one, a raw socket otherwise (the
+/// lab runs as root): the lab leaves the kernel's default range alone.
+pub(crate) fn ping(from: IpAddr, to: IpAddr, count: usize, interval: Duration) -> Result<PingStats> {
+    let sock = EchoSocket::open(from).map_err(|e| LabError::io("ICMP socket", e))?;
     let mut stats = PingStats { samples: Vec::with_capacity(count), lost: 0 };
     for seq in 0..count as u16 {
-        // Echo request: type 8, code 0; the kernel fills in the checksum
-        // and the identifier of ping sockets.
-        let mut req = [0u8; 64];
-        req[0] = 8;
-        req[6..8].copy_from_slice(&seq.to_be_bytes());
         let sent = Instant::now();
-        sock.send_to(&req, dest).map_err(io("send ICMP echo"))?;
+        sock.send(to, seq, &[0u8; 56]).map_err(|e| LabError::io("send ICMP echo", e))?;
         let deadline = sent + Duration::from_secs(1);
         loop {
-            let mut reply = [0u8; 128];
-            match sock.recv(&mut reply) {
-                Ok(n) if n >= 8 => {
-                    if reply[0] == 0 && reply[6..8] == seq.to_be_bytes() {
-                        stats.samples.push(sent.elapsed());
-                        break;
-                    }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match sock.recv_reply(Some(left)).map_err(|e| LabError::io("receive ICMP echo reply", e))? {
+                Some(got) if got == seq => {
+                    stats.samples.push(sent.elapsed());
+                    break;
                 }
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Some(_) => continue, // a late reply to an earlier request
+                None => {
                     stats.lost += 1;
                     break;
                 }
-                Err(e) => return Err(LabError::io("receive ICMP echo reply", e)),
-            }
-            if Instant::now() >= deadline {
-                stats.lost += 1;
-                break;
             }
         }
         std::thread::sleep(interval);
     }
     Ok(stats)
+}
+
+/// One echo from `from` to `to`: its round-trip time, or `None` when no
+/// reply came within `wait` (a path that loses packets may lose this one).
+pub(crate) fn ping_once(from: IpAddr, to: IpAddr, wait: Duration) -> Result<Option<Duration>> {
+    let sock = EchoSocket::open(from).map_err(|e| LabError::io("ICMP socket", e))?;
+    let sent = Instant::now();
+    sock.send(to, 0, &[0u8; 56]).map_err(|e| LabError::io("send ICMP echo", e))?;
+    let reply = sock.recv_reply(Some(wait)).map_err(|e| LabError::io("receive ICMP echo reply", e))?;
+    Ok(reply.map(|_| sent.elapsed()))
 }

@@ -22,12 +22,33 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// The path's RTT, over IPv4 and IPv6 alike.
 fn assert_rtt(lab: &Lab, path: &str, expected_ms: f64) {
-    let stats = lab.ping(path, 20, Duration::from_millis(20)).unwrap();
-    assert_eq!(stats.lost, 0, "{path}: {stats:?}");
-    let median = ms(stats.median().unwrap());
-    eprintln!("{path}: median RTT {median:.2} ms (configured {expected_ms})");
-    assert!((median - expected_ms).abs() <= 2.0, "{path}: median RTT {median:.2} ms, configured {expected_ms} ms");
+    for v6 in [false, true] {
+        let stats = if v6 {
+            lab.ping6(path, 20, Duration::from_millis(20))
+        } else {
+            lab.ping(path, 20, Duration::from_millis(20))
+        };
+        let stats = stats.unwrap();
+        assert_eq!(stats.lost, 0, "{path} (IPv6 {v6}): {stats:?}");
+        let median = ms(stats.median().unwrap());
+        eprintln!("{path} (IPv6 {v6}): median RTT {median:.2} ms (configured {expected_ms})");
+        assert!(
+            (median - expected_ms).abs() <= 2.0,
+            "{path} (IPv6 {v6}): median RTT {median:.2} ms, configured {expected_ms} ms"
+        );
+    }
+}
+
+/// The lab runs on the kernel's defaults: no ICMP datagram sockets for
+/// anyone (`ping_group_range` `1 0`), as on a stock host.
+#[test]
+fn the_client_namespace_keeps_the_stock_ping_group_range() {
+    let Some(_one_at_a_time) = lab_test("the_client_namespace_keeps_the_stock_ping_group_range") else { return };
+    let lab = Lab::up(&relay(LabConfig::wifi_cell())).unwrap();
+    let range = lab.client().run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range")).unwrap();
+    assert_eq!(range.split_whitespace().collect::<Vec<_>>(), ["1", "0"]);
 }
 
 #[test]
@@ -140,7 +161,9 @@ fn link_down_up_and_blackhole() {
 
     lab.set_blackhole("wifi", true).unwrap();
     assert_eq!(once("wifi").unwrap().lost, 1, "blackholed wifi must not answer");
+    assert_eq!(lab.ping6("wifi", 1, Duration::ZERO).unwrap().lost, 1, "blackholed wifi must not answer IPv6");
     assert_eq!(once("cell").unwrap().lost, 0, "cell unaffected");
+    assert_eq!(lab.ping6("cell", 1, Duration::ZERO).unwrap().lost, 0, "cell unaffected over IPv6");
     lab.set_blackhole("wifi", false).unwrap();
     assert_rtt(&lab, "wifi", 20.0);
 }
@@ -166,6 +189,29 @@ fn router_drops_foreign_source_addresses() {
     let leaked = connect_from("wifi");
     assert!(leaked.is_err(), "a packet from wifi's address got through via cell");
     assert!(connect_from("cell").is_ok(), "cell still works");
+
+    // IPv6: wifi loses its default routes (its address goes with the link,
+    // so the link stays up here), and wifi's source falls through to cell.
+    lab.set_link("wifi", true).unwrap();
+    let listener6 = lab.server().run(|| TcpListener::bind("[::]:0")).unwrap();
+    let target6 = SocketAddr::new(lab.server_addr6().into(), listener6.local_addr().unwrap().port());
+    let connect6_from = |path: &str| {
+        let from = SocketAddr::new(lab.path(path).unwrap().client_addr6().into(), 0);
+        lab.client().run(|| {
+            let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+            s.bind(&from.into()).unwrap();
+            s.connect_timeout(&target6.into(), Duration::from_millis(1500))
+        })
+    };
+    assert!(connect6_from("wifi").is_ok(), "wifi works over IPv6 while up");
+    let ip = |args: &[&str]| {
+        let status = std::process::Command::new("ip").args(["-n", lab.client().name(), "-6"]).args(args).status();
+        assert!(status.unwrap().success(), "ip {args:?}");
+    };
+    ip(&["route", "del", "default", "dev", "wifi"]);
+    ip(&["route", "del", "default", "dev", "wifi", "table", "100"]);
+    assert!(connect6_from("wifi").is_err(), "an IPv6 packet from wifi's address got through via cell");
+    assert!(connect6_from("cell").is_ok(), "cell still works over IPv6");
 }
 
 fn lab_threads() -> Vec<String> {

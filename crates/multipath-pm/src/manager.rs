@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use multipath::icmp::EchoSocket;
 use multipath::ServiceType;
 
 use crate::netlink::socket::poll_any;
@@ -207,26 +208,15 @@ fn activity(fd: BorrowedFd<'_>) -> Option<Activity> {
 struct PendingProbe {
     token: u32,
     path: String,
-    socket: std::net::UdpSocket,
+    socket: EchoSocket,
     sent: Instant,
 }
 
-/// Sends one ICMP echo from `probe.from` to `probe.to` on an ICMP datagram
-/// socket (the kernel fills in checksum and identifier; needs the
-/// namespace's `net.ipv4.ping_group_range` to include our group).
+/// Sends one ICMP echo from `probe.from` to `probe.to`: on a datagram
+/// socket where `ping_group_range` allows, else on a raw one (CAP_NET_RAW).
 fn send_probe(probe: &Probe) -> std::io::Result<PendingProbe> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let (domain, proto, echo) = match probe.to {
-        std::net::IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4, 8u8),
-        std::net::IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6, 128u8),
-    };
-    let sock = Socket::new(domain, Type::DGRAM, Some(proto))?;
-    sock.bind(&SocketAddr::new(probe.from, 0).into())?;
-    sock.set_nonblocking(true)?;
-    let socket: std::net::UdpSocket = sock.into();
-    let mut request = [0u8; 16];
-    request[0] = echo;
-    socket.send_to(&request, SocketAddr::new(probe.to, 0))?;
+    let socket = EchoSocket::open(probe.from)?;
+    socket.send(probe.to, 1, b"multipath path probe")?;
     Ok(PendingProbe { token: probe.token, path: probe.path.clone(), socket, sent: Instant::now() })
 }
 
@@ -252,6 +242,8 @@ struct Driver {
     quarantined: BTreeSet<IpAddr>,
     /// Kinds of [`Unservable`](crate::policy::Unservable) reasons logged so far.
     unserved_kinds: BTreeSet<&'static str>,
+    /// A probe could not be sent, and that was said.
+    probe_failure_said: bool,
 }
 
 impl Drop for Driver {
@@ -280,7 +272,23 @@ impl Driver {
             path_addrs: BTreeSet::new(),
             quarantined: BTreeSet::new(),
             unserved_kinds: BTreeSet::new(),
+            probe_failure_said: false,
         };
+        // Said once, loudly, at start: without probes a silent path is
+        // found only by retransmission timeouts, late, and never in a
+        // download, where the receiver has none.
+        match EchoSocket::open(std::net::Ipv4Addr::LOCALHOST.into()) {
+            Ok(s) => tracing::debug!(kind = ?s.kind(), "path probes by ICMP echo"),
+            Err(e) => {
+                driver.probe_failure_said = true;
+                tracing::error!(
+                    error = %e,
+                    "path probes are impossible here: a silent (blackholed) path is then detected only by \
+                     retransmission timeouts on an upload, not in a download; give the path manager \
+                     CAP_NET_RAW or widen net.ipv4.ping_group_range"
+                );
+            }
+        }
         // Rules a crashed predecessor left behind would strand addresses
         // that are fine again.
         for addr in driver.routes.quarantined()? {
@@ -546,9 +554,7 @@ impl Driver {
     fn probe_answers(&mut self, now: Instant) {
         let mut answered = Vec::new();
         self.probes.retain(|p| {
-            let mut buf = [0u8; 64];
-            // Any reply on the socket is the echo's: ping sockets only get theirs.
-            if p.socket.recv(&mut buf).is_ok() {
+            if p.socket.recv_reply(None).is_ok_and(|r| r.is_some()) {
                 answered.push((p.token, p.path.clone()));
                 return false;
             }
@@ -574,7 +580,9 @@ impl Driver {
                 // as alive rather than switch on every silence. Detection
                 // then rests on retransmission timeouts alone.
                 Err(e) => {
-                    tracing::warn!(error = %e, path = %probe.path, "cannot send a path probe");
+                    if !std::mem::replace(&mut self.probe_failure_said, true) {
+                        tracing::warn!(error = %e, path = %probe.path, "cannot send a path probe (said once)");
+                    }
                     self.core.handle(Input::ProbeAnswered { token: probe.token, path: probe.path }, now);
                 }
             }

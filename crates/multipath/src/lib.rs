@@ -47,6 +47,7 @@ pub mod daemon_client;
 mod endpoint;
 mod enforcer;
 mod error;
+pub mod icmp;
 mod info;
 mod params;
 pub mod raw;

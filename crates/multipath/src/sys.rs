@@ -51,6 +51,20 @@ unsafe fn getsockopt_raw(fd: BorrowedFd<'_>, level: i32, name: i32, buf: &mut [u
     Ok(len as usize)
 }
 
+/// `setsockopt(2)` of a plain-data value (an int, a filter bitmap).
+/// <https://man7.org/linux/man-pages/man2/setsockopt.2.html>
+pub(crate) fn setsockopt<T: Copy>(fd: &impl AsRawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points at a live T of the size passed; the kernel
+    // only reads it.
+    let rc = unsafe {
+        libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t)
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// An `int`-valued socket option.
 pub(crate) fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
     let mut buf = [0u8; size_of::<i32>()];
