@@ -42,14 +42,23 @@ pub fn root_or_skip(test: &str) -> bool {
 /// An echo server in the lab's server namespace, MPTCP or plain TCP, that
 /// sends back whatever each client sends; returns its address.
 pub fn echo_server(lab: &crate::Lab, mptcp: bool) -> std::net::SocketAddr {
+    echo_server_at(lab, lab.server_addr().into(), mptcp)
+}
+
+/// [`echo_server`] on the server's IPv6 address.
+pub fn echo_server6(lab: &crate::Lab, mptcp: bool) -> std::net::SocketAddr {
+    echo_server_at(lab, lab.server_addr6().into(), mptcp)
+}
+
+fn echo_server_at(lab: &crate::Lab, ip: std::net::IpAddr, mptcp: bool) -> std::net::SocketAddr {
     use socket2::{Domain, Protocol, Socket, Type};
     let protocol = if mptcp { Protocol::MPTCP } else { Protocol::TCP };
     let listener: std::net::TcpListener = lab
         .server()
         .run(|| -> std::io::Result<_> {
-            let s = Socket::new(Domain::IPV4, Type::STREAM, Some(protocol))?;
+            let s = Socket::new(Domain::for_address(std::net::SocketAddr::new(ip, 0)), Type::STREAM, Some(protocol))?;
             s.set_reuse_address(true)?;
-            s.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], 0)).into())?;
+            s.bind(&std::net::SocketAddr::new(ip, 0).into())?;
             s.listen(64)?;
             Ok(s.into())
         })
@@ -68,7 +77,7 @@ pub fn echo_server(lab: &crate::Lab, mptcp: bool) -> std::net::SocketAddr {
             });
         }
     });
-    std::net::SocketAddr::new(lab.server_addr().into(), port)
+    std::net::SocketAddr::new(ip, port)
 }
 
 /// Drops the calling thread's root for `uid` (and the same gid), to act as

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use multipath::daemon_client::Daemon as DaemonClient;
 use multipath::{blocking, Parameters, PathManager, ServiceType};
-use multipath_lab::testing::{become_user, echo_server, lab_test};
+use multipath_lab::testing::{become_user, echo_server, echo_server6, lab_test};
 use multipath_lab::{Lab, LabConfig};
 use multipath_pm::{Daemon, DaemonConfig};
 
@@ -140,22 +140,37 @@ fn bad_requests_get_clear_errors_and_the_daemon_keeps_serving() {
 }
 
 /// A program that knows nothing of the daemon still gets every path, as
-/// under the kernel's path manager.
+/// under the kernel's path manager, over IPv4 and IPv6 alike.
 #[test]
 fn unregistered_connections_get_all_paths() {
     let Some(_one_at_a_time) = lab_test("unregistered_connections_get_all_paths") else { return };
     let s = setup("default");
+    unregistered_gets_both_paths(&s, s.server);
+    unregistered_gets_both_paths(&s, echo_server6(&s.lab, true));
+}
+
+fn unregistered_gets_both_paths(s: &Setup, server: SocketAddr) {
     // No daemon discovery: the socket path is not the default one.
     let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
-    let mut conn = s.lab.client().run(|| blocking::Connection::connect(s.server, &params)).unwrap();
+    let mut conn = s.lab.client().run(|| blocking::Connection::connect(server, &params)).unwrap();
     assert!(!conn.multipath_status().enforced);
+    let want: Vec<std::net::IpAddr> =
+        ["wifi", "cell"].iter().map(|p| s.lab.path(p).unwrap().client_addr_for(server.ip())).collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         conn.write_all(b"hi").unwrap();
         conn.read_exact(&mut [0u8; 2]).unwrap();
-        let open =
-            conn.subflows().unwrap().into_iter().filter(|s| s.tcp.state == multipath::TcpState::Established).count();
-        if open == 2 {
+        let mut open: Vec<std::net::IpAddr> = conn
+            .subflows()
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.tcp.state == multipath::TcpState::Established)
+            .map(|s| s.local.ip())
+            .collect();
+        open.sort();
+        let mut want = want.clone();
+        want.sort();
+        if open == want {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no second subflow for an unregistered connection");

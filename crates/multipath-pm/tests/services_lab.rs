@@ -51,14 +51,25 @@ struct Through {
     longest_gap: Duration,
 }
 
+/// Which family the connection under test uses (the lab is dual stack).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Family {
+    V4,
+    V6,
+}
+
 /// A handover download of `size` bytes, verified byte by byte, with wifi
 /// failed by `fail(lab, true)` at 1.5 s and restored at 3.5 s.
-fn handover_through(name: &str, via: Via, size: usize, fail: fn(&Lab, bool)) -> Option<Through> {
+fn handover_through(name: &str, via: Via, family: Family, size: usize, fail: fn(&Lab, bool)) -> Option<Through> {
     let _one_at_a_time = lab_test(name)?;
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
-    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().unwrap(), &params)).unwrap();
-    let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    let (any, server_ip): (SocketAddr, std::net::IpAddr) = match family {
+        Family::V4 => ("0.0.0.0:0".parse().unwrap(), lab.server_addr().into()),
+        Family::V6 => ("[::]:0".parse().unwrap(), lab.server_addr6().into()),
+    };
+    let listener = lab.server().run(|| blocking::Listener::bind(any, &params)).unwrap();
+    let server = SocketAddr::new(server_ip, listener.local_addr().unwrap().port());
     let data: Vec<u8> = (0..size).map(byte_at).collect();
     std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
@@ -74,7 +85,8 @@ fn handover_through(name: &str, via: Via, size: usize, fail: fn(&Lab, bool)) -> 
     let managed = managed(&lab, server, ServiceType::Handover, via);
     let (manager, mut conn, token) = (managed.manager, managed.conn, managed.token);
     let (wifi_ip, cell_ip) =
-        (lab.path("wifi").unwrap().client_addr().into(), lab.path("cell").unwrap().client_addr().into());
+        (lab.path("wifi").unwrap().client_addr_for(server_ip), lab.path("cell").unwrap().client_addr_for(server_ip));
+    assert_eq!(conn.get_ref().local_addr().unwrap().ip(), wifi_ip, "the connection starts on wifi, in its family");
 
     let mut buf = vec![0u8; 64 * 1024];
     let (mut got, mut phase) = (0usize, 0);
@@ -144,6 +156,7 @@ macro_rules! both_ways {
 }
 
 both_ways!(handover_link_down: handover_survives_wifi_down_in_process, handover_survives_wifi_down_via_daemon);
+both_ways!(handover_link_down_v6: handover_survives_wifi_down_over_ipv6_in_process, handover_survives_wifi_down_over_ipv6_via_daemon);
 both_ways!(handover_blackhole: handover_survives_wifi_blackhole_in_process, handover_survives_wifi_blackhole_via_daemon);
 both_ways!(interactive_swap: interactive_follows_swapped_delays_in_process, interactive_follows_swapped_delays_via_daemon);
 both_ways!(aggregate_both: aggregate_uses_both_paths_in_process, aggregate_uses_both_paths_via_daemon);
@@ -151,7 +164,16 @@ both_ways!(aggregate_both: aggregate_uses_both_paths_in_process, aggregate_uses_
 /// During a download, wifi's link goes down, then up again.
 fn handover_link_down(name: &str, via: Via) {
     let fail = |lab: &Lab, failed: bool| lab.set_link("wifi", !failed).unwrap();
-    if let Some(t) = handover_through(name, via, TOTAL, fail) {
+    if let Some(t) = handover_through(name, via, Family::V4, TOTAL, fail) {
+        assert_handover(&t);
+    }
+}
+
+/// The same over IPv6: wifi's IPv6 address goes with its link (the kernel's
+/// default `keep_addr_on_down`), and comes back with it.
+fn handover_link_down_v6(name: &str, via: Via) {
+    let fail = |lab: &Lab, failed: bool| lab.set_link("wifi", !failed).unwrap();
+    if let Some(t) = handover_through(name, via, Family::V6, TOTAL, fail) {
         assert_handover(&t);
     }
 }
@@ -160,7 +182,18 @@ fn handover_link_down(name: &str, via: Via) {
 /// then recovers.
 fn handover_blackhole(name: &str, via: Via) {
     let fail = |lab: &Lab, failed: bool| lab.set_blackhole("wifi", failed).unwrap();
-    if let Some(t) = handover_through(name, via, 20 * 1024 * 1024, fail) {
+    if let Some(t) = handover_through(name, via, Family::V4, 20 * 1024 * 1024, fail) {
+        assert_handover(&t);
+    }
+}
+
+/// An IPv6 download through a blackholed wifi, found by ICMPv6 probes on
+/// the kernel's default `ping_group_range` (raw sockets).
+#[test]
+fn handover_survives_wifi_blackhole_over_ipv6_via_daemon() {
+    let fail = |lab: &Lab, failed: bool| lab.set_blackhole("wifi", failed).unwrap();
+    let name = "handover_survives_wifi_blackhole_over_ipv6_via_daemon";
+    if let Some(t) = handover_through(name, Via::Daemon, Family::V6, 20 * 1024 * 1024, fail) {
         assert_handover(&t);
     }
 }
