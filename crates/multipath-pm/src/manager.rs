@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -14,24 +14,15 @@ use std::time::{Duration, Instant};
 use multipath::icmp::EchoSocket;
 use multipath::ServiceType;
 
+use crate::netlink::sock_diag::{InetDiagMsg, Query};
 use crate::netlink::socket::poll_any;
-use crate::policy::{Core, Input, LocalPath, PolicyConfig, Probe, Refusal, SubflowSample};
-use crate::{Command, Event, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
+use crate::netlink::socket::{Diag, DIAG_BATCH};
+use crate::policy::sampling::{Activity, Sampler, SAMPLE_EVERY};
+use crate::policy::{input_for_event, Core, Input, LocalPath, PolicyConfig, Probe, Refusal, SubflowSample};
+use crate::{Command, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
 
-/// How often busy connections' subflows are measured.
-const SAMPLE_EVERY: Duration = Duration::from_millis(10);
-/// A connection where nothing moved for this long counts as idle. Not
-/// sooner: a blackholed download looks exactly like an idle connection, and
-/// its silence (from 50 ms, or twice the path's RTT) must be seen, and
-/// probed, on time; the probe's verdict then needs no measurements.
-const IDLE_AFTER: Duration = Duration::from_millis(250);
-/// Connections measured per turn of the loop, between looks at the events.
+/// Connections looked at per turn of the loop, between looks at the events.
 const SAMPLE_BATCH: usize = 64;
-/// The longest gap between measurements of an idle connection. Idle ones
-/// are measured ever less often (doubling from `SAMPLE_EVERY`), so that ten
-/// thousand mostly idle connections cost little; any data or a subflow
-/// change brings a connection back to `SAMPLE_EVERY`.
-const SAMPLE_IDLE_MAX: Duration = Duration::from_secs(1);
 
 /// A running path manager. Dropping it stops the thread (connections keep
 /// their subflows; nothing manages them any more).
@@ -45,7 +36,7 @@ pub struct Manager {
 
 #[derive(Debug)]
 enum Request {
-    Manage { fd: OwnedFd, service: ServiceType, reply: mpsc::Sender<Result<u32, PmError>> },
+    Manage { conn: Registration, service: ServiceType, reply: mpsc::Sender<Result<u32, PmError>> },
     ActivePath { token: u32, reply: mpsc::Sender<Option<String>> },
     Paths { reply: mpsc::Sender<Vec<LocalPath>> },
 }
@@ -88,12 +79,14 @@ impl Manager {
     }
 
     /// Enforces `service` on the MPTCP connection behind `socket` from now
-    /// on; returns its token. The manager keeps its own duplicate of the
-    /// descriptor to measure the subflows.
+    /// on; returns its token. The token and the addresses are read from the
+    /// socket here; the manager keeps no descriptor (it measures the
+    /// connection through the kernel's socket diagnostics), so the
+    /// connection closes when its owner closes it.
     pub fn manage(&self, socket: BorrowedFd<'_>, service: ServiceType) -> Result<u32, PmError> {
-        let fd = socket.try_clone_to_owned()?;
+        let conn = Registration::read(socket)?;
         let (reply, answer) = mpsc::channel();
-        self.send(Request::Manage { fd, service, reply })?;
+        self.send(Request::Manage { conn, service, reply })?;
         answer.recv().map_err(|_| stopped())?
     }
 
@@ -144,64 +137,28 @@ fn stopped() -> PmError {
     PmError::Io(std::io::Error::other("the path manager thread has stopped"))
 }
 
-struct Managed {
-    fd: OwnedFd,
-    next_sample: Instant,
-    every: Duration,
-    /// Since when nothing has moved.
-    still_since: Instant,
-    /// What moved, as of the last full measurement.
-    activity: Option<Activity>,
+/// What a registration needs of a connection, read from its socket.
+#[derive(Clone, Copy, Debug)]
+struct Registration {
+    token: u32,
+    local: SocketAddr,
+    remote: SocketAddr,
 }
 
-impl Managed {
-    fn new(fd: OwnedFd, now: Instant) -> Managed {
-        Managed { fd, next_sample: now, every: SAMPLE_EVERY, still_since: now, activity: None }
-    }
-
-    /// Whether anything moved since the last full measurement, by
-    /// `MPTCP_INFO` alone (no walk over the subflows).
-    fn moved(&self) -> bool {
-        self.activity.is_none() || activity(self.fd.as_fd()) != self.activity
-    }
-
-    /// After a full measurement: busy if anything moved or is in flight.
-    fn measured(&mut self, samples: &[SubflowSample], info: &multipath::MptcpInfo, now: Instant) {
-        let activity = Some(Activity::of(info));
-        let in_flight = samples.iter().any(|s| s.unacked > 0 || s.backoff > 0 || !s.established);
-        if activity != self.activity || in_flight {
-            self.still_since = now;
+impl Registration {
+    fn read(socket: BorrowedFd<'_>) -> Result<Registration, PmError> {
+        let unfit = |e: &dyn std::fmt::Display| PmError::NotManageable(e.to_string());
+        let token = multipath::raw::mptcp_info(socket).map_err(|e| unfit(&e))?.token;
+        let sock = socket2::SockRef::from(&socket);
+        let addr = |a: std::io::Result<socket2::SockAddr>| -> Result<SocketAddr, PmError> {
+            a.map_err(|e| unfit(&e))?.as_socket().ok_or_else(|| unfit(&"not an IP socket"))
+        };
+        let (local, remote) = (addr(sock.local_addr())?, addr(sock.peer_addr())?);
+        if token == 0 {
+            return Err(unfit(&"no token yet"));
         }
-        self.activity = activity;
-        self.schedule(now);
+        Ok(Registration { token, local, remote })
     }
-
-    /// Schedules the next look: soon while anything moves, ever later
-    /// (doubling up to `SAMPLE_IDLE_MAX`) once nothing has for a while.
-    fn schedule(&mut self, now: Instant) {
-        let idle = now.duration_since(self.still_since) >= IDLE_AFTER;
-        self.every = if idle { (self.every * 2).min(SAMPLE_IDLE_MAX) } else { SAMPLE_EVERY };
-        self.next_sample = now + self.every;
-    }
-
-    fn idle(&self) -> bool {
-        self.every > SAMPLE_EVERY
-    }
-}
-
-/// What moves on a connection that is used at all: data written, data
-/// acknowledged, data received, and its subflows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Activity(u64, u64, u64, u8);
-
-impl Activity {
-    fn of(info: &multipath::MptcpInfo) -> Activity {
-        Activity(info.write_seq, info.snd_una, info.rcv_nxt, info.subflows)
-    }
-}
-
-fn activity(fd: BorrowedFd<'_>) -> Option<Activity> {
-    multipath::raw::mptcp_info(fd).ok().map(|i| Activity::of(&i))
 }
 
 /// An ICMP echo on its way.
@@ -210,6 +167,24 @@ struct PendingProbe {
     path: String,
     socket: EchoSocket,
     sent: Instant,
+}
+
+/// A subflow's measurements from its `sock_diag` entry; `None` for one
+/// that is closing (a destroyed subflow stays listed a while) or whose
+/// `tcp_info` is missing.
+fn subflow_sample(msg: &InetDiagMsg<'_>) -> Option<SubflowSample> {
+    let tcp = multipath::TcpInfo::decode(msg.info?).ok()?;
+    tcp.state.is_open().then(|| SubflowSample {
+        local: msg.local,
+        rtt_us: tcp.rtt_us,
+        min_rtt_us: tcp.min_rtt_us.unwrap_or(0),
+        backoff: tcp.backoff,
+        unacked: tcp.unacked,
+        total_retrans: tcp.total_retrans,
+        last_data_recv_ms: tcp.last_data_recv_ms,
+        last_ack_recv_ms: tcp.last_ack_recv_ms,
+        established: tcp.state == multipath::TcpState::Established,
+    })
 }
 
 /// Sends one ICMP echo from `probe.from` to `probe.to`: on a datagram
@@ -229,10 +204,10 @@ struct Driver {
     events: EventSocket,
     routes: RouteWatcher,
     paths: Vec<LocalPath>,
-    /// Registered connections and the descriptors that measure them.
-    managed: BTreeMap<u32, Managed>,
-    /// When each managed connection is measured next, earliest first.
-    sample_queue: BTreeSet<(Instant, u32)>,
+    /// Measures managed connections through the kernel's socket diagnostics.
+    diag: Diag,
+    /// When each managed connection is measured next.
+    sampler: Sampler,
     probes: Vec<PendingProbe>,
     log: Option<mpsc::SyncSender<SentCommand>>,
     /// Addresses that were paths here at some point: the only ones this
@@ -265,8 +240,8 @@ impl Driver {
             events: EventSocket::open()?,
             routes: RouteWatcher::open()?,
             paths: Vec::new(),
-            managed: BTreeMap::new(),
-            sample_queue: BTreeSet::new(),
+            diag: Diag::open()?,
+            sampler: Sampler::new(),
             probes: Vec::new(),
             log: None,
             path_addrs: BTreeSet::new(),
@@ -299,7 +274,6 @@ impl Driver {
     }
 
     fn run(&mut self, requests: mpsc::Receiver<Request>, bell: UnixDatagram) {
-        let mut next_sample = Instant::now();
         // Measurements due but not yet taken (more than one batch).
         let mut backlog = false;
         loop {
@@ -312,8 +286,9 @@ impl Driver {
                 }
             }
             let now = Instant::now();
-            let mut wake = next_sample.min(now + SAMPLE_EVERY);
-            if let Some(t) = self.core.poll_timeout() {
+            // Pending probes are read every tick.
+            let mut wake = now + SAMPLE_EVERY;
+            for t in [self.core.poll_timeout(), self.sampler.next_due()].into_iter().flatten() {
                 wake = wake.min(t);
             }
             if backlog {
@@ -341,12 +316,7 @@ impl Driver {
                 }
             }
             self.probe_answers(now);
-            if now >= next_sample || backlog {
-                backlog = self.sample(now, false);
-                if now >= next_sample {
-                    next_sample = now + SAMPLE_EVERY;
-                }
-            }
+            backlog = self.sample(now);
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
             }
@@ -356,8 +326,8 @@ impl Driver {
 
     fn request(&mut self, request: Request) {
         match request {
-            Request::Manage { fd, service, reply } => {
-                let _ = reply.send(self.manage(fd, service));
+            Request::Manage { conn, service, reply } => {
+                let _ = reply.send(self.manage(conn, service));
             }
             Request::ActivePath { token, reply } => {
                 let _ = reply.send(self.core.active_path(token).map(str::to_owned));
@@ -368,18 +338,8 @@ impl Driver {
         }
     }
 
-    /// Reads the token and the initial subflow from the descriptor itself.
-    fn manage(&mut self, fd: OwnedFd, service: ServiceType) -> Result<u32, PmError> {
-        let unfit = |e: &dyn std::fmt::Display| PmError::NotManageable(e.to_string());
-        let token = multipath::raw::mptcp_info(fd.as_fd()).map_err(|e| unfit(&e))?.token;
-        let sock = socket2::SockRef::from(&fd);
-        let addr = |a: std::io::Result<socket2::SockAddr>| -> Result<SocketAddr, PmError> {
-            a.map_err(|e| unfit(&e))?.as_socket().ok_or_else(|| unfit(&"not an IP socket"))
-        };
-        let (local, remote) = (addr(sock.local_addr())?, addr(sock.peer_addr())?);
-        if token == 0 {
-            return Err(unfit(&"no token yet"));
-        }
+    fn manage(&mut self, conn: Registration, service: ServiceType) -> Result<u32, PmError> {
+        let Registration { token, local, remote } = conn;
         self.core.servable(local.ip(), remote.ip()).map_err(PmError::Unservable)?;
         let now = Instant::now();
         // With a default service, the kernel's ESTABLISHED has made the core
@@ -388,10 +348,9 @@ impl Driver {
         let ready =
             self.core.manages(token) || self.core.config().default_service.is_none_or(|s| s == ServiceType::None);
         self.core.handle(Input::Established { token, service, local, remote, ready }, now);
-        if let Some(old) = self.managed.insert(token, Managed::new(fd, now)) {
-            self.sample_queue.remove(&(old.next_sample, token)); // registered again
+        if self.core.manages(token) {
+            self.sampler.add(token, now);
         }
-        self.sample_queue.insert((now, token));
         self.flush(now);
         Ok(token)
     }
@@ -400,10 +359,8 @@ impl Driver {
         let events = match self.events.recv() {
             Ok(e) => e,
             Err(PmError::EventsLost) => {
-                // The next samples (every 10 ms) resynchronise every
-                // managed connection's subflows with the kernel's.
-                tracing::warn!("path-manager events lost; resynchronising from the sockets");
-                let _ = self.sample(now, true);
+                tracing::warn!("path-manager events lost; resynchronising from the kernel's socket lists");
+                self.resync(now);
                 return;
             }
             Err(e) => {
@@ -411,45 +368,28 @@ impl Driver {
                 return;
             }
         };
+        let default = self.core.config().default_service;
         for event in events {
-            // Connections nobody registered get the default service type, if
-            // any (client side only: a server's joins come from its peers).
-            if let (Event::Established(c), Some(service)) = (&event, self.core.config().default_service) {
-                if !c.server_side && !self.core.manages(c.token) {
-                    if let Err(why) = self.core.servable(c.local.ip(), c.remote.ip()) {
+            let managed = event.token().is_some_and(|t| self.core.manages(t));
+            let Some(input) = input_for_event(&event, managed, default) else { continue };
+            match &input {
+                Input::Established { token, local, remote, .. } => {
+                    if let Err(why) = self.core.servable(local.ip(), remote.ip()) {
                         // Left to the kernel as it is. Said once per kind of
                         // reason: a host full of such connections must not
                         // flood the log.
                         if self.unserved_kinds.insert(why.kind()) {
-                            tracing::info!(token = c.token, reason = %why, "connection left to the kernel (logged once per reason)");
+                            tracing::info!(token, reason = %why, "connection left to the kernel (said once per reason)");
                         } else {
-                            tracing::debug!(token = c.token, reason = %why, "connection left to the kernel");
+                            tracing::debug!(token, reason = %why, "connection left to the kernel");
                         }
                         continue;
                     }
-                    let input =
-                        Input::Established { token: c.token, service, local: c.local, remote: c.remote, ready: true };
-                    self.core.handle(input, now);
-                    continue;
+                    self.sampler.add(*token, now);
                 }
+                Input::Closed { token } => self.sampler.remove(*token),
+                _ => {}
             }
-            if !event.token().is_some_and(|t| self.core.manages(t)) {
-                continue;
-            }
-            let input = match event {
-                Event::Established(c) => Input::Ready { token: c.token },
-                Event::SubEstablished(s) => {
-                    Input::SubflowEstablished { token: s.token, local: s.local, loc_id: s.loc_id }
-                }
-                Event::SubClosed(s) => Input::SubflowClosed { token: s.token, local: s.local, loc_id: s.loc_id },
-                Event::Closed { token } => {
-                    if let Some(m) = self.managed.remove(&token) {
-                        self.sample_queue.remove(&(m.next_sample, token));
-                    }
-                    Input::Closed { token }
-                }
-                _ => continue,
-            };
             self.core.handle(input, now);
         }
     }
@@ -504,50 +444,90 @@ impl Driver {
         }
     }
 
-    /// Measures the managed connections that are due (all of them after
-    /// lost events), at most `SAMPLE_BATCH` at a time; whether more are due.
-    fn sample(&mut self, now: Instant, all: bool) -> bool {
-        let due: Vec<u32> = if all {
-            self.managed.keys().copied().collect()
-        } else {
-            self.sample_queue.iter().take_while(|(at, _)| *at <= now).take(SAMPLE_BATCH).map(|&(_, t)| t).collect()
-        };
-        let more = !all && due.len() == SAMPLE_BATCH;
-        let mut inputs = Vec::new();
-        for token in due {
-            let Some(m) = self.managed.get_mut(&token) else { continue };
-            self.sample_queue.remove(&(m.next_sample, token));
-            // An idle connection, or one the core has nothing to learn from
-            // while it stands still, costs one MPTCP_INFO until it moves.
-            if !all && (m.idle() || !self.core.needs_samples(token, now)) && !m.moved() {
-                m.schedule(now);
-                self.sample_queue.insert((m.next_sample, token));
+    /// Measures the managed connections that are due, at most
+    /// `SAMPLE_BATCH`, through `sock_diag`: first every one's counters
+    /// (`mptcp_info`, looked up by token) in one batch, then the subflows
+    /// of those that moved or that the core is watching (`tcp_info`, looked
+    /// up by 4-tuple) in as few batches as fit. A connection the kernel no
+    /// longer has is closed. Whether more were due.
+    fn sample(&mut self, now: Instant) -> bool {
+        let due = self.sampler.due(now, SAMPLE_BATCH);
+        if due.is_empty() {
+            return false;
+        }
+        let queries: Vec<Query> = due.iter().map(|&token| Query::Connection { token }).collect();
+        let mut infos: Vec<Option<multipath::MptcpInfo>> = vec![None; due.len()];
+        if let Err(e) = self.diag.query(&queries, |i, msg| {
+            infos[i] = msg.info.and_then(|b| multipath::MptcpInfo::decode(b).ok());
+        }) {
+            tracing::warn!(error = %e, "measuring connections");
+            return false;
+        }
+        let mut measure = Vec::new();
+        for (&token, info) in due.iter().zip(infos) {
+            // Listed no more: closed, whether or not its CLOSED event comes.
+            let Some(info) = info.filter(|i| i.token == token) else {
+                self.sampler.remove(token);
+                self.core.handle(Input::Closed { token }, now);
                 continue;
+            };
+            let activity = Activity::of(&info);
+            if self.sampler.looked(token, activity, self.core.needs_samples(token, now), now) {
+                measure.push((token, activity));
             }
-            let Ok((info, subflows)) = multipath::raw::full_info(m.fd.as_fd()) else { continue };
-            let samples: Vec<SubflowSample> = subflows
-                .iter()
-                .filter(|s| s.is_open())
-                .map(|s| SubflowSample {
-                    local: s.local,
-                    rtt_us: s.tcp.rtt_us,
-                    min_rtt_us: s.tcp.min_rtt_us.unwrap_or(0),
-                    backoff: s.tcp.backoff,
-                    unacked: s.tcp.unacked,
-                    total_retrans: s.tcp.total_retrans,
-                    last_data_recv_ms: s.tcp.last_data_recv_ms,
-                    last_ack_recv_ms: s.tcp.last_ack_recv_ms,
-                    established: s.tcp.state == multipath::TcpState::Established,
-                })
-                .collect();
-            m.measured(&samples, &info, now);
-            self.sample_queue.insert((m.next_sample, token));
-            inputs.push(Input::Samples { token, subflows: samples });
         }
-        for input in inputs {
-            self.core.handle(input, now);
+        let mut asked: Vec<(u32, Query)> = Vec::new();
+        for &(token, _) in &measure {
+            let Some((remote, locals)) = self.core.subflow_ends(token) else { continue };
+            asked.extend(locals.into_iter().map(|(local, ifindex)| (token, Query::Subflow { local, remote, ifindex })));
         }
-        more
+        let mut samples: BTreeMap<u32, Vec<SubflowSample>> = measure.iter().map(|&(t, _)| (t, Vec::new())).collect();
+        for chunk in asked.chunks(DIAG_BATCH) {
+            let queries: Vec<Query> = chunk.iter().map(|&(_, q)| q).collect();
+            let result = self.diag.query(&queries, |i, msg| {
+                let token = chunk[i].0;
+                // The 4-tuple may have been taken by another connection.
+                if msg.subflow_of.is_some_and(|(t, _)| t == token) {
+                    if let Some(sample) = subflow_sample(&msg) {
+                        samples.entry(token).or_default().push(sample);
+                    }
+                }
+            });
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "measuring subflows");
+                return false;
+            }
+        }
+        for (token, activity) in measure {
+            let subflows = samples.remove(&token).unwrap_or_default();
+            tracing::trace!(token, ?subflows, "measured");
+            let in_flight = subflows.iter().any(|s| s.unacked > 0 || s.backoff > 0 || !s.established);
+            self.sampler.measured(token, activity, in_flight, now);
+            self.core.handle(Input::Samples { token, subflows }, now);
+        }
+        self.sampler.due(now, 1).len() == 1
+    }
+
+    /// After lost events: every subflow of every managed connection, from
+    /// one dump per family, so joins whose SUB_ESTABLISHED was lost are
+    /// found too (a lookup by 4-tuple needs the port the event carried).
+    fn resync(&mut self, now: Instant) {
+        let mut samples: BTreeMap<u32, Vec<SubflowSample>> = self.sampler.tokens().map(|t| (t, Vec::new())).collect();
+        for v6 in [false, true] {
+            let result = self.diag.dump(Query::AllSubflows { v6 }, |msg| {
+                let Some((token, _)) = msg.subflow_of else { return };
+                if let (Some(list), Some(sample)) = (samples.get_mut(&token), subflow_sample(&msg)) {
+                    list.push(sample);
+                }
+            });
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "resynchronising subflows");
+                return;
+            }
+        }
+        for (token, subflows) in samples {
+            self.core.handle(Input::Samples { token, subflows }, now);
+        }
     }
 
     /// Collects echo replies; forgets probes the core has long given up on.

@@ -177,3 +177,51 @@ fn unregistered_gets_both_paths(s: &Setup, server: SocketAddr) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// MPTCP connections of the client namespace in a state where they are
+/// still open (established, or waiting for their owner to close).
+fn open_mptcp_connections(lab: &Lab) -> usize {
+    const ESTABLISHED: u8 = 1;
+    const CLOSE_WAIT: u8 = 8;
+    lab.client().run(|| {
+        let mut diag = multipath_pm::netlink::socket::Diag::open().unwrap();
+        let mut open = 0;
+        for v6 in [false, true] {
+            let query = multipath_pm::netlink::sock_diag::Query::AllConnections { v6 };
+            diag.dump(query, |msg| open += usize::from(matches!(msg.state, ESTABLISHED | CLOSE_WAIT))).unwrap();
+        }
+        open
+    })
+}
+
+fn descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// The daemon reads what it needs from a registered socket and lets go of
+/// it: the connection closes when its program closes it, and the daemon's
+/// descriptors stay as they were, however many register.
+#[test]
+fn registered_connections_close_and_the_daemon_keeps_no_descriptor() {
+    let Some(_one_at_a_time) = lab_test("registered_connections_close_and_the_daemon_keeps_no_descriptor") else {
+        return;
+    };
+    let s = setup("close");
+    let before = descriptors();
+    for service in [ServiceType::Handover, ServiceType::Interactive, ServiceType::Aggregate].repeat(10) {
+        let (conn, _) = connect_as(&s, ENTITLED_UID, service).unwrap();
+        drop(conn);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (open, fds) = (open_mptcp_connections(&s.lab), descriptors());
+        if open == 0 && fds <= before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{open} connections still open, {fds} descriptors against {before} before the registrations"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

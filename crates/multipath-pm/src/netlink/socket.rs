@@ -12,6 +12,7 @@ use super::codec::consts::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use super::codec::{genl_request, messages, route_messages, DecodeError, Header, Message};
 use super::ctrl::{self, Family};
 use super::mptcp_pm::{self, Command, Event, LocalAddr};
+use super::sock_diag::{InetDiagMsg, Query};
 use super::{route, sock_diag};
 use crate::policy::LocalPath;
 
@@ -258,6 +259,103 @@ impl SocketKiller {
             Ok(()) => Ok(true),
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Measures connections and subflows through `sock_diag` (needs
+/// CAP_NET_ADMIN for the subflows' MPTCP details).
+#[derive(Debug)]
+pub struct Diag {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+/// Queries sent in one datagram, at most: their replies must fit the
+/// socket's receive buffer, or the kernel drops the rest (ENOBUFS).
+pub const DIAG_BATCH: usize = 128;
+
+impl Diag {
+    /// Opens a `sock_diag` socket in the calling thread's network namespace.
+    pub fn open() -> Result<Diag, PmError> {
+        let fd = netlink_socket_of(sock_diag::NETLINK_SOCK_DIAG)?;
+        // Room for a full batch of replies (a subflow's is ~450 bytes) and
+        // for dumps, which the kernel fills a buffer at a time.
+        let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 1 << 20);
+        Ok(Diag { fd, seq: 1, buf: vec![0; RECV_BUF] })
+    }
+
+    /// Asks every query (none of them a dump; at most [`DIAG_BATCH`]) in
+    /// one datagram and hands each socket found to `each` with the index of
+    /// its query. A query that finds nothing (ENOENT) gets no call.
+    pub fn query(&mut self, queries: &[Query], mut each: impl FnMut(usize, InetDiagMsg<'_>)) -> Result<(), PmError> {
+        assert!(queries.len() <= DIAG_BATCH, "a batch of {} queries", queries.len());
+        let first = self.seq.wrapping_add(1);
+        let mut batch = Vec::with_capacity(queries.len() * 80);
+        let mut asked = Vec::with_capacity(queries.len());
+        for (i, q) in queries.iter().enumerate() {
+            let seq = first.wrapping_add(i as u32);
+            if let Some(request) = q.request(seq) {
+                batch.extend_from_slice(&request);
+                asked.push(i);
+            }
+        }
+        self.seq = first.wrapping_add(queries.len() as u32);
+        if asked.is_empty() {
+            return Ok(());
+        }
+        send(&self.fd, &batch)?;
+        let index = |seq: u32| -> Option<usize> {
+            let i = seq.wrapping_sub(first) as usize;
+            (i < queries.len()).then_some(i)
+        };
+        let mut left = asked.len();
+        while left > 0 {
+            let n = recv(&self.fd, &mut self.buf)?;
+            for m in route_messages(&self.buf[..n]) {
+                match m? {
+                    Message::Data { header, body } if index(header.seq).is_some() => {
+                        left -= 1;
+                        match InetDiagMsg::parse(body) {
+                            Ok(msg) => each(index(header.seq).expect("checked"), msg),
+                            Err(e) => tracing::warn!(error = %e, "sock_diag reply skipped"),
+                        }
+                    }
+                    Message::Error { seq, errno, message } if index(seq).is_some() => {
+                        left -= 1;
+                        if errno != libc::ENOENT {
+                            tracing::debug!(errno, ?message, "sock_diag query refused");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a dump ([`Query::AllConnections`] or [`Query::AllSubflows`])
+    /// and hands every socket to `each`.
+    pub fn dump(&mut self, query: Query, mut each: impl FnMut(InetDiagMsg<'_>)) -> Result<(), PmError> {
+        self.seq = self.seq.wrapping_add(1);
+        let request = query.request(self.seq).ok_or_else(|| PmError::NotManageable("mixed families".into()))?;
+        send(&self.fd, &request)?;
+        loop {
+            let n = recv(&self.fd, &mut self.buf)?;
+            for m in route_messages(&self.buf[..n]) {
+                match m? {
+                    Message::Data { header, body } if header.seq == self.seq => match InetDiagMsg::parse(body) {
+                        Ok(msg) => each(msg),
+                        Err(e) => tracing::warn!(error = %e, "sock_diag entry skipped"),
+                    },
+                    Message::Done { seq } if seq == self.seq => return Ok(()),
+                    Message::Error { seq, errno, message } if seq == self.seq => {
+                        return Err(PmError::Refused { command: "SOCK_DIAG_BY_FAMILY", errno, message })
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 }

@@ -14,7 +14,9 @@
 //! address before destroying its subflow, un-backup the new active path
 //! before backing up the old one).
 
+mod events;
 mod rank;
+pub mod sampling;
 mod select;
 #[cfg(test)]
 mod tests;
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 use multipath::ServiceType;
 
 use crate::netlink::mptcp_pm::{flags, Command, LocalAddr};
+pub use events::input_for_event;
 pub use rank::PathPreference;
 pub use select::Hysteresis;
 
@@ -343,6 +346,9 @@ enum SubflowState {
 #[derive(Clone, Debug)]
 struct Subflow {
     path: String,
+    /// Its interface: a join is bound to it, and the kernel finds a bound
+    /// socket only by its interface too.
+    ifindex: u32,
     loc_id: u8,
     /// Port 0 until established.
     local: SocketAddr,
@@ -483,9 +489,9 @@ impl Core {
                 // Do no harm: a connection the core cannot serve is never
                 // touched (the driver says why, from the same function).
                 let Ok(path) = servable(&self.paths, local.ip(), remote.ip()) else { return };
-                let path = path.name.clone();
                 let initial = Subflow {
-                    path,
+                    path: path.name.clone(),
+                    ifindex: path.ifindex,
                     loc_id: 0,
                     local,
                     backup: false,
@@ -660,6 +666,19 @@ impl Core {
             ServiceType::Aggregate | ServiceType::None => false,
             _ => conn.prober.quiet_until.is_none_or(|t| now >= t),
         }
+    }
+
+    /// The peer and the local ends (address and port, interface) of the
+    /// established subflows of `token`: what the driver measures.
+    pub fn subflow_ends(&self, token: u32) -> Option<(SocketAddr, Vec<(SocketAddr, u32)>)> {
+        let conn = self.conns.get(&token)?;
+        let locals = conn
+            .subflows
+            .iter()
+            .filter(|s| s.state == SubflowState::Established && s.local.port() != 0)
+            .map(|s| (s.local, s.ifindex))
+            .collect();
+        Some((conn.remote, locals))
     }
 
     /// Whether the core manages connection `token`.
@@ -1049,6 +1068,7 @@ fn reconcile(
         out.push_back(Command::SubflowCreate { token, local, remote });
         let joining = Subflow {
             path: path.name.clone(),
+            ifindex: path.ifindex,
             loc_id,
             local: SocketAddr::new(addr, 0),
             backup,

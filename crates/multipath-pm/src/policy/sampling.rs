@@ -1,0 +1,224 @@
+//! When each managed connection is measured: a decision, so it lives with
+//! the core and is tested in simulated time; the driver only carries out
+//! the measurements it is told to.
+//!
+//! A connection where anything moves is measured every [`SAMPLE_EVERY`]. One
+//! where nothing has moved for [`IDLE_AFTER`] is looked at ever less often
+//! (doubling up to [`SAMPLE_IDLE_MAX`]), and then only its connection-level
+//! counters (one small `sock_diag` answer), until they move: ten thousand
+//! idle connections cost little, and any data brings a connection back to
+//! the fast pace at its next look.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// How often busy connections are measured.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+/// A connection where nothing moved for this long counts as idle. Not
+/// sooner: a blackholed download looks exactly like an idle connection, and
+/// its silence (from 50 ms, or twice the path's RTT) must be seen, and
+/// probed, on time; the probe's verdict then needs no measurements.
+pub const IDLE_AFTER: Duration = Duration::from_millis(250);
+/// The longest gap between looks at an idle connection.
+pub const SAMPLE_IDLE_MAX: Duration = Duration::from_secs(1);
+
+/// What moves on a connection that is used at all: data written, data
+/// acknowledged, data received, and its number of subflows (from its
+/// `mptcp_info`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Activity {
+    /// `write_seq`.
+    pub written: u64,
+    /// `snd_una`.
+    pub acked: u64,
+    /// `rcv_nxt`.
+    pub received: u64,
+    /// `subflows`.
+    pub subflows: u8,
+}
+
+impl Activity {
+    /// The counters of a connection's `mptcp_info`.
+    pub fn of(info: &multipath::MptcpInfo) -> Activity {
+        Activity { written: info.write_seq, acked: info.snd_una, received: info.rcv_nxt, subflows: info.subflows }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    next: Instant,
+    every: Duration,
+    /// Since when nothing has moved.
+    still_since: Instant,
+    /// As of the last full measurement.
+    activity: Option<Activity>,
+}
+
+/// The measuring schedule of every managed connection.
+#[derive(Debug, Default)]
+pub struct Sampler {
+    entries: BTreeMap<u32, Entry>,
+    /// When each connection is looked at next, earliest first.
+    queue: BTreeSet<(Instant, u32)>,
+}
+
+impl Sampler {
+    /// An empty schedule.
+    pub fn new() -> Sampler {
+        Sampler::default()
+    }
+
+    /// Starts measuring `token` at once (again, if it was).
+    pub fn add(&mut self, token: u32, now: Instant) {
+        self.remove(token);
+        self.entries.insert(token, Entry { next: now, every: SAMPLE_EVERY, still_since: now, activity: None });
+        self.queue.insert((now, token));
+    }
+
+    /// Stops measuring `token`.
+    pub fn remove(&mut self, token: u32) {
+        if let Some(e) = self.entries.remove(&token) {
+            self.queue.remove(&(e.next, token));
+        }
+    }
+
+    /// Connections measured.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every connection measured.
+    pub fn tokens(&self) -> impl Iterator<Item = u32> + '_ {
+        self.entries.keys().copied()
+    }
+
+    /// When the next look is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.queue.first().map(|&(at, _)| at)
+    }
+
+    /// Up to `max` connections due for a look, earliest first.
+    pub fn due(&self, now: Instant, max: usize) -> Vec<u32> {
+        self.queue.iter().take_while(|(at, _)| *at <= now).take(max).map(|&(_, t)| t).collect()
+    }
+
+    /// After a look at the counters of `token`: whether its subflows must
+    /// be measured now. They need not while nothing moved on a connection
+    /// that is idle, or that the core has nothing to learn from while it
+    /// stands still (`core_needs` false); it is then rescheduled.
+    pub fn looked(&mut self, token: u32, activity: Activity, core_needs: bool, now: Instant) -> bool {
+        let Some(e) = self.entries.get_mut(&token) else { return false };
+        let idle = e.every > SAMPLE_EVERY;
+        if e.activity == Some(activity) && (idle || !core_needs) {
+            let e = *e;
+            self.reschedule(token, e, now);
+            return false;
+        }
+        true
+    }
+
+    /// After a full measurement of `token`: busy if anything moved or is
+    /// in flight (`in_flight`: unacknowledged data, a backed-off timer, a
+    /// subflow still joining).
+    pub fn measured(&mut self, token: u32, activity: Activity, in_flight: bool, now: Instant) {
+        let Some(e) = self.entries.get_mut(&token) else { return };
+        if e.activity != Some(activity) || in_flight {
+            e.still_since = now;
+        }
+        e.activity = Some(activity);
+        let e = *e;
+        self.reschedule(token, e, now);
+    }
+
+    /// Soon while anything moves, ever later once nothing has for a while.
+    fn reschedule(&mut self, token: u32, mut e: Entry, now: Instant) {
+        self.queue.remove(&(e.next, token));
+        let idle = now.duration_since(e.still_since) >= IDLE_AFTER;
+        e.every = if idle { (e.every * 2).min(SAMPLE_IDLE_MAX) } else { SAMPLE_EVERY };
+        e.next = now + e.every;
+        self.queue.insert((e.next, token));
+        self.entries.insert(token, e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn act(n: u64) -> Activity {
+        Activity { written: n, acked: n, received: 0, subflows: 1 }
+    }
+
+    #[test]
+    fn busy_connections_are_measured_every_tick_and_idle_ones_ever_less_often() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new();
+        s.add(1, t0);
+        assert_eq!(s.due(t0, 64), vec![1]);
+        // Moving: every 10 ms.
+        let mut now = t0;
+        for i in 0..10 {
+            assert!(s.looked(1, act(i), true, now), "a new connection is measured");
+            s.measured(1, act(i + 1), false, now);
+            assert_eq!(s.next_due(), Some(now + SAMPLE_EVERY));
+            now += SAMPLE_EVERY;
+        }
+        // Still from here: after IDLE_AFTER the gaps double up to the cap.
+        let still = act(10);
+        let mut gaps = Vec::new();
+        let mut last = now;
+        while now < t0 + Duration::from_secs(10) {
+            if s.due(now, 64) == [1] {
+                if s.looked(1, still, true, now) {
+                    s.measured(1, still, false, now);
+                }
+                gaps.push(now - last);
+                last = now;
+            }
+            now += Duration::from_millis(5);
+        }
+        assert!(gaps.iter().any(|g| *g >= Duration::from_millis(500)), "{gaps:?}");
+        assert!(gaps.iter().all(|g| *g <= SAMPLE_IDLE_MAX + Duration::from_millis(5)), "{gaps:?}");
+        let looks = gaps.len();
+        assert!(looks < 40, "{looks} looks in ~10 s of idleness");
+        // It moves: measured at its next look, and fast again.
+        let due = s.next_due().unwrap();
+        assert!(s.looked(1, act(11), true, due));
+        s.measured(1, act(11), false, due);
+        assert_eq!(s.next_due(), Some(due + SAMPLE_EVERY));
+    }
+
+    #[test]
+    fn a_still_connection_the_core_learns_nothing_from_is_not_measured() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new();
+        s.add(7, t0);
+        assert!(s.looked(7, act(1), false, t0), "never measured yet");
+        s.measured(7, act(1), false, t0);
+        let t1 = t0 + SAMPLE_EVERY;
+        assert!(!s.looked(7, act(1), false, t1), "nothing moved, nothing to learn");
+        assert!(s.looked(7, act(1), true, t1), "the core wants samples (a silent active path)");
+        assert!(s.looked(7, act(2), false, t1), "it moved");
+    }
+
+    #[test]
+    fn in_flight_data_keeps_a_connection_busy_and_removal_forgets_it() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new();
+        s.add(3, t0);
+        let mut now = t0;
+        for _ in 0..100 {
+            s.measured(3, act(5), true, now);
+            now += SAMPLE_EVERY;
+        }
+        assert_eq!(s.next_due(), Some(now - SAMPLE_EVERY + SAMPLE_EVERY), "never idle while data waits");
+        s.remove(3);
+        assert!(s.is_empty() && s.next_due().is_none() && s.due(now, 64).is_empty());
+        assert!(!s.looked(3, act(5), true, now));
+    }
+}
