@@ -79,11 +79,11 @@ mod tests {
         let s = subflow();
         assert_eq!(input_for_event(&Event::Established(conn(false)), true, None), Some(Input::Ready { token: 9 }));
         assert_eq!(
-            input_for_event(&Event::SubEstablished(s.clone()), true, None),
+            input_for_event(&Event::SubEstablished(s), true, None),
             Some(Input::SubflowEstablished { token: 9, local: s.local, loc_id: 3 })
         );
         assert_eq!(
-            input_for_event(&Event::SubClosed(s.clone()), true, None),
+            input_for_event(&Event::SubClosed(s), true, None),
             Some(Input::SubflowClosed { token: 9, local: s.local, loc_id: 3 })
         );
         assert_eq!(input_for_event(&Event::Closed { token: 9 }, true, None), Some(Input::Closed { token: 9 }));
