@@ -108,7 +108,9 @@ fn once(contender: Contender, connections: usize, rate: f64, service: ServiceTyp
 
     let dir = std::env::temp_dir().join(format!("{}-scale", lab.name()));
     std::fs::create_dir_all(&dir)?;
-    let (socket, log) = (dir.join("pmd.sock"), dir.join("commands.log"));
+    let (socket, log, config) = (dir.join("pmd.sock"), dir.join("commands.log"), dir.join("pmd.toml"));
+    // Every connection is root's here: room for all of them.
+    std::fs::write(&config, format!("[limits]\nmax_registrations_per_uid = {}\n", connections.max(1)))?;
     let daemon = match contender {
         Contender::Kernel => {
             lab.add_kernel_endpoint("cell", service == ServiceType::Handover)?;
@@ -120,6 +122,8 @@ fn once(contender: Contender, connections: usize, rate: f64, service: ServiceTyp
                 .command(&exe)
                 .args(["pmd", "--aggregate-uid", "0", "--socket"])
                 .arg(&socket)
+                .arg("--config")
+                .arg(&config)
                 .arg("--command-log")
                 .arg(&log)
                 .spawn()

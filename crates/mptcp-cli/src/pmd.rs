@@ -1,12 +1,13 @@
 //! `mptcp pmd`: the path-manager daemon.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::sync::mpsc::SyncSender;
 
-use multipath_pm::{Daemon, SentCommand};
+use multipath::daemon_client::ABSTRACT_NAME;
+use multipath_pm::{Daemon, NamespaceState, SentCommand};
 
 use crate::pmd_config;
 
@@ -21,7 +22,8 @@ pub struct PmdArgs {
     /// Check the configuration, print what it resolves to, and exit.
     #[arg(long)]
     check_config: bool,
-    /// Unix socket programs register their connections on (overrides the file).
+    /// A filesystem socket to listen on too, besides this network
+    /// namespace's abstract `@multipath-pmd` (overrides the file).
     #[arg(long)]
     socket: Option<PathBuf>,
     /// A user id entitled to `aggregate` (repeatable; adds to the file's).
@@ -65,7 +67,8 @@ fn command_log(path: &std::path::Path) -> Result<(SyncSender<SentCommand>, std::
     Ok((tx, thread))
 }
 
-const PM_TYPE: &str = "/proc/sys/net/mptcp/pm_type";
+/// Where the daemon keeps what it must put back, per network namespace.
+const STATE_DIR: &str = "/run/multipath";
 
 /// Runs until SIGINT/SIGTERM/SIGHUP. Switches this network namespace to the
 /// userspace path manager and puts the previous setting back on exit.
@@ -79,7 +82,10 @@ pub fn run(args: PmdArgs) -> Result<()> {
         None => pmd_config::defaults(),
     };
     if let Some(socket) = args.socket {
-        config.socket = socket;
+        if !socket.is_absolute() {
+            bail!("--socket {}: not an absolute path", socket.display());
+        }
+        config.socket = Some(socket);
     }
     config.aggregate_uids.extend(args.aggregate_uids);
     if let Some(exe) = args.aggregate_executables.iter().find(|p| !p.is_absolute()) {
@@ -93,29 +99,29 @@ pub fn run(args: PmdArgs) -> Result<()> {
     if !multipath_lab::is_root() {
         bail!("mptcp pmd needs CAP_NET_ADMIN (run it as root)");
     }
-    let previous = std::fs::read_to_string(PM_TYPE).context("reading net.mptcp.pm_type (is MPTCP enabled?)")?;
     let shutdown = crate::shutdown::Shutdown::listen()?;
-    std::fs::write(PM_TYPE, "1").context("switching to the userspace path manager")?;
     let socket = config.socket.clone();
     let log = args.command_log.as_deref().map(command_log).transpose()?;
     let log_thread = log.map(|(tx, thread)| {
         config.command_log = Some(tx);
         thread
     });
-    let daemon = match Daemon::start(config) {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = std::fs::write(PM_TYPE, previous.trim());
-            return Err(e).context("starting the path manager");
+    // The daemon first: it holds the namespace's lock, so a second one
+    // stops here, before it touches anything.
+    let daemon = Daemon::start(config).context("starting the path manager")?;
+    let state = NamespaceState::take_over(Path::new(STATE_DIR)).context("switching to the userspace path manager")?;
+    match socket {
+        Some(path) => {
+            eprintln!("mptcp pmd: managing MPTCP connections; register on @{ABSTRACT_NAME} or {}", path.display())
         }
-    };
-    eprintln!("mptcp pmd: managing MPTCP connections; register on {}", socket.display());
+        None => eprintln!("mptcp pmd: managing MPTCP connections; register on @{ABSTRACT_NAME}"),
+    }
     shutdown.wait();
     drop(daemon);
     if let Some(t) = log_thread {
         let _ = t.join();
     }
-    std::fs::write(PM_TYPE, previous.trim()).context("restoring net.mptcp.pm_type")?;
-    eprintln!("mptcp pmd: stopped; net.mptcp.pm_type restored to {}", previous.trim());
+    let restored = state.restore().context("restoring net.mptcp.pm_type")?;
+    eprintln!("mptcp pmd: stopped; net.mptcp.pm_type restored to {restored}");
     Ok(())
 }

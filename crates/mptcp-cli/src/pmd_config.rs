@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use multipath::daemon_client::DEFAULT_SOCKET;
 use multipath::ServiceType;
 use multipath_pm::policy::{Hysteresis, PathPreference, PolicyConfig};
 use multipath_pm::DaemonConfig;
@@ -20,6 +19,7 @@ struct File {
     socket: Option<PathBuf>,
     default_service: Option<ServiceType>,
     entitlements: Entitlements,
+    limits: Limits,
     paths: Paths,
     handover: Handover,
     interactive: Interactive,
@@ -31,6 +31,12 @@ struct File {
 struct Entitlements {
     aggregate_uids: Vec<u32>,
     aggregate_executables: Vec<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Limits {
+    max_registrations_per_uid: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -69,7 +75,6 @@ struct Joins {
 /// The daemon's configuration when no file is given.
 pub fn defaults() -> DaemonConfig {
     DaemonConfig {
-        socket: DEFAULT_SOCKET.into(),
         policy: PolicyConfig { default_service: Some(ServiceType::Aggregate), ..PolicyConfig::default() },
         ..DaemonConfig::default()
     }
@@ -87,7 +92,15 @@ pub fn parse(text: &str) -> Result<DaemonConfig> {
     let mut config = defaults();
     let policy = &mut config.policy;
     if let Some(socket) = file.socket {
-        config.socket = socket;
+        if !socket.is_absolute() {
+            bail!("socket: {} is not an absolute path", socket.display());
+        }
+        config.socket = Some(socket);
+    }
+    match file.limits.max_registrations_per_uid {
+        Some(0) => bail!("limits.max_registrations_per_uid must be above 0"),
+        Some(n) => config.max_per_uid = n,
+        None => {}
     }
     if let Some(service) = file.default_service {
         policy.default_service = Some(service);
@@ -141,6 +154,7 @@ mod tests {
 
     fn same(a: &DaemonConfig, b: &DaemonConfig) {
         assert_eq!(a.socket, b.socket);
+        assert_eq!(a.max_per_uid, b.max_per_uid);
         assert_eq!(a.aggregate_uids, b.aggregate_uids);
         assert_eq!(a.aggregate_executables, b.aggregate_executables);
         assert_eq!(a.policy, b.policy);
@@ -175,7 +189,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.socket, Path::new("/tmp/x.sock"));
+        assert_eq!(c.socket.as_deref(), Some(Path::new("/tmp/x.sock")));
         assert_eq!(c.policy.default_service, Some(ServiceType::Handover));
         assert_eq!(c.aggregate_uids, [1000]);
         assert_eq!(c.policy.paths.primary, ["wl*"]);
@@ -200,6 +214,8 @@ mod tests {
             ("[entitlements]\naggregate_executables = [\"backup\"]", "not an absolute path"),
             ("[paths]\nprimary = [\"\"]", "cannot match"),
             ("[paths\nprimary = []", "TOML"),
+            ("socket = \"pmd.sock\"", "not an absolute path"),
+            ("[limits]\nmax_registrations_per_uid = 0", "must be above 0"),
         ];
         for (text, expect) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());

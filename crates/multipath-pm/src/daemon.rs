@@ -2,8 +2,16 @@
 //! connections over a Unix socket, passing the socket itself, and it
 //! enforces the service type they ask for (aggregate only for entitled
 //! users or programs).
+//!
+//! One daemon per network namespace: it listens on the namespace's abstract
+//! socket ([`ABSTRACT_NAME`]), which is also its lock, and takes only
+//! sockets of its own namespace. Who asks is what the kernel recorded when
+//! the client connected (`SO_PEERCRED`, a pidfd), and the request must come
+//! from that same process (`SCM_CREDENTIALS`). The passed descriptor is read
+//! and closed at once: the daemon never keeps a connection open. See
+//! `SECURITY.md` for the threat model.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -12,35 +20,56 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use multipath::daemon_client::MAX_MESSAGE;
+use multipath::daemon_client::{Address, Reply, Request, ABSTRACT_NAME, MAX_MESSAGE};
 use multipath::ServiceType;
 
-use crate::netlink::socket::{peer_credentials, poll_any, recv_with_fds};
+use crate::netlink::socket::poll_any;
 use crate::policy::PolicyConfig;
+use crate::unix::{self, Credentials};
 use crate::{Manager, PmError};
 
-/// Who may ask for `aggregate`, and where to listen.
-#[derive(Clone, Debug, Default)]
+/// Who may ask for `aggregate`, where to listen, and how much one user may
+/// ask for.
+#[derive(Clone, Debug)]
 pub struct DaemonConfig {
-    /// The Unix socket to listen on.
-    pub socket: PathBuf,
+    /// A filesystem socket to listen on as well as the namespace's abstract
+    /// one (for programs that look for a path). Created mode 0666; an
+    /// existing file there is replaced only if it is a socket nobody
+    /// listens on.
+    pub socket: Option<PathBuf>,
     /// User ids entitled to `aggregate`.
     pub aggregate_uids: Vec<u32>,
-    /// Executables entitled to `aggregate` (as `/proc/<pid>/exe` shows them).
+    /// Executables entitled to `aggregate` (as `/proc/<pid>/exe` shows them
+    /// when the program connects to the daemon).
     pub aggregate_executables: Vec<PathBuf>,
+    /// Registered connections one user may have open at once.
+    pub max_per_uid: usize,
     /// Policy tunables.
     pub policy: PolicyConfig,
     /// Where to report every command sent (see [`Manager::start_with_log`]).
     pub command_log: Option<std::sync::mpsc::SyncSender<crate::manager::SentCommand>>,
 }
 
-/// A running daemon. Dropping it stops accepting, removes the socket file
-/// and stops the path manager.
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            socket: None,
+            aggregate_uids: Vec::new(),
+            aggregate_executables: Vec::new(),
+            max_per_uid: 4096,
+            policy: PolicyConfig::default(),
+            command_log: None,
+        }
+    }
+}
+
+/// A running daemon. Dropping it stops accepting, removes its filesystem
+/// socket (if any) and stops the path manager.
 #[derive(Debug)]
 pub struct Daemon {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    socket: PathBuf,
+    socket: Option<PathBuf>,
     /// The socket's directory, when the daemon created it.
     created_dir: Option<PathBuf>,
     manager: Arc<Manager>,
@@ -48,22 +77,30 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts the path manager in the calling thread's network namespace
-    /// and listens on `config.socket` (mode 0666: any local user may
-    /// register its own connections).
+    /// and listens for registrations. Refused, naming the running one's
+    /// pid, when another daemon serves this namespace.
     pub fn start(config: DaemonConfig) -> Result<Daemon, PmError> {
+        // The namespace's lock first: nothing else is touched by a second
+        // daemon.
+        let abstract_ = listen_abstract()?;
+        let netns = unix::socket_netns(abstract_.as_fd())?;
+        let created_dir =
+            config.socket.as_deref().and_then(Path::parent).filter(|d| !d.exists()).map(Path::to_path_buf);
+        let mut listeners = vec![abstract_];
+        if let Some(path) = &config.socket {
+            listeners.push(listen_path(path)?);
+        }
         let mut policy = config.policy.clone();
         // Unregistered connections behave as under the kernel's manager.
         policy.default_service.get_or_insert(ServiceType::Aggregate);
         let manager = Arc::new(Manager::start_with_log(policy, config.command_log.clone())?);
-        let created_dir = config.socket.parent().filter(|d| !d.exists()).map(Path::to_path_buf);
-        let listener = listen(&config.socket)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, manager2, socket) = (stop.clone(), manager.clone(), config.socket.clone());
+        let server = Server { config: config.clone(), manager: manager.clone(), netns, stop: stop.clone() };
         let thread = std::thread::Builder::new()
             .name("multipath-pmd".into())
-            .spawn(move || serve(listener, &config, &manager2, &stop2))
+            .spawn(move || server.serve(listeners))
             .map_err(PmError::Io)?;
-        Ok(Daemon { stop, thread: Some(thread), socket, created_dir, manager })
+        Ok(Daemon { stop, thread: Some(thread), socket: config.socket, created_dir, manager })
     }
 
     /// The path manager behind the daemon.
@@ -78,115 +115,288 @@ impl Drop for Daemon {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.socket);
+        if let Some(path) = &self.socket {
+            let _ = std::fs::remove_file(path);
+        }
         if let Some(dir) = &self.created_dir {
             let _ = std::fs::remove_dir(dir); // only if nothing else is in it
         }
     }
 }
 
-fn listen(path: &Path) -> Result<OwnedFd, PmError> {
-    use socket2::{Domain, SockAddr, Socket, Type};
+fn seqpacket() -> io::Result<socket2::Socket> {
+    socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None)
+}
+
+/// The pid of the daemon listening at `address`, if one does.
+fn running_daemon(address: &Address) -> Option<i32> {
+    let probe = seqpacket().ok()?;
+    probe.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
+    probe.connect(&address.sockaddr().ok()?).ok()?;
+    unix::peer_credentials(probe.as_fd()).ok().map(|c| c.pid)
+}
+
+fn already_running(address: &Address) -> PmError {
+    match running_daemon(address) {
+        Some(pid) => PmError::AlreadyRunning { address: address.to_string(), pid: Some(pid) },
+        None => PmError::AlreadyRunning { address: address.to_string(), pid: None },
+    }
+}
+
+fn finish_listener(sock: socket2::Socket) -> io::Result<OwnedFd> {
+    sock.listen(128)?;
+    sock.set_nonblocking(true)?;
+    unix::pass_credentials(sock.as_fd())?;
+    Ok(sock.into())
+}
+
+/// The namespace's abstract socket; `EADDRINUSE` means another daemon.
+fn listen_abstract() -> Result<OwnedFd, PmError> {
+    let address = Address::Abstract(ABSTRACT_NAME.to_owned());
+    let sock = seqpacket()?;
+    match sock.bind(&address.sockaddr()?) {
+        Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => Err(already_running(&address)),
+        r => Ok(finish_listener(r.map(|()| sock)?)?),
+    }
+}
+
+/// A filesystem socket at `path`. What is there already stays, unless it
+/// is a socket nobody listens on (a dead daemon's).
+fn listen_path(path: &Path) -> Result<OwnedFd, PmError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    // A socket file left by a daemon that died is in the way.
-    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
-        std::fs::remove_file(path)?;
+    let address = Address::Path(path.to_owned());
+    // Not following symlinks: a link is not ours to replace.
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(PmError::SocketPathTaken { path: path.to_owned(), what: describe(&meta) })
+        }
+        Ok(_) => match running_daemon(&address) {
+            Some(pid) => return Err(PmError::AlreadyRunning { address: address.to_string(), pid: Some(pid) }),
+            None => std::fs::remove_file(path)?,
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
     }
-    let sock = Socket::new(Domain::UNIX, Type::SEQPACKET, None)?;
-    sock.bind(&SockAddr::unix(path)?)?;
-    use std::os::unix::fs::PermissionsExt;
+    let sock = seqpacket()?;
+    sock.bind(&address.sockaddr()?)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
-    sock.listen(128)?;
-    Ok(sock.into())
+    Ok(finish_listener(sock)?)
+}
+
+fn describe(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "not a socket"
+    }
 }
 
 /// How long a client may take to send its request after connecting.
 const REQUEST_WITHIN: Duration = Duration::from_secs(2);
-/// Clients connected and not yet heard from, at most.
+/// Clients connected and not yet heard from, at most; beyond that the
+/// listeners are not even looked at until some leave.
 const MAX_PENDING: usize = 256;
+/// Of which one user may hold at most this many: a user opening hundreds
+/// of silent connections locks out only itself.
+const MAX_PENDING_PER_UID: usize = 8;
+/// Longest pause after `accept` fails (out of descriptors, say), doubling
+/// from 10 ms: the listener stays readable, and retrying at once would spin.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Accepts clients and answers each one's single request as it arrives: a
-/// client that connects and says nothing holds no one else up, and is
-/// dropped after `REQUEST_WITHIN`.
-fn serve(listener: OwnedFd, config: &DaemonConfig, manager: &Manager, stop: &AtomicBool) {
-    let listener = socket2::Socket::from(listener);
-    let mut pending: Vec<(UnixStream, Instant)> = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let mut fds = vec![listener.as_fd()];
-        fds.extend(pending.iter().map(|(c, _)| c.as_fd()));
-        // Wake now and then to notice the stop flag and late clients.
-        let ready = match poll_any(&fds, Duration::from_millis(100)) {
-            Ok(ready) => ready,
-            Err(e) => {
-                tracing::error!(error = %e, "daemon socket");
-                return;
+/// A client connected and not yet heard from, with who it is as the kernel
+/// recorded it at `connect`.
+struct Pending {
+    stream: UnixStream,
+    since: Instant,
+    peer: Credentials,
+    /// The program that connected, read at `accept` and checked against its
+    /// pidfd (the pid still names the same process).
+    exe: Option<PathBuf>,
+}
+
+struct Server {
+    config: DaemonConfig,
+    manager: Arc<Manager>,
+    /// The daemon's own network namespace (device, inode).
+    netns: (u64, u64),
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    /// Accepts clients and answers each one's single request as it
+    /// arrives: a client that connects and says nothing holds no one else
+    /// up, and is dropped after `REQUEST_WITHIN`.
+    fn serve(&self, listeners: Vec<OwnedFd>) {
+        let listeners: Vec<socket2::Socket> = listeners.into_iter().map(socket2::Socket::from).collect();
+        let mut pending: Vec<Pending> = Vec::new();
+        let (mut accept_after, mut backoff) = (Instant::now(), Duration::ZERO);
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let listening = pending.len() < MAX_PENDING && now >= accept_after;
+            let mut fds: Vec<_> = if listening { listeners.iter().map(|l| l.as_fd()).collect() } else { Vec::new() };
+            let first_client = fds.len();
+            fds.extend(pending.iter().map(|p| p.stream.as_fd()));
+            // Wake for the stop flag, the next client's deadline, the end
+            // of an accept backoff.
+            let mut wait = Duration::from_millis(100);
+            if let Some(oldest) = pending.iter().map(|p| p.since).min() {
+                wait = wait.min((oldest + REQUEST_WITHIN).saturating_duration_since(now));
             }
-        };
-        let now = Instant::now();
-        let mut answered = Vec::new();
-        for (i, (client, since)) in pending.iter().enumerate() {
-            let reply = if ready[i + 1] {
-                match handle(client, config, manager) {
-                    Ok(token) => format!("ok {token}"),
-                    Err(reason) => {
-                        tracing::info!(%reason, "registration refused");
-                        format!("error {reason}")
+            if !listening && now < accept_after {
+                wait = wait.min(accept_after - now);
+            }
+            let ready = match poll_any(&fds, wait) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    tracing::error!(error = %e, "daemon socket");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            let mut done = Vec::new();
+            for (i, p) in pending.iter().enumerate() {
+                let reply = if ready[first_client + i] {
+                    match self.handle(p) {
+                        Some(reply) => reply,
+                        None => {
+                            done.push(i); // hung up without a word
+                            continue;
+                        }
+                    }
+                } else if now.duration_since(p.since) > REQUEST_WITHIN {
+                    Reply::Refused { reason: format!("no request within {} s", REQUEST_WITHIN.as_secs()) }
+                } else {
+                    continue;
+                };
+                if let Reply::Refused { reason } = &reply {
+                    tracing::info!(%reason, uid = p.peer.uid, pid = p.peer.pid, "registration refused");
+                }
+                let _ = (&p.stream).write_all(&reply.encode());
+                done.push(i);
+            }
+            for i in done.into_iter().rev() {
+                pending.swap_remove(i);
+            }
+            if !listening {
+                continue;
+            }
+            for (l, _) in listeners.iter().zip(&ready).filter(|(_, r)| **r) {
+                match l.accept() {
+                    Ok((client, _)) => {
+                        backoff = Duration::ZERO;
+                        if let Some(p) = self.admit(UnixStream::from(OwnedFd::from(client)), &pending, now) {
+                            pending.push(p);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        if backoff.is_zero() {
+                            tracing::warn!(error = %e, "accepting clients; pausing (said once per streak)");
+                        }
+                        backoff = (backoff * 2).clamp(Duration::from_millis(10), ACCEPT_BACKOFF_MAX);
+                        accept_after = now + backoff;
                     }
                 }
-            } else if now.duration_since(*since) > REQUEST_WITHIN {
-                format!("error no request within {} s", REQUEST_WITHIN.as_secs())
-            } else {
-                continue;
-            };
-            let _ = (&*client).write_all(reply.as_bytes());
-            answered.push(i);
-        }
-        for i in answered.into_iter().rev() {
-            pending.swap_remove(i);
-        }
-        if ready[0] && pending.len() < MAX_PENDING {
-            if let Ok((client, _)) = listener.accept() {
-                let client = UnixStream::from(OwnedFd::from(client));
-                // A reply is one small datagram; never wait long to send it.
-                let _ = client.set_write_timeout(Some(Duration::from_millis(100)));
-                pending.push((client, now));
             }
         }
     }
+
+    /// Takes in a new client, as the kernel recorded it at `connect`;
+    /// `None` (after telling it why) when its user already has too many
+    /// requests in progress.
+    fn admit(&self, stream: UnixStream, pending: &[Pending], now: Instant) -> Option<Pending> {
+        // A reply is one small datagram; never wait long to send it.
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+        let peer = unix::peer_credentials(stream.as_fd()).ok()?;
+        if pending.iter().filter(|p| p.peer.uid == peer.uid).count() >= MAX_PENDING_PER_UID {
+            let reason = format!("uid {} has {MAX_PENDING_PER_UID} registrations in progress already", peer.uid);
+            let _ = (&stream).write_all(&Reply::Refused { reason }.encode());
+            return None;
+        }
+        let _ = unix::pass_credentials(stream.as_fd());
+        Some(Pending { exe: connected_program(&stream, peer), stream, since: now, peer })
+    }
+
+    /// One registration: `None` when the client hung up.
+    fn handle(&self, p: &Pending) -> Option<Reply> {
+        let mut buf = [0u8; MAX_MESSAGE + 1];
+        let got = match unix::recv_with_fds(p.stream.as_fd(), &mut buf) {
+            Ok(got) if got.len == 0 && got.fds.is_empty() => return None,
+            Ok(got) => got,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Some(Reply::Refused { reason: "no request".into() })
+            }
+            Err(e) => return Some(Reply::Refused { reason: format!("reading the request: {e}") }),
+        };
+        Some(match self.register(p, got, &buf) {
+            Ok(token) => Reply::Managed { token },
+            Err(reason) => Reply::Refused { reason },
+        })
+    }
+
+    fn register(&self, p: &Pending, got: unix::Received, buf: &[u8]) -> Result<u32, String> {
+        if got.truncated {
+            return Err(format!("request longer than {MAX_MESSAGE} bytes"));
+        }
+        let Request::Manage { service } = Request::decode(&buf[..got.len]).map_err(|e| e.to_string())?;
+        if got.fds_truncated || got.fds.len() > 1 {
+            return Err("attach exactly one descriptor, the connection's socket".into());
+        }
+        // Read and closed before this returns: the daemon keeps nothing open.
+        let fd = got.fds.into_iter().next().ok_or("no descriptor attached: pass the connection's socket")?;
+        // The process that connected must be the one asking: a child or a
+        // process it passed the daemon socket to is someone else.
+        match got.sender {
+            Some(sender) if sender.pid == p.peer.pid => {}
+            Some(sender) => return Err(format!(
+                "the request came from pid {}, not from pid {} that connected: register from the process that connects",
+                sender.pid, p.peer.pid
+            )),
+            None => return Err("the request carries no sender credentials".into()),
+        }
+        match unix::socket_netns(fd.as_fd()) {
+            Ok(ns) if ns == self.netns => {}
+            Ok(_) => {
+                return Err("the socket belongs to another network namespace: register with the daemon of its \
+                            namespace"
+                    .into())
+            }
+            Err(e) => return Err(format!("cannot tell the socket's network namespace: {e}")),
+        }
+        if service == ServiceType::Aggregate && !self.entitled(p) {
+            return Err(format!(
+                "aggregate needs an entitlement; uid {} and its program ({}) are not granted one",
+                p.peer.uid,
+                p.exe.as_deref().map_or("unknown".into(), |e| e.display().to_string())
+            ));
+        }
+        if !multipath::raw::is_mptcp_socket(fd.as_fd()).unwrap_or(false) {
+            return Err("the descriptor is not an MPTCP socket".into());
+        }
+        let owner = (p.peer.uid, self.config.max_per_uid);
+        self.manager.manage_for(fd.as_fd(), service, Some(owner)).map_err(|e| e.to_string())
+    }
+
+    fn entitled(&self, p: &Pending) -> bool {
+        self.config.aggregate_uids.contains(&p.peer.uid)
+            || p.exe.as_ref().is_some_and(|exe| self.config.aggregate_executables.contains(exe))
+    }
 }
 
-/// One registration: the request, the caller, the descriptor, the policy.
-fn handle(client: &UnixStream, config: &DaemonConfig, manager: &Manager) -> Result<u32, String> {
-    let mut buf = [0u8; MAX_MESSAGE];
-    let got = recv_with_fds(client.as_fd(), &mut buf).map_err(|e| format!("reading the request: {e}"))?;
-    if got.truncated {
-        return Err(format!("request longer than {MAX_MESSAGE} bytes"));
-    }
-    if got.fds_truncated || got.fds.len() > 1 {
-        return Err("attach exactly one descriptor, the connection's socket".into());
-    }
-    let text = std::str::from_utf8(&buf[..got.len]).map_err(|_| "request is not text".to_string())?;
-    let service = match text.trim().split_once(' ') {
-        Some(("manage", service)) => service.parse::<ServiceType>().map_err(|e| e.to_string())?,
-        _ => return Err(format!("malformed request {:?} (expected `manage <service>`)", text.trim())),
-    };
-    let fd = got.fds.into_iter().next().ok_or("no descriptor attached: pass the connection's socket")?;
-    let (pid, uid) = peer_credentials(client.as_fd()).map_err(|e| format!("SO_PEERCRED: {e}"))?;
-    if service == ServiceType::Aggregate && !entitled(config, pid, uid) {
-        return Err(format!("aggregate needs an entitlement; uid {uid} and its program are not granted one"));
-    }
-    if !multipath::raw::is_mptcp_socket(fd.as_fd()).unwrap_or(false) {
-        return Err("the descriptor is not an MPTCP socket".into());
-    }
-    manager.manage(fd.as_fd(), service).map_err(|e| e.to_string())
-}
-
-fn entitled(config: &DaemonConfig, pid: i32, uid: u32) -> bool {
-    if config.aggregate_uids.contains(&uid) {
-        return true;
-    }
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
-    exe.is_ok_and(|exe| config.aggregate_executables.contains(&exe))
+/// The program of the process that connected to `stream`: its
+/// `/proc/<pid>/exe`, read now and trusted only if the pidfd the kernel
+/// recorded at `connect` shows the pid still names that process. Without
+/// pidfds (before Linux 6.5) no program is trusted.
+fn connected_program(stream: &UnixStream, peer: Credentials) -> Option<PathBuf> {
+    let pidfd = unix::peer_pidfd(stream.as_fd()).ok()??;
+    let exe = std::fs::read_link(format!("/proc/{}/exe", peer.pid)).ok()?;
+    unix::pidfd_alive(pidfd.as_fd()).then_some(exe)
 }

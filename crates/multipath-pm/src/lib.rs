@@ -8,11 +8,16 @@
 #![warn(missing_docs)]
 
 pub mod daemon;
+mod error;
 pub mod manager;
 pub mod netlink;
 pub mod policy;
+mod state;
+mod unix;
 
 pub use daemon::{Daemon, DaemonConfig};
+pub use error::PmError;
 pub use manager::{Manager, SentCommand};
 pub use netlink::mptcp_pm::{Command, ConnectionEvent, Event, LocalAddr, SubflowEvent};
-pub use netlink::socket::{EventSocket, PmError, PmSocket, RouteSnapshot, RouteWatcher, SocketKiller};
+pub use netlink::socket::{EventSocket, PmSocket, RouteSnapshot, RouteWatcher, SocketKiller};
+pub use state::NamespaceState;

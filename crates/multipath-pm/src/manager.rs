@@ -3,7 +3,7 @@
 //! program hands it. Needs CAP_NET_ADMIN and the userspace path manager
 //! (`net.mptcp.pm_type = 1`) in the network namespace it starts in.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
@@ -36,9 +36,21 @@ pub struct Manager {
 
 #[derive(Debug)]
 enum Request {
-    Manage { conn: Registration, service: ServiceType, reply: mpsc::Sender<Result<u32, PmError>> },
-    ActivePath { token: u32, reply: mpsc::Sender<Option<String>> },
-    Paths { reply: mpsc::Sender<Vec<LocalPath>> },
+    Manage {
+        conn: Registration,
+        service: ServiceType,
+        /// The user it is registered for, and how many open registrations
+        /// that user may have.
+        owner: Option<(u32, usize)>,
+        reply: mpsc::Sender<Result<u32, PmError>>,
+    },
+    ActivePath {
+        token: u32,
+        reply: mpsc::Sender<Option<String>>,
+    },
+    Paths {
+        reply: mpsc::Sender<Vec<LocalPath>>,
+    },
 }
 
 /// A netlink command the manager sent: its decisions, as observers
@@ -84,9 +96,20 @@ impl Manager {
     /// connection through the kernel's socket diagnostics), so the
     /// connection closes when its owner closes it.
     pub fn manage(&self, socket: BorrowedFd<'_>, service: ServiceType) -> Result<u32, PmError> {
+        self.manage_for(socket, service, None)
+    }
+
+    /// Like [`Manager::manage`], on behalf of user `owner.0`, who may have
+    /// at most `owner.1` registered connections open at once.
+    pub fn manage_for(
+        &self,
+        socket: BorrowedFd<'_>,
+        service: ServiceType,
+        owner: Option<(u32, usize)>,
+    ) -> Result<u32, PmError> {
         let conn = Registration::read(socket)?;
         let (reply, answer) = mpsc::channel();
-        self.send(Request::Manage { conn, service, reply })?;
+        self.send(Request::Manage { conn, service, owner, reply })?;
         answer.recv().map_err(|_| stopped())?
     }
 
@@ -208,6 +231,8 @@ struct Driver {
     diag: Diag,
     /// When each managed connection is measured next.
     sampler: Sampler,
+    /// The user each connection registered by the daemon belongs to.
+    owners: HashMap<u32, u32>,
     probes: Vec<PendingProbe>,
     log: Option<mpsc::SyncSender<SentCommand>>,
     /// Addresses that were paths here at some point: the only ones this
@@ -242,6 +267,7 @@ impl Driver {
             paths: Vec::new(),
             diag: Diag::open()?,
             sampler: Sampler::new(),
+            owners: HashMap::new(),
             probes: Vec::new(),
             log: None,
             path_addrs: BTreeSet::new(),
@@ -326,8 +352,8 @@ impl Driver {
 
     fn request(&mut self, request: Request) {
         match request {
-            Request::Manage { conn, service, reply } => {
-                let _ = reply.send(self.manage(conn, service));
+            Request::Manage { conn, service, owner, reply } => {
+                let _ = reply.send(self.manage(conn, service, owner));
             }
             Request::ActivePath { token, reply } => {
                 let _ = reply.send(self.core.active_path(token).map(str::to_owned));
@@ -338,9 +364,20 @@ impl Driver {
         }
     }
 
-    fn manage(&mut self, conn: Registration, service: ServiceType) -> Result<u32, PmError> {
+    fn manage(
+        &mut self,
+        conn: Registration,
+        service: ServiceType,
+        owner: Option<(u32, usize)>,
+    ) -> Result<u32, PmError> {
         let Registration { token, local, remote } = conn;
         self.core.servable(local.ip(), remote.ip()).map_err(PmError::Unservable)?;
+        if let Some((uid, limit)) = owner {
+            let theirs = self.owners.values().filter(|&&u| u == uid).count();
+            if self.owners.get(&token) != Some(&uid) && theirs >= limit {
+                return Err(PmError::TooMany { uid, limit });
+            }
+        }
         let now = Instant::now();
         // With a default service, the kernel's ESTABLISHED has made the core
         // manage the connection already if it came first; if not, it is
@@ -350,6 +387,9 @@ impl Driver {
         self.core.handle(Input::Established { token, service, local, remote, ready }, now);
         if self.core.manages(token) {
             self.sampler.add(token, now);
+            if let Some((uid, _)) = owner {
+                self.owners.insert(token, uid);
+            }
         }
         self.flush(now);
         Ok(token)
@@ -387,7 +427,7 @@ impl Driver {
                     }
                     self.sampler.add(*token, now);
                 }
-                Input::Closed { token } => self.sampler.remove(*token),
+                Input::Closed { token } => self.forget(*token),
                 _ => {}
             }
             self.core.handle(input, now);
@@ -467,7 +507,7 @@ impl Driver {
         for (&token, info) in due.iter().zip(infos) {
             // Listed no more: closed, whether or not its CLOSED event comes.
             let Some(info) = info.filter(|i| i.token == token) else {
-                self.sampler.remove(token);
+                self.forget(token);
                 self.core.handle(Input::Closed { token }, now);
                 continue;
             };
@@ -506,6 +546,12 @@ impl Driver {
             self.core.handle(Input::Samples { token, subflows }, now);
         }
         self.sampler.due(now, 1).len() == 1
+    }
+
+    /// A connection closed: no more measuring, and no longer its owner's.
+    fn forget(&mut self, token: u32) {
+        self.sampler.remove(token);
+        self.owners.remove(&token);
     }
 
     /// After lost events: every subflow of every managed connection, from

@@ -228,13 +228,13 @@ fn managed(lab: &Lab, server: SocketAddr, service: ServiceType, via: Via) -> Man
             Managed { manager: Arc::new(manager), conn, token, _daemon: None }
         }
         Via::Daemon => {
-            let socket = std::env::temp_dir().join(lab.name()).join("pmd.sock");
-            let config = DaemonConfig { socket: socket.clone(), aggregate_uids: vec![USER], ..Default::default() };
+            // The namespace's own daemon, found by the library on its own.
+            let config = DaemonConfig { aggregate_uids: vec![USER], ..Default::default() };
             let daemon = lab.client().run(|| Daemon::start(config)).unwrap();
             // The library registers the connection as soon as it is
             // connected, before any data: the daemon must cope with the
             // kernel's events coming later.
-            let params = params.path_manager(Arc::new(DaemonClient::at(&socket)));
+            let params = params.path_manager(Arc::new(DaemonClient::of_this_namespace()));
             let mut conn = lab.client().run(|| {
                 become_user(USER).unwrap();
                 blocking::Connection::connect(server, &params).unwrap()

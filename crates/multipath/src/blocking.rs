@@ -41,7 +41,7 @@ impl Connection {
             });
             match connected {
                 Ok(mut conn) => {
-                    socket::enforce(conn.stream.as_fd(), &mut conn.meta, params);
+                    conn.meta.enforced_by = socket::enforce(conn.stream.as_fd(), &conn.meta, params);
                     socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
                     return Ok(conn);
                 }

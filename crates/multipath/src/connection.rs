@@ -88,8 +88,13 @@ impl Connection {
         };
         let addrs = ordered(&endpoint, resolved, params)?;
         let mut conn = race(&endpoint, addrs, params, deadline).await?;
-        let meta = Arc::get_mut(&mut conn.meta).expect("a new connection's meta is not shared");
-        socket::enforce(conn.stream.as_fd(), meta, params);
+        // Registration may wait on a daemon: not on a runtime thread.
+        let fd = conn.stream.as_fd().try_clone_to_owned()?;
+        let (meta, for_enforcer) = ((*conn.meta).clone(), params.clone());
+        let enforced = tokio::task::spawn_blocking(move || socket::enforce(fd.as_fd(), &meta, &for_enforcer))
+            .await
+            .unwrap_or(None);
+        Arc::get_mut(&mut conn.meta).expect("a new connection's meta is not shared").enforced_by = enforced;
         socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
         Ok(conn)
     }

@@ -3,59 +3,258 @@
 //! ownership from the descriptor and reads the token from it; nobody can
 //! name another program's connection.
 //!
-//! Protocol, one `SOCK_SEQPACKET` message each way: `manage <service>` with
-//! one descriptor attached; `ok <token>` or `error <reason>`.
+//! The daemon of a network namespace listens on the abstract Unix socket
+//! [`ABSTRACT_NAME`], which the kernel scopes to that namespace: a program
+//! finds the daemon of its own namespace and no other. A daemon may listen
+//! on a filesystem socket as well (`mptcp pmd --socket PATH`).
+//!
+//! Protocol, one `SOCK_SEQPACKET` message each way, typed here for both
+//! sides ([`Request`], [`Reply`]): `manage <service>` with one descriptor
+//! attached; `ok <token>` or `error <reason>`.
 
+use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{sys, Enforcer, PathManager, ServiceType};
 
-/// Where the daemon listens unless `MULTIPATH_PMD_SOCKET` says otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/multipath/pmd.sock";
+/// The abstract socket name (without its leading NUL) of a network
+/// namespace's daemon.
+pub const ABSTRACT_NAME: &str = "multipath-pmd";
 
 /// Longest request or reply, bytes.
 pub const MAX_MESSAGE: usize = 256;
 
+/// How long a registration may take, connecting included: the daemon
+/// answers in milliseconds, or it is stuck.
+const REGISTER_WITHIN: Duration = Duration::from_secs(2);
+
+/// A request to the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Enforce `service` on the connection whose socket is attached.
+    Manage {
+        /// The service type asked for.
+        service: ServiceType,
+    },
+}
+
+/// The daemon's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The connection is managed; its token.
+    Managed {
+        /// The connection's token, read from the socket by the daemon.
+        token: u32,
+    },
+    /// Not managed, and why.
+    Refused {
+        /// The daemon's reason, for the user.
+        reason: String,
+    },
+}
+
+/// Bytes that are not a message of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// Longer than [`MAX_MESSAGE`].
+    #[error("request longer than {MAX_MESSAGE} bytes")]
+    TooLong,
+    /// Not UTF-8.
+    #[error("request is not text")]
+    NotText,
+    /// Not a known request or reply.
+    #[error("malformed request {0:?} (expected `manage <service>`)")]
+    Malformed(String),
+    /// A service type this version does not know.
+    #[error(transparent)]
+    UnknownService(#[from] crate::UnknownServiceType),
+}
+
+fn text(bytes: &[u8]) -> Result<&str, ProtocolError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(ProtocolError::TooLong);
+    }
+    std::str::from_utf8(bytes).map(str::trim).map_err(|_| ProtocolError::NotText)
+}
+
+impl Request {
+    /// The request's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Request::Manage { service } => format!("manage {service}").into_bytes(),
+        }
+    }
+
+    /// Reads a request.
+    pub fn decode(bytes: &[u8]) -> Result<Request, ProtocolError> {
+        let text = text(bytes)?;
+        match text.split_once(' ') {
+            Some(("manage", service)) => Ok(Request::Manage { service: service.trim().parse()? }),
+            _ => Err(ProtocolError::Malformed(text.to_owned())),
+        }
+    }
+}
+
+impl Reply {
+    /// The reply's bytes (a reason is cut to fit [`MAX_MESSAGE`]).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Reply::Managed { token } => format!("ok {token}").into_bytes(),
+            Reply::Refused { reason } => {
+                let mut out = format!("error {reason}");
+                if out.len() > MAX_MESSAGE {
+                    let mut end = MAX_MESSAGE;
+                    while !out.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    out.truncate(end);
+                }
+                out.into_bytes()
+            }
+        }
+    }
+
+    /// Reads a reply.
+    pub fn decode(bytes: &[u8]) -> Result<Reply, ProtocolError> {
+        let text = text(bytes)?;
+        if let Some(token) = text.strip_prefix("ok ") {
+            let token = token.parse().map_err(|_| ProtocolError::Malformed(text.to_owned()))?;
+            return Ok(Reply::Managed { token });
+        }
+        match text.strip_prefix("error ") {
+            Some(reason) => Ok(Reply::Refused { reason: reason.to_owned() }),
+            None => Err(ProtocolError::Malformed(text.to_owned())),
+        }
+    }
+}
+
+/// Where a daemon listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    /// An abstract Unix socket name, scoped to a network namespace.
+    Abstract(String),
+    /// A filesystem socket (visible from every namespace that shares the
+    /// filesystem; the daemon refuses connections of other namespaces).
+    Path(PathBuf),
+}
+
+impl Address {
+    /// The socket address.
+    pub fn sockaddr(&self) -> io::Result<socket2::SockAddr> {
+        match self {
+            // A leading NUL makes the name abstract.
+            Address::Abstract(name) => socket2::SockAddr::unix(format!("\0{name}")),
+            Address::Path(path) => socket2::SockAddr::unix(path),
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Abstract(name) => write!(f, "@{name}"),
+            Address::Path(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 /// The daemon as an [`Enforcer`].
 #[derive(Clone, Debug)]
 pub struct Daemon {
-    socket: PathBuf,
+    address: Address,
 }
 
 impl Daemon {
-    /// The daemon listening on `socket`.
+    /// The daemon listening on the filesystem socket `socket`.
     pub fn at(socket: impl Into<PathBuf>) -> Self {
-        Daemon { socket: socket.into() }
+        Daemon { address: Address::Path(socket.into()) }
     }
 
-    /// The daemon at `MULTIPATH_PMD_SOCKET` or [`DEFAULT_SOCKET`], if its
-    /// socket exists.
-    pub fn discover() -> Option<Self> {
-        let path =
-            std::env::var_os("MULTIPATH_PMD_SOCKET").map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from);
-        Path::new(&path).exists().then(|| Daemon::at(path))
+    /// The daemon of the calling thread's network namespace.
+    pub fn of_this_namespace() -> Self {
+        Daemon { address: Address::Abstract(ABSTRACT_NAME.to_owned()) }
     }
 
-    /// Registers the connection behind `socket`; returns its token.
-    pub fn register(&self, socket: BorrowedFd<'_>, service: ServiceType) -> io::Result<u32> {
-        let conn = seqpacket_connect(&self.socket)?;
-        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-        sys::send_with_fd(conn.as_fd(), format!("manage {service}").as_bytes(), socket)?;
-        let mut reply = [0u8; MAX_MESSAGE];
-        let n = io::Read::read(&mut &conn, &mut reply)?;
-        let text = String::from_utf8_lossy(&reply[..n]);
-        let text = text.trim();
-        if let Some(token) = text.strip_prefix("ok ") {
-            return token
-                .parse()
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("daemon said {text:?}")));
+    /// The daemon at `MULTIPATH_PMD_SOCKET` (a path, or `@name` for an
+    /// abstract socket), else the one of this network namespace.
+    pub fn discover() -> Self {
+        match std::env::var_os("MULTIPATH_PMD_SOCKET") {
+            Some(s) => match s.to_str().and_then(|s| s.strip_prefix('@')) {
+                Some(name) => Daemon { address: Address::Abstract(name.to_owned()) },
+                None => Daemon::at(s),
+            },
+            None => Daemon::of_this_namespace(),
         }
-        let reason = text.strip_prefix("error ").unwrap_or(text);
-        Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("the path-manager daemon refused: {reason}")))
+    }
+
+    /// Where this daemon listens.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Registers the connection behind `socket`; returns its token. Blocks
+    /// for at most a couple of seconds. No daemon listening is
+    /// [`io::ErrorKind::NotFound`].
+    pub fn register(&self, socket: BorrowedFd<'_>, service: ServiceType) -> io::Result<u32> {
+        let conn = self.connect()?;
+        sys::send_with_fd(conn.as_fd(), &Request::Manage { service }.encode(), socket)?;
+        let mut reply = [0u8; MAX_MESSAGE];
+        let n = match io::Read::read(&mut &conn, &mut reply) {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the path-manager daemon at {} did not answer within {REGISTER_WITHIN:?}", self.address),
+                ))
+            }
+            r => r?,
+        };
+        match Reply::decode(&reply[..n]) {
+            Ok(Reply::Managed { token }) => Ok(token),
+            Ok(Reply::Refused { reason }) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the path-manager daemon refused: {reason}"),
+            )),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("the path-manager daemon said: {e}"))),
+        }
+    }
+
+    /// Connects to the daemon, within [`REGISTER_WITHIN`] (a full backlog
+    /// would block `connect` itself).
+    fn connect(&self) -> io::Result<UnixStream> {
+        let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None)?;
+        sock.set_write_timeout(Some(REGISTER_WITHIN))?;
+        sock.set_read_timeout(Some(REGISTER_WITHIN))?;
+        match sock.connect(&self.address.sockaddr()?) {
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOENT)) => {
+                let hint = match &self.address {
+                    Address::Abstract(_) => "start `mptcp pmd` in this network namespace".to_owned(),
+                    Address::Path(p) if e.raw_os_error() == Some(libc::ECONNREFUSED) => format!(
+                        "{} is a socket nobody listens on (its daemon died?): start `mptcp pmd`, which replaces it",
+                        p.display()
+                    ),
+                    Address::Path(_) => "start `mptcp pmd`".to_owned(),
+                };
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no path-manager daemon at {}: {hint}", self.address),
+                ));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the path-manager daemon at {} accepts no connection (backlog full)", self.address),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+        // A connected seqpacket socket reads and writes like a stream
+        // socket, one message per call.
+        Ok(UnixStream::from(std::os::fd::OwnedFd::from(sock)))
     }
 }
 
@@ -69,11 +268,55 @@ impl Enforcer for Daemon {
     }
 }
 
-/// `connect` on a `SOCK_SEQPACKET` Unix socket (std only has stream ones).
-fn seqpacket_connect(path: &Path) -> io::Result<UnixStream> {
-    let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None)?;
-    sock.connect(&socket2::SockAddr::unix(path)?)?;
-    // A connected seqpacket socket reads and writes like a stream socket,
-    // one message per call.
-    Ok(UnixStream::from(std::os::fd::OwnedFd::from(sock)))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_round_trip() {
+        for service in [ServiceType::None, ServiceType::Handover, ServiceType::Interactive, ServiceType::Aggregate] {
+            let r = Request::Manage { service };
+            assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+        for reply in [Reply::Managed { token: u32::MAX }, Reply::Refused { reason: "no entitlement".into() }] {
+            assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
+        }
+    }
+
+    #[test]
+    fn garbage_gets_a_reason() {
+        assert_eq!(Request::decode(b"\xff\xfe"), Err(ProtocolError::NotText));
+        assert_eq!(Request::decode(&[b'a'; MAX_MESSAGE + 1]), Err(ProtocolError::TooLong));
+        assert!(matches!(Request::decode(b"hello there"), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(Request::decode(b"manage"), Err(ProtocolError::Malformed(_))));
+        let e = Request::decode(b"manage redundant").unwrap_err();
+        assert!(e.to_string().contains("unknown multipath service type"), "{e}");
+        assert!(matches!(Reply::decode(b"ok x"), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(Reply::decode(b"maybe"), Err(ProtocolError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_long_reason_is_cut_to_fit_on_a_character_boundary() {
+        let reply = Reply::Refused { reason: "é".repeat(MAX_MESSAGE) };
+        let bytes = reply.encode();
+        assert!(bytes.len() <= MAX_MESSAGE);
+        assert!(std::str::from_utf8(&bytes).is_ok());
+    }
+
+    #[test]
+    fn addresses_say_where_they_are() {
+        assert_eq!(Daemon::of_this_namespace().address().to_string(), "@multipath-pmd");
+        assert_eq!(Daemon::at("/run/x.sock").address().to_string(), "/run/x.sock");
+        let abstract_ = Address::Abstract("x".into()).sockaddr().unwrap();
+        assert_eq!(abstract_.as_abstract_namespace(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn no_daemon_is_not_found_with_a_hint() {
+        let d = Daemon { address: Address::Abstract(format!("multipath-test-none-{}", std::process::id())) };
+        let sock = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let e = d.register(sock.as_fd(), ServiceType::Handover).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(e.to_string().contains("start `mptcp pmd`"), "{e}");
+    }
 }

@@ -221,27 +221,32 @@ pub(crate) fn status(fd: BorrowedFd<'_>, meta: &SocketMeta) -> MultipathStatus {
 }
 
 /// Hands a freshly connected socket to the parameters' path manager, if
-/// any and if the connection is multipath; records who took it. A refusal
+/// any and if the connection is multipath; returns who took it. A refusal
 /// leaves the kernel's path manager in charge, which the status shows.
-pub(crate) fn enforce(fd: BorrowedFd<'_>, meta: &mut SocketMeta, params: &Parameters) {
+/// Blocks for as long as the path manager takes to answer (a daemon: a
+/// couple of seconds at worst): async callers run it off the runtime.
+pub(crate) fn enforce(fd: BorrowedFd<'_>, meta: &SocketMeta, params: &Parameters) -> Option<PathManager> {
     if !status(fd, meta).is_multipath() {
-        return;
+        return None;
     }
-    // The parameters' manager, else the daemon when it runs on this host.
-    let discovered;
-    let manager: &dyn crate::Enforcer = match params.enforcer() {
-        Some(m) => m.as_ref(),
-        None => match crate::daemon_client::Daemon::discover() {
-            Some(d) => {
-                discovered = d;
-                &discovered
+    // The parameters' manager, else the daemon of this network namespace
+    // if one runs: its absence is the normal case, and silent.
+    let result = match params.enforcer() {
+        Some(m) => m.manage(fd, meta.requested).map(|()| m.kind()),
+        None => {
+            let daemon = crate::daemon_client::Daemon::discover();
+            match daemon.register(fd, meta.requested) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+                r => r.map(|_| PathManager::Daemon).map_err(|e| e.to_string()),
             }
-            None => return,
-        },
+        }
     };
-    match manager.manage(fd, meta.requested) {
-        Ok(()) => meta.enforced_by = Some(manager.kind()),
-        Err(e) => tracing::warn!(error = %e, "the path manager did not take the connection"),
+    match result {
+        Ok(kind) => Some(kind),
+        Err(e) => {
+            tracing::warn!(error = %e, "the path manager did not take the connection");
+            None
+        }
     }
 }
 

@@ -9,56 +9,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::codec::consts::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
-use super::codec::{genl_request, messages, route_messages, DecodeError, Header, Message};
+use super::codec::{genl_request, messages, route_messages, Header, Message};
 use super::ctrl::{self, Family};
 use super::mptcp_pm::{self, Command, Event, LocalAddr};
 use super::sock_diag::{InetDiagMsg, Query};
 use super::{route, sock_diag};
 use crate::policy::LocalPath;
-
-/// What can go wrong talking to the kernel's path manager.
-#[derive(Debug, thiserror::Error)]
-pub enum PmError {
-    /// The kernel has no `mptcp_pm` family (no MPTCP, or too old).
-    #[error("the kernel has no generic netlink family {0:?} (MPTCP missing or too old)")]
-    NoFamily(String),
-    /// The kernel refused a command.
-    #[error("{command} refused: {} ({})", message.as_deref().unwrap_or("no detail"), io::Error::from_raw_os_error(*errno))]
-    Refused {
-        /// The command.
-        command: &'static str,
-        /// Positive errno.
-        errno: i32,
-        /// The kernel's extended-ack text.
-        message: Option<String>,
-    },
-    /// The descriptor handed over is not a connected MPTCP connection.
-    #[error("not a connected MPTCP connection: {0}")]
-    NotManageable(String),
-    /// A connection the path manager leaves to the kernel as it is.
-    #[error("left to the kernel's handling: {0}")]
-    Unservable(#[from] crate::policy::Unservable),
-    /// The event socket overflowed: events were lost; resynchronise.
-    #[error("path-manager events were lost (socket buffer overrun)")]
-    EventsLost,
-    /// The kernel sent something unparseable.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    /// A socket error.
-    #[error("netlink socket: {0}")]
-    Io(#[from] io::Error),
-}
-
-impl PmError {
-    /// The errno of a refused command.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            PmError::Refused { errno, .. } => Some(*errno),
-            PmError::Io(e) => e.raw_os_error(),
-            _ => None,
-        }
-    }
-}
+use crate::PmError;
 
 const NETLINK_GENERIC: i32 = 16;
 const SOL_NETLINK: i32 = 270;
@@ -642,80 +599,4 @@ fn recv_flags(fd: &OwnedFd, buf: &mut [u8], flags: i32) -> io::Result<usize> {
             return Err(e);
         }
     }
-}
-
-/// What [`recv_with_fds`] got.
-pub(crate) struct Received {
-    pub len: usize,
-    pub fds: Vec<OwnedFd>,
-    /// The message was longer than the buffer.
-    pub truncated: bool,
-    /// More descriptors came than there was room for (closed by the kernel).
-    pub fds_truncated: bool,
-}
-
-/// `recvmsg(2)` of one message and the descriptors attached to it (room
-/// for 4; every one received is owned, so none leaks).
-pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Received> {
-    const ROOM: usize = 4;
-    // SAFETY: CMSG_SPACE is arithmetic.
-    let space = unsafe { libc::CMSG_SPACE((ROOM * std::mem::size_of::<i32>()) as u32) } as usize;
-    let mut control = vec![0u8; space];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // SAFETY: plain data; the pointers set below outlive the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: `msg` describes valid buffers.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut fds = Vec::new();
-    // SAFETY: the kernel filled `control` with well-formed cmsghdrs up to
-    // msg_controllen; CMSG_NXTHDR stops at its end. Each SCM_RIGHTS
-    // payload is an array of ints, each a new descriptor we now own.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg);
-                let count = ((*cmsg).cmsg_len as usize - (data as usize - cmsg as usize)) / std::mem::size_of::<i32>();
-                for i in 0..count {
-                    let raw = std::ptr::read_unaligned(data.cast::<i32>().add(i));
-                    fds.push(OwnedFd::from_raw_fd(raw));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    Ok(Received {
-        len: n as usize,
-        fds,
-        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
-        fds_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
-    })
-}
-
-/// The peer of a Unix socket (`SO_PEERCRED`): pid, uid.
-pub(crate) fn peer_credentials(sock: BorrowedFd<'_>) -> io::Result<(i32, u32)> {
-    // SAFETY: ucred is plain data, filled by the kernel up to `len`.
-    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` is valid for `len` bytes.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((cred.pid, cred.uid))
 }
