@@ -356,10 +356,12 @@ impl Server {
         // process it passed the daemon socket to is someone else.
         match got.sender {
             Some(sender) if sender.pid == p.peer.pid => {}
-            Some(sender) => return Err(format!(
+            Some(sender) => {
+                return Err(format!(
                 "the request came from pid {}, not from pid {} that connected: register from the process that connects",
                 sender.pid, p.peer.pid
-            )),
+            ))
+            }
             None => return Err("the request carries no sender credentials".into()),
         }
         match unix::socket_netns(fd.as_fd()) {

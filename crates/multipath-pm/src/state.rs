@@ -5,7 +5,8 @@
 //! the next one record 1 as the value to restore.
 //!
 //! `/run` is shared by every network namespace, so the file is named after
-//! the namespace (its inode), created exclusively and never through a
+//! the namespace's cookie (`SO_NETNS_COOKIE`, never reused while the host
+//! runs, unlike its inode), created exclusively and never through a
 //! symbolic link.
 
 use std::io::{self, Read, Write};
@@ -32,7 +33,7 @@ impl NamespaceState {
     /// (a started [`crate::Daemon`]).
     pub fn take_over(dir: &Path) -> Result<NamespaceState, PmError> {
         std::fs::create_dir_all(dir)?;
-        let file = dir.join(format!("netns-{}.pm_type", namespace_inode()?));
+        let file = dir.join(format!("netns-{}.pm_type", namespace_cookie()?));
         let original = match read_record(&file)? {
             Some(original) => {
                 tracing::warn!(
@@ -65,10 +66,26 @@ impl NamespaceState {
     }
 }
 
-/// The calling thread's network namespace, by inode.
-fn namespace_inode() -> io::Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    Ok(std::fs::metadata("/proc/thread-self/ns/net")?.ino())
+/// The calling thread's network namespace's cookie (Linux 5.14+).
+fn namespace_cookie() -> io::Result<u64> {
+    const SO_NETNS_COOKIE: i32 = 71;
+    let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::DGRAM, None)?;
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` is valid for `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
 }
 
 /// The recorded original value, if a record exists. A record that is not
