@@ -1,13 +1,13 @@
 //! `mptcp pmd`: the path-manager daemon.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::sync::mpsc::SyncSender;
 
 use multipath::daemon_client::ABSTRACT_NAME;
-use multipath_pm::{Daemon, NamespaceState, SentCommand};
+use multipath_pm::{Daemon, SentCommand};
 
 use crate::pmd_config;
 
@@ -108,8 +108,8 @@ pub fn run(args: PmdArgs) -> Result<()> {
     });
     // The daemon first: it holds the namespace's lock, so a second one
     // stops here, before it touches anything.
+    config.state_dir = Some(STATE_DIR.into());
     let daemon = Daemon::start(config).context("starting the path manager")?;
-    let state = NamespaceState::take_over(Path::new(STATE_DIR)).context("switching to the userspace path manager")?;
     match socket {
         Some(path) => {
             eprintln!("mptcp pmd: managing MPTCP connections; register on @{ABSTRACT_NAME} or {}", path.display())
@@ -117,11 +117,10 @@ pub fn run(args: PmdArgs) -> Result<()> {
         None => eprintln!("mptcp pmd: managing MPTCP connections; register on @{ABSTRACT_NAME}"),
     }
     shutdown.wait();
-    drop(daemon);
+    let restored = daemon.stop().context("restoring net.mptcp.pm_type")?;
     if let Some(t) = log_thread {
         let _ = t.join();
     }
-    let restored = state.restore().context("restoring net.mptcp.pm_type")?;
-    eprintln!("mptcp pmd: stopped; net.mptcp.pm_type restored to {restored}");
+    eprintln!("mptcp pmd: stopped; net.mptcp.pm_type restored to {}", restored.unwrap_or_default());
     Ok(())
 }

@@ -6,7 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use multipath_lab::testing::lab_test;
+use std::io::{Read, Write};
+
+use multipath::{blocking, Parameters, PathManager, ServiceType, TcpState};
+use multipath_lab::testing::{echo_server, lab_test};
 use multipath_lab::{Lab, LabConfig};
 
 const MPTCP: &str = env!("CARGO_BIN_EXE_mptcp");
@@ -79,6 +82,19 @@ fn a_crash_and_a_restart_leave_the_namespace_as_it_was() {
 
     let first = Pmd::start(&lab);
     assert_eq!(pm_type(&lab), "1");
+    // A program's connection, registered by the library on its own.
+    let server = echo_server(&lab, true);
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params)).unwrap();
+    let status = conn.multipath_status();
+    assert!(status.enforced && status.path_manager == PathManager::Daemon, "{status}");
+    let (wifi, cell) = (lab.path("wifi").unwrap().client_addr(), lab.path("cell").unwrap().client_addr());
+    let on = |conn: &mut blocking::Connection, ip: std::net::Ipv4Addr| {
+        conn.write_all(b"ping").unwrap();
+        conn.read_exact(&mut [0u8; 4]).unwrap();
+        conn.subflows().unwrap().iter().any(|s| s.local.ip() == ip && s.tcp.state == TcpState::Established)
+    };
+    eventually("a cell subflow", || on(&mut conn, cell));
     let second = Command::new("ip").args(["netns", "exec", lab.client().name(), MPTCP, "pmd"]).output().unwrap();
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success() && said.contains(&format!("pid {}", first.0.id())), "{said}");
@@ -88,9 +104,16 @@ fn a_crash_and_a_restart_leave_the_namespace_as_it_was() {
     assert_eq!(pm_type(&lab), "1", "a crash puts nothing back");
     assert_eq!(quarantine_rules(&lab), 1);
 
+    eventually("no wifi subflow left", || !on(&mut conn, wifi));
+
     lab.set_link("wifi", true).unwrap();
     let restarted = Pmd::start(&lab);
     assert_eq!(quarantine_rules(&lab), 0, "the crashed daemon's rule is gone at start");
+    // The connection outlived the crash, and the new daemon manages it as
+    // it was registered: handover back onto the returned wifi (nothing
+    // else would open a subflow: the namespace is on the userspace path
+    // manager).
+    eventually("a new wifi subflow for the adopted connection", || on(&mut conn, wifi));
     assert!(restarted.stop().success());
     assert_eq!(pm_type(&lab), original, "the value from before the first daemon is back");
 }

@@ -25,6 +25,7 @@ use multipath::ServiceType;
 
 use crate::netlink::socket::poll_any;
 use crate::policy::PolicyConfig;
+use crate::state::{NamespaceState, Registry};
 use crate::unix::{self, Credentials};
 use crate::{Manager, PmError};
 
@@ -44,6 +45,14 @@ pub struct DaemonConfig {
     pub aggregate_executables: Vec<PathBuf>,
     /// Registered connections one user may have open at once.
     pub max_per_uid: usize,
+    /// Where the daemon keeps what outlives it (`/run/multipath` for
+    /// `mptcp pmd`). With it, the daemon switches the namespace to the
+    /// userspace path manager and puts the original value back when it
+    /// stops (even after a crash in between, see [`NamespaceState`]),
+    /// records each registration, and at start manages the connections a
+    /// crashed predecessor left: registered ones with their service type,
+    /// the others with the default. Without it, none of that.
+    pub state_dir: Option<PathBuf>,
     /// Policy tunables.
     pub policy: PolicyConfig,
     /// Where to report every command sent (see [`Manager::start_with_log`]).
@@ -57,6 +66,7 @@ impl Default for DaemonConfig {
             aggregate_uids: Vec::new(),
             aggregate_executables: Vec::new(),
             max_per_uid: 4096,
+            state_dir: None,
             policy: PolicyConfig::default(),
             command_log: None,
         }
@@ -68,11 +78,13 @@ impl Default for DaemonConfig {
 #[derive(Debug)]
 pub struct Daemon {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Option<Registry>>>,
     socket: Option<PathBuf>,
     /// The socket's directory, when the daemon created it.
     created_dir: Option<PathBuf>,
     manager: Arc<Manager>,
+    /// The path-manager type to put back, with a `state_dir`.
+    namespace: Option<NamespaceState>,
 }
 
 impl Daemon {
@@ -84,6 +96,8 @@ impl Daemon {
         // daemon.
         let abstract_ = listen_abstract()?;
         let netns = unix::socket_netns(abstract_.as_fd())?;
+        let dir = config.state_dir.as_deref();
+        let namespace = dir.map(NamespaceState::take_over).transpose()?;
         let created_dir =
             config.socket.as_deref().and_then(Path::parent).filter(|d| !d.exists()).map(Path::to_path_buf);
         let mut listeners = vec![abstract_];
@@ -94,13 +108,54 @@ impl Daemon {
         // Unregistered connections behave as under the kernel's manager.
         policy.default_service.get_or_insert(ServiceType::Aggregate);
         let manager = Arc::new(Manager::start_with_log(policy, config.command_log.clone())?);
+        let registry = match dir {
+            Some(dir) => {
+                let (mut registry, recorded) = Registry::open(dir)?;
+                let adopted = manager.adopt(recorded)?;
+                if adopted > 0 {
+                    tracing::warn!(adopted, "managing connections a previous daemon left behind");
+                }
+                registry.rewrite(&manager.managed()?)?;
+                Some(registry)
+            }
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
-        let server = Server { config: config.clone(), manager: manager.clone(), netns, stop: stop.clone() };
+        let server = Server {
+            config: config.clone(),
+            manager: manager.clone(),
+            netns,
+            stop: stop.clone(),
+            registry: std::sync::Mutex::new(registry),
+        };
         let thread = std::thread::Builder::new()
             .name("multipath-pmd".into())
             .spawn(move || server.serve(listeners))
             .map_err(PmError::Io)?;
-        Ok(Daemon { stop, thread: Some(thread), socket: config.socket, created_dir, manager })
+        Ok(Daemon { stop, thread: Some(thread), socket: config.socket, created_dir, manager, namespace })
+    }
+
+    /// Stops the daemon and, with a `state_dir`, puts the namespace's
+    /// path-manager type back: the value it restored, if any.
+    pub fn stop(mut self) -> Result<Option<String>, PmError> {
+        self.shut_down();
+        self.namespace.take().map(NamespaceState::restore).transpose()
+    }
+
+    fn shut_down(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            if let Ok(Some(registry)) = t.join() {
+                // A clean stop: nothing is left to adopt.
+                let _ = registry.remove();
+            }
+        }
+        if let Some(path) = self.socket.take() {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = self.created_dir.take() {
+            let _ = std::fs::remove_dir(dir); // only if nothing else is in it
+        }
     }
 
     /// The path manager behind the daemon.
@@ -111,15 +166,11 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        if let Some(path) = &self.socket {
-            let _ = std::fs::remove_file(path);
-        }
-        if let Some(dir) = &self.created_dir {
-            let _ = std::fs::remove_dir(dir); // only if nothing else is in it
+        self.shut_down();
+        if let Some(namespace) = self.namespace.take() {
+            if let Err(e) = namespace.restore() {
+                tracing::error!(error = %e, "restoring net.mptcp.pm_type");
+            }
         }
     }
 }
@@ -228,13 +279,21 @@ struct Server {
     /// The daemon's own network namespace (device, inode).
     netns: (u64, u64),
     stop: Arc<AtomicBool>,
+    /// Where registrations are recorded, with a `state_dir`.
+    registry: std::sync::Mutex<Option<Registry>>,
 }
 
 impl Server {
     /// Accepts clients and answers each one's single request as it
     /// arrives: a client that connects and says nothing holds no one else
     /// up, and is dropped after `REQUEST_WITHIN`.
-    fn serve(&self, listeners: Vec<OwnedFd>) {
+    /// Serves until stopped; hands back the registry.
+    fn serve(self, listeners: Vec<OwnedFd>) -> Option<Registry> {
+        self.serve_until_stopped(listeners);
+        self.registry.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn serve_until_stopped(&self, listeners: Vec<OwnedFd>) {
         let listeners: Vec<socket2::Socket> = listeners.into_iter().map(socket2::Socket::from).collect();
         let mut pending: Vec<Pending> = Vec::new();
         let (mut accept_after, mut backoff) = (Instant::now(), Duration::ZERO);
@@ -384,7 +443,22 @@ impl Server {
             return Err("the descriptor is not an MPTCP socket".into());
         }
         let owner = (p.peer.uid, self.config.max_per_uid);
-        self.manager.manage_for(fd.as_fd(), service, Some(owner)).map_err(|e| e.to_string())
+        let token = self.manager.manage_for(fd.as_fd(), service, Some(owner)).map_err(|e| e.to_string())?;
+        self.record(token, service);
+        Ok(token)
+    }
+
+    /// Keeps a registration for the next daemon, should this one crash.
+    fn record(&self, token: u32, service: ServiceType) {
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(r) = registry.as_mut() else { return };
+        let result = r.record(token, service).and_then(|full| match (full, self.manager.managed()) {
+            (true, Ok(live)) => r.rewrite(&live),
+            _ => Ok(()),
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "recording a registration");
+        }
     }
 
     fn entitled(&self, p: &Pending) -> bool {

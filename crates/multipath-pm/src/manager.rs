@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use multipath::icmp::EchoSocket;
 use multipath::ServiceType;
 
-use crate::netlink::sock_diag::{InetDiagMsg, Query};
+use crate::netlink::sock_diag::{InetDiagMsg, Query, SubflowOf};
 use crate::netlink::socket::poll_any;
 use crate::netlink::socket::{Diag, DIAG_BATCH};
 use crate::policy::sampling::{Activity, Sampler, SAMPLE_EVERY};
@@ -43,6 +43,13 @@ enum Request {
         /// that user may have.
         owner: Option<(u32, usize)>,
         reply: mpsc::Sender<Result<u32, PmError>>,
+    },
+    Adopt {
+        registered: HashMap<u32, ServiceType>,
+        reply: mpsc::Sender<usize>,
+    },
+    Managed {
+        reply: mpsc::Sender<Vec<(u32, ServiceType)>>,
     },
     ActivePath {
         token: u32,
@@ -111,6 +118,23 @@ impl Manager {
         let (reply, answer) = mpsc::channel();
         self.send(Request::Manage { conn, service, owner, reply })?;
         answer.recv().map_err(|_| stopped())?
+    }
+
+    /// Finds the client connections already open in the namespace (through
+    /// the kernel's socket diagnostics) and manages those it can serve:
+    /// with the service type `registered` gives for their token, else the
+    /// default one (none: only the registered). How many it took.
+    pub fn adopt(&self, registered: HashMap<u32, ServiceType>) -> Result<usize, PmError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::Adopt { registered, reply })?;
+        answer.recv().map_err(|_| stopped())
+    }
+
+    /// Every managed connection and its service type.
+    pub fn managed(&self) -> Result<Vec<(u32, ServiceType)>, PmError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::Managed { reply })?;
+        answer.recv().map_err(|_| stopped())
     }
 
     /// The path carrying a managed connection's data.
@@ -355,6 +379,13 @@ impl Driver {
             Request::Manage { conn, service, owner, reply } => {
                 let _ = reply.send(self.manage(conn, service, owner));
             }
+            Request::Adopt { registered, reply } => {
+                let _ = reply.send(self.adopt(&registered, Instant::now()));
+            }
+            Request::Managed { reply } => {
+                let managed = self.sampler.tokens().filter_map(|t| Some((t, self.core.service_of(t)?))).collect();
+                let _ = reply.send(managed);
+            }
             Request::ActivePath { token, reply } => {
                 let _ = reply.send(self.core.active_path(token).map(str::to_owned));
             }
@@ -527,7 +558,7 @@ impl Driver {
             let result = self.diag.query(&queries, |i, msg| {
                 let token = chunk[i].0;
                 // The 4-tuple may have been taken by another connection.
-                if msg.subflow_of.is_some_and(|(t, _)| t == token) {
+                if msg.subflow_of.is_some_and(|of| of.token == token) {
                     if let Some(sample) = subflow_sample(&msg) {
                         samples.entry(token).or_default().push(sample);
                     }
@@ -548,6 +579,59 @@ impl Driver {
         self.sampler.due(now, 1).len() == 1
     }
 
+    /// Adopts the client connections open in the namespace (see
+    /// [`Manager::adopt`]); how many.
+    fn adopt(&mut self, registered: &HashMap<u32, ServiceType>, now: Instant) -> usize {
+        const ESTABLISHED: u8 = 1;
+        const LISTEN: u8 = 10;
+        let (mut listening, mut conns) = (BTreeSet::new(), Vec::new());
+        let mut subflows: HashMap<u32, Vec<(SocketAddr, u8, bool)>> = HashMap::new();
+        for v6 in [false, true] {
+            let found = self.diag.dump(Query::AllConnections { v6 }, |msg| match msg.state {
+                LISTEN => {
+                    listening.insert(msg.local.port());
+                }
+                ESTABLISHED => {
+                    if let Some(info) = msg.info.and_then(|b| multipath::MptcpInfo::decode(b).ok()) {
+                        conns.push((info.token, msg.local, msg.remote));
+                    }
+                }
+                _ => {}
+            });
+            let found = found.and_then(|()| {
+                self.diag.dump(Query::AllSubflows { v6 }, |msg| {
+                    if let (Some(of), Some(_)) = (msg.subflow_of, subflow_sample(&msg)) {
+                        subflows.entry(of.token).or_default().push((msg.local, of.loc_id, of.backup));
+                    }
+                })
+            });
+            if let Err(e) = found {
+                tracing::warn!(error = %e, "listing the connections already open");
+                return 0;
+            }
+        }
+        let mut adopted = 0;
+        for (token, local, remote) in conns {
+            // A server's connections came in on a listener: not ours.
+            if listening.contains(&local.port()) {
+                continue;
+            }
+            let Some(service) = registered.get(&token).copied().or(self.core.config().default_service) else {
+                continue;
+            };
+            let subflows = subflows.remove(&token).unwrap_or_default();
+            self.core.handle(Input::Adopt { token, service, remote, subflows }, now);
+            if self.core.manages(token) {
+                self.sampler.add(token, now);
+                adopted += 1;
+            } else {
+                tracing::info!(token, %local, %remote, "an open connection is left to the kernel");
+            }
+        }
+        self.flush(now);
+        adopted
+    }
+
     /// A connection closed: no more measuring, and no longer its owner's.
     fn forget(&mut self, token: u32) {
         self.sampler.remove(token);
@@ -561,7 +645,7 @@ impl Driver {
         let mut samples: BTreeMap<u32, Vec<SubflowSample>> = self.sampler.tokens().map(|t| (t, Vec::new())).collect();
         for v6 in [false, true] {
             let result = self.diag.dump(Query::AllSubflows { v6 }, |msg| {
-                let Some((token, _)) = msg.subflow_of else { return };
+                let Some(SubflowOf { token, .. }) = msg.subflow_of else { return };
                 if let (Some(list), Some(sample)) = (samples.get_mut(&token), subflow_sample(&msg)) {
                     list.push(sample);
                 }

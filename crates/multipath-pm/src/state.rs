@@ -1,17 +1,23 @@
-//! What a daemon changes in its network namespace, and puts back: the
-//! path-manager type (`net.mptcp.pm_type`). The value found before the
-//! *first* daemon is kept in a state file, so that a daemon that crashed
-//! (and left the namespace on the userspace path manager) does not make
-//! the next one record 1 as the value to restore.
+//! What a daemon keeps about its network namespace, so that a crash loses
+//! nothing:
+//! - the path-manager type (`net.mptcp.pm_type`) it changed: the value
+//!   found before the *first* daemon is kept, so that a daemon that crashed
+//!   (and left the namespace on the userspace path manager) does not make
+//!   the next one record 1 as the value to restore;
+//! - the service type of each registered connection, so that the next
+//!   daemon manages the connections that outlived a crash as they asked.
 //!
 //! `/run` is shared by every network namespace, so the file is named after
 //! the namespace's cookie (`SO_NETNS_COOKIE`, never reused while the host
 //! runs, unlike its inode), created exclusively and never through a
 //! symbolic link.
 
-use std::io::{self, Read, Write};
+use std::collections::HashMap;
+use std::io::{self, BufRead, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use multipath::ServiceType;
 
 use crate::PmError;
 
@@ -62,8 +68,89 @@ impl NamespaceState {
     pub fn restore(self) -> Result<String, PmError> {
         std::fs::write(PM_TYPE, &self.original)?;
         std::fs::remove_file(&self.file)?;
+        if let Some(dir) = self.file.parent() {
+            let _ = std::fs::remove_dir(dir); // only if no other namespace's daemon uses it
+        }
         Ok(self.original)
     }
+}
+
+/// The service types of registered connections: one line per registration
+/// (`token service`), appended as they come, rewritten with the live ones
+/// when it has grown.
+#[derive(Debug)]
+pub struct Registry {
+    path: PathBuf,
+    file: std::fs::File,
+    lines: usize,
+}
+
+/// Lines appended before the registry is rewritten with the live ones.
+const REGISTRY_COMPACT_AFTER: usize = 65_536;
+
+impl Registry {
+    /// Opens the namespace's registry in `dir`, with what a previous daemon
+    /// recorded (malformed lines are skipped).
+    pub fn open(dir: &Path) -> Result<(Registry, HashMap<u32, ServiceType>), PmError> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("netns-{}.registered", namespace_cookie()?));
+        let mut recorded = HashMap::new();
+        match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path) {
+            Ok(f) => {
+                for line in io::BufReader::new(f.take(64 << 20)).lines() {
+                    let line = line?;
+                    let mut words = line.split_whitespace();
+                    if let (Some(Ok(token)), Some(Ok(service))) =
+                        (words.next().map(str::parse), words.next().map(str::parse::<ServiceType>))
+                    {
+                        recorded.insert(token, service);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display())).into()),
+        }
+        let file = append_to(&path)?;
+        Ok((Registry { path, file, lines: recorded.len() }, recorded))
+    }
+
+    /// Records a registration. Whether the registry has grown enough to be
+    /// [rewritten](Registry::rewrite).
+    pub fn record(&mut self, token: u32, service: ServiceType) -> io::Result<bool> {
+        writeln!(self.file, "{token} {service}")?;
+        self.lines += 1;
+        Ok(self.lines >= REGISTRY_COMPACT_AFTER)
+    }
+
+    /// Replaces the registry with `live` (a new file renamed over it).
+    pub fn rewrite(&mut self, live: &[(u32, ServiceType)]) -> io::Result<()> {
+        let fresh = self.path.with_extension(format!("new-{}", std::process::id()));
+        let _ = std::fs::remove_file(&fresh);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&fresh)?;
+        let mut text = String::new();
+        for (token, service) in live {
+            text += &format!("{token} {service}\n");
+        }
+        f.write_all(text.as_bytes())?;
+        std::fs::rename(&fresh, &self.path)?;
+        self.file = append_to(&self.path)?;
+        self.lines = live.len();
+        Ok(())
+    }
+
+    /// Removes the registry (a clean stop: nothing outlives it to adopt).
+    pub fn remove(self) -> io::Result<()> {
+        std::fs::remove_file(&self.path)
+    }
+}
+
+fn append_to(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().append(true).create(true).mode(0o644).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
 /// The calling thread's network namespace's cookie (Linux 5.14+).

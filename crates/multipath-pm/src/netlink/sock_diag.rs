@@ -45,6 +45,10 @@ const INET_ULP_INFO_MPTCP: u16 = 3;
 const SUBFLOW_ATTR_TOKEN_LOC: u16 = 2;
 /// `MPTCP_SUBFLOW_ATTR_ID_LOC`: its local address id.
 const SUBFLOW_ATTR_ID_LOC: u16 = 10;
+/// `MPTCP_SUBFLOW_ATTR_FLAGS`: the subflow's state bits.
+const SUBFLOW_ATTR_FLAGS: u16 = 8;
+/// `MPTCP_SUBFLOW_FLAG_BKUP_LOC`: this end marked the subflow backup.
+const SUBFLOW_FLAG_BKUP_LOC: u32 = 1 << 5;
 /// `idiag_ext` bit asking for `INET_DIAG_INFO` (and, for TCP, ULP info).
 const EXT_INFO: u8 = 1 << (INET_DIAG_INFO - 1);
 /// Every TCP state.
@@ -202,12 +206,25 @@ pub struct InetDiagMsg<'a> {
     pub remote: SocketAddr,
     /// Inode: a subflow's is its connection's.
     pub inode: u32,
+    /// The interface the socket is bound to (0: none).
+    pub interface: u32,
     /// `INET_DIAG_INFO`: `mptcp_info` of a connection, `tcp_info` of a TCP
     /// socket, as many bytes as this kernel's struct has.
     pub info: Option<&'a [u8]>,
-    /// A subflow's connection token and local address id (its ULP info);
-    /// `None` for anything that is not an MPTCP subflow.
-    pub subflow_of: Option<(u32, u8)>,
+    /// What its ULP info says of an MPTCP subflow; `None` for anything
+    /// that is not one.
+    pub subflow_of: Option<SubflowOf>,
+}
+
+/// An MPTCP subflow's place in its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubflowOf {
+    /// The connection's token.
+    pub token: u32,
+    /// The subflow's local address id.
+    pub loc_id: u8,
+    /// This end marked it backup.
+    pub backup: bool,
 }
 
 impl<'a> InetDiagMsg<'a> {
@@ -225,7 +242,8 @@ impl<'a> InetDiagMsg<'a> {
             }
         };
         let (local, remote) = (SocketAddr::new(ip(8)?, port(4)), SocketAddr::new(ip(24)?, port(6)));
-        let inode = u32::from_ne_bytes(fixed[68..72].try_into().expect("4 bytes"));
+        let word = |at: usize| u32::from_ne_bytes(fixed[at..at + 4].try_into().expect("4 bytes"));
+        let (inode, interface) = (word(68), word(40));
         let (mut info, mut subflow_of) = (None, None);
         for attr in Attrs::new(&body[DIAG_MSG_LEN..]) {
             let attr = attr?;
@@ -235,26 +253,28 @@ impl<'a> InetDiagMsg<'a> {
                 _ => {}
             }
         }
-        Ok(InetDiagMsg { state: fixed[1], local, remote, inode, info, subflow_of })
+        Ok(InetDiagMsg { state: fixed[1], local, remote, inode, interface, info, subflow_of })
     }
 }
 
-/// The token and local id in a subflow's ULP info (the kernel's order of
-/// the attributes varies, so they are read by type).
-fn parse_ulp(attrs: Attrs<'_>) -> Result<Option<(u32, u8)>, DecodeError> {
+/// A subflow's ULP info (the kernel's order of the attributes varies, so
+/// they are read by type).
+fn parse_ulp(attrs: Attrs<'_>) -> Result<Option<SubflowOf>, DecodeError> {
     for attr in attrs {
         let attr = attr?;
         if attr.ty == INET_ULP_INFO_MPTCP {
-            let (mut token, mut id) = (None, 0);
+            let (mut token, mut loc_id, mut flags) = (None, 0, 0);
             for a in attr.nested() {
                 let a = a?;
                 match a.ty {
                     SUBFLOW_ATTR_TOKEN_LOC => token = Some(a.u32()?),
-                    SUBFLOW_ATTR_ID_LOC => id = a.u8()?,
+                    SUBFLOW_ATTR_ID_LOC => loc_id = a.u8()?,
+                    SUBFLOW_ATTR_FLAGS => flags = a.u32()?,
                     _ => {}
                 }
             }
-            return Ok(token.map(|t| (t, id)));
+            let backup = flags & SUBFLOW_FLAG_BKUP_LOC != 0;
+            return Ok(token.map(|token| SubflowOf { token, loc_id, backup }));
         }
     }
     Ok(None)
@@ -327,7 +347,7 @@ mod tests {
         attrs: impl FnOnce(&mut crate::netlink::codec::AttrWriter<'_>),
     ) -> Vec<u8> {
         let mut fixed = vec![family, 1, 0, 0];
-        SockId::exact(local, remote).encode(&mut fixed);
+        SockId { interface: 3, ..SockId::exact(local, remote) }.encode(&mut fixed);
         fixed.extend_from_slice(&[0; 16]); // expires, rqueue, wqueue, uid
         fixed.extend_from_slice(&777u32.to_ne_bytes());
         assert_eq!(fixed.len(), DIAG_MSG_LEN);
@@ -349,14 +369,14 @@ mod tests {
                 u.string(1, "mptcp");
                 u.nested(INET_ULP_INFO_MPTCP, |m| {
                     // The kernel's order: not by number.
-                    m.u32(1, 0).u32(SUBFLOW_ATTR_TOKEN_LOC, 0xfeed).u32(8, 0xc3).u8(9, 0).u8(SUBFLOW_ATTR_ID_LOC, 4);
+                    m.u32(1, 0).u32(SUBFLOW_ATTR_TOKEN_LOC, 0xfeed).u32(8, 0xe3).u8(9, 0).u8(SUBFLOW_ATTR_ID_LOC, 4);
                 });
             });
         });
         let s = InetDiagMsg::parse(body(&m)).unwrap();
-        assert_eq!((s.local, s.remote, s.inode, s.state), (local, remote, 777, 1));
+        assert_eq!((s.local, s.remote, s.inode, s.state, s.interface), (local, remote, 777, 1, 3));
         assert_eq!(s.info.map(<[u8]>::len), Some(280));
-        assert_eq!(s.subflow_of, Some((0xfeed, 4)));
+        assert_eq!(s.subflow_of, Some(SubflowOf { token: 0xfeed, loc_id: 4, backup: true }));
 
         let plain = reply(libc::AF_INET6 as u8, "[fd00::1]:1".parse().unwrap(), "[fd00::2]:2".parse().unwrap(), |_| {});
         let s = InetDiagMsg::parse(body(&plain)).unwrap();

@@ -125,6 +125,20 @@ pub enum Input {
         /// [`Input::Ready`], or `READY_WITHIN` should that event be lost.
         ready: bool,
     },
+    /// A connection found open with its subflows (a path manager starting
+    /// beside connections a crashed predecessor managed), as the kernel
+    /// lists them. Adopted like [`Input::Established`], if it can be served.
+    Adopt {
+        /// Connection token.
+        token: u32,
+        /// Service type to enforce.
+        service: ServiceType,
+        /// The peer.
+        remote: SocketAddr,
+        /// Every open subflow: local address and port, local address id
+        /// (the initial subflow's is 0), backup flag.
+        subflows: Vec<(SocketAddr, u8, bool)>,
+    },
     /// The kernel reports a managed connection fully established: from now
     /// on it accepts joins. Creates it refused before (a program registers
     /// its connection before any data has flowed) are retried at once.
@@ -199,6 +213,8 @@ impl Refusal {
         let message = message.unwrap_or("");
         match errno {
             libc::EINVAL if message.contains("invalid token") => Refusal::UnknownConnection,
+            // Created under the kernel's path manager: never ours.
+            libc::EINVAL if message.contains("userspace PM not selected") => Refusal::UnknownConnection,
             libc::EINVAL if message.contains("families mismatch") => Refusal::Final,
             libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT | libc::ENETUNREACH => Refusal::Final,
             _ => Refusal::Transient,
@@ -456,6 +472,7 @@ impl Core {
             Input::PathUp(_) | Input::PathDown { .. } => None,
             Input::CommandFailed { command, .. } => Some(command.token()),
             Input::Established { token, .. }
+            | Input::Adopt { token, .. }
             | Input::SubflowEstablished { token, .. }
             | Input::SubflowClosed { token, .. }
             | Input::Ready { token }
@@ -510,6 +527,13 @@ impl Core {
                     deadline: None,
                     joins_from: (!ready).then(|| now + READY_WITHIN),
                 };
+                self.conns.insert(token, conn);
+            }
+            Input::Adopt { token, service, remote, subflows } => {
+                if self.conns.contains_key(&token) || service == ServiceType::None {
+                    return;
+                }
+                let Some(conn) = adopt(&self.paths, service, remote, &subflows) else { return };
                 self.conns.insert(token, conn);
             }
             Input::SubflowEstablished { token, local, loc_id } => {
@@ -681,6 +705,11 @@ impl Core {
         Some((conn.remote, locals))
     }
 
+    /// The service type enforced on `token`.
+    pub fn service_of(&self, token: u32) -> Option<ServiceType> {
+        self.conns.get(&token).map(|c| c.service)
+    }
+
     /// Whether the core manages connection `token`.
     pub fn manages(&self, token: u32) -> bool {
         self.conns.contains_key(&token)
@@ -757,6 +786,43 @@ impl Core {
             self.deadlines.insert((at, token));
         }
     }
+}
+
+/// A connection found open, if every subflow is on a known path and the
+/// connection is one the core can serve: all its subflows as established,
+/// ids after the highest in use.
+fn adopt(
+    paths: &[LocalPath],
+    service: ServiceType,
+    remote: SocketAddr,
+    found: &[(SocketAddr, u8, bool)],
+) -> Option<Conn> {
+    let mut subflows = Vec::with_capacity(found.len());
+    for &(local, loc_id, backup) in found {
+        let path = servable(paths, local.ip(), remote.ip()).ok()?;
+        subflows.push(Subflow {
+            path: path.name.clone(),
+            ifindex: path.ifindex,
+            loc_id,
+            local,
+            backup,
+            state: SubflowState::Established,
+            flag_retry_at: None,
+        });
+    }
+    let next_id = subflows.iter().map(|s| s.loc_id).max()?.checked_add(1)?;
+    Some(Conn {
+        service,
+        remote,
+        subflows,
+        health: BTreeMap::new(),
+        next_id,
+        active: None,
+        interactive: select::InteractiveState::default(),
+        prober: Prober::default(),
+        deadline: None,
+        joins_from: None,
+    })
 }
 
 /// How long joins of a connection registered before the kernel reported

@@ -722,3 +722,45 @@ fn joins_wait_for_the_kernel_to_report_the_connection_established() {
     let cmds = sim.advance(Duration::from_millis(200));
     assert!(cmds.len() == 1 && create_on(&cmds[0], &cell(), true), "{cmds:?}");
 }
+
+#[test]
+fn connections_found_open_are_adopted_with_their_subflows() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let (wifi_sf, cell_sf) = (addr(WIFI_INITIAL), addr("10.2.0.2:50000"));
+    // A handover connection a crashed daemon managed: wifi initial, cell
+    // joined as id 3, backup.
+    let adopt = Input::Adopt {
+        token: TOKEN,
+        service: ServiceType::Handover,
+        remote: server(),
+        subflows: vec![(wifi_sf, 0, false), (cell_sf, 3, true)],
+    };
+    assert!(sim.input(adopt.clone()).is_empty(), "everything is as handover wants it");
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+    assert!(sim.input(adopt).is_empty(), "adopted once");
+    // Wifi goes: handled as for any managed connection.
+    let cmds = sim.input(Input::PathDown { name: "wifi".into() });
+    assert_eq!(cmds[0], Command::Remove { token: TOKEN, loc_id: 0 }, "{cmds:?}");
+    // Wifi back: its new join takes an id after those in use.
+    let cmds = sim.input(Input::PathUp(wifi()));
+    let Some(Command::SubflowCreate { local, .. }) = cmds.first() else { panic!("{cmds:?}") };
+    assert_eq!(local.id, 4);
+    let _ = cell_sf;
+}
+
+#[test]
+fn connections_found_open_on_unknown_addresses_are_left_alone() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let adopt = Input::Adopt {
+        token: TOKEN,
+        service: ServiceType::Aggregate,
+        remote: server(),
+        subflows: vec![(addr(WIFI_INITIAL), 0, false), (addr("192.168.9.9:5000"), 1, false)],
+    };
+    assert!(sim.input(adopt).is_empty());
+    assert!(!sim.core.manages(TOKEN));
+    assert_eq!(
+        Refusal::classify(libc::EINVAL, Some("invalid request; userspace PM not selected")),
+        Refusal::UnknownConnection
+    );
+}
