@@ -24,6 +24,24 @@ enum Via {
     /// Registered with a `Daemon` by the library, as an unprivileged user
     /// (entitled to aggregate).
     Daemon,
+    /// Never registered: a daemon whose default service type is the one
+    /// under test finds the connection through the kernel's events and
+    /// measures it from the kernel, as for a program that knows nothing of
+    /// multipath.
+    Unregistered,
+}
+
+/// A path manager that takes nothing: the connection stays unregistered.
+#[derive(Debug)]
+struct Nobody;
+
+impl multipath::Enforcer for Nobody {
+    fn manage(&self, _: std::os::fd::BorrowedFd<'_>, _: ServiceType) -> Result<(), String> {
+        Err("this test's connection stays unregistered".into())
+    }
+    fn kind(&self) -> PathManager {
+        PathManager::Daemon
+    }
 }
 
 /// The uid the daemon's connections are opened as.
@@ -142,6 +160,16 @@ fn assert_handover(t: &Through) {
     assert!(t.wifi_after > 1024 * 1024, "traffic did not return to wifi ({} B)", t.wifi_after);
 }
 
+macro_rules! three_ways {
+    ($scenario:ident: $in_process:ident, $daemon:ident, $unregistered:ident) => {
+        both_ways!($scenario: $in_process, $daemon);
+        #[test]
+        fn $unregistered() {
+            $scenario(stringify!($unregistered), Via::Unregistered);
+        }
+    };
+}
+
 macro_rules! both_ways {
     ($scenario:ident: $in_process:ident, $daemon:ident) => {
         #[test]
@@ -155,11 +183,11 @@ macro_rules! both_ways {
     };
 }
 
-both_ways!(handover_link_down: handover_survives_wifi_down_in_process, handover_survives_wifi_down_via_daemon);
+three_ways!(handover_link_down: handover_survives_wifi_down_in_process, handover_survives_wifi_down_via_daemon, handover_survives_wifi_down_unregistered);
 both_ways!(handover_link_down_v6: handover_survives_wifi_down_over_ipv6_in_process, handover_survives_wifi_down_over_ipv6_via_daemon);
-both_ways!(handover_blackhole: handover_survives_wifi_blackhole_in_process, handover_survives_wifi_blackhole_via_daemon);
-both_ways!(interactive_swap: interactive_follows_swapped_delays_in_process, interactive_follows_swapped_delays_via_daemon);
-both_ways!(aggregate_both: aggregate_uses_both_paths_in_process, aggregate_uses_both_paths_via_daemon);
+three_ways!(handover_blackhole: handover_survives_wifi_blackhole_in_process, handover_survives_wifi_blackhole_via_daemon, handover_survives_wifi_blackhole_unregistered);
+three_ways!(interactive_swap: interactive_follows_swapped_delays_in_process, interactive_follows_swapped_delays_via_daemon, interactive_follows_swapped_delays_unregistered);
+three_ways!(aggregate_both: aggregate_uses_both_paths_in_process, aggregate_uses_both_paths_via_daemon, aggregate_uses_both_paths_unregistered);
 
 /// During a download, wifi's link goes down, then up again.
 fn handover_link_down(name: &str, via: Via) {
@@ -245,6 +273,24 @@ fn managed(lab: &Lab, server: SocketAddr, service: ServiceType, via: Via) -> Man
             conn.read_exact(&mut [0u8; 2]).unwrap();
             let token = conn.mptcp_info().unwrap().token;
             Managed { manager: daemon.manager().clone(), conn, token, _daemon: Some(daemon) }
+        }
+        Via::Unregistered => {
+            let policy = PolicyConfig { default_service: Some(service), ..PolicyConfig::default() };
+            let config = DaemonConfig { policy, ..Default::default() };
+            let daemon = lab.client().run(|| Daemon::start(config)).unwrap();
+            let params = params.path_manager(Arc::new(Nobody));
+            let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params)).unwrap();
+            assert!(!conn.multipath_status().enforced);
+            // The kernel reports the connection established once data has
+            // flowed: the daemon adopts it then.
+            conn.write_all(b"hi").unwrap();
+            conn.read_exact(&mut [0u8; 2]).unwrap();
+            let token = conn.mptcp_info().unwrap().token;
+            let manager = daemon.manager().clone();
+            eventually(Duration::from_secs(2), "the adoption", || {
+                manager.active_path(token).unwrap().is_some() || service == ServiceType::Aggregate
+            });
+            Managed { manager, conn, token, _daemon: Some(daemon) }
         }
     };
     assert_eq!(managed.token, managed.conn.mptcp_info().unwrap().token);
