@@ -111,6 +111,9 @@ pub enum BenchCommand {
         /// Which way data flows.
         #[arg(long, value_enum, default_value = "download")]
         flow: crate::bench_handover::Flow,
+        /// The connection's family (the lab is dual stack).
+        #[arg(long, value_enum, default_value = "v4")]
+        family: crate::bench_lab::Family,
         /// Runs per path manager.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
@@ -132,8 +135,8 @@ pub fn run(command: BenchCommand) -> Result<()> {
         }
         BenchCommand::Aggregate { seconds, json } => crate::bench_aggregate::run(seconds, json),
         BenchCommand::Interactive { exchanges, json } => crate::bench_interactive::run(exchanges.max(1), json),
-        BenchCommand::Handover { failure, flow, rounds, json } => {
-            crate::bench_handover::run(failure, flow, rounds, json)
+        BenchCommand::Handover { failure, flow, family, rounds, json } => {
+            crate::bench_handover::run(failure, flow, family, rounds, json)
         }
         BenchCommand::Throughput { seconds, rounds, loopback_only, json } => {
             if !(seconds > 0.1 && rounds > 0) {

@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use multipath::{blocking, Parameters, ServiceType};
 use multipath_lab::Lab;
 
-use crate::bench_lab::{prepare, Contender as Setup};
+use crate::bench_lab::{prepare, Contender as Setup, Family};
 
 pub fn run(seconds: f64, json: bool) -> Result<()> {
     if !multipath_lab::is_root() {
@@ -19,7 +19,14 @@ pub fn run(seconds: f64, json: bool) -> Result<()> {
     }
     let duration = Duration::from_secs_f64(seconds.max(2.0));
     let mut rows = Vec::new();
-    for setup in [Setup::Alone("wifi"), Setup::Alone("cell"), Setup::Kernel { cell_backup: false }, Setup::Multipath] {
+    let setups = [
+        Setup::Alone("wifi"),
+        Setup::Alone("cell"),
+        Setup::Kernel { cell_backup: false },
+        Setup::Multipath,
+        Setup::Unregistered,
+    ];
+    for setup in setups {
         rows.push((setup, once(setup, duration)?));
     }
     let sum = rows[0].1 + rows[1].1;
@@ -54,6 +61,7 @@ pub fn run(seconds: f64, json: bool) -> Result<()> {
             Setup::Alone(p) => format!("plain TCP, {p} alone"),
             Setup::Kernel { .. } => "kernel PM, both active".into(),
             Setup::Multipath => "multipath aggregate".into(),
+            Setup::Unregistered => "  the same, unregistered".into(),
         };
         println!("{name:<26} {:>7.2} Mbit/s  {:>5.1}% of the sum", bps / 1e6, bps / sum * 100.0);
     }
@@ -67,7 +75,7 @@ fn download(
     setup: Setup,
     duration: Duration,
 ) -> Result<(Lab, blocking::Connection, Option<std::sync::Arc<multipath_pm::Manager>>)> {
-    let (lab, params, manager) = prepare(setup, ServiceType::Aggregate)?;
+    let (lab, params, manager) = prepare(setup, ServiceType::Aggregate, Family::V4)?;
     let server_params = Parameters::tcp().multipath_service_type(ServiceType::Aggregate);
     let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().expect("addr"), &server_params))?;
     let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr()?.port());

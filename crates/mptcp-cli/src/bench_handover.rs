@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use multipath::{blocking, ServiceType};
 use multipath_lab::Lab;
 
-use crate::bench_lab::{prepare, Contender};
+use crate::bench_lab::{any, prepare, server_ip, Contender, Family};
 
 /// How wifi fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -46,14 +46,23 @@ const FAIL_AT: Duration = Duration::from_millis(1500);
 const BACK_AT: Duration = Duration::from_millis(3500);
 const END_AT: Duration = Duration::from_millis(6000);
 
-pub fn run(failure: Failure, flow: Flow, rounds: usize, json: bool) -> Result<()> {
+/// What each contender is called in the output.
+fn name(c: Contender) -> (&'static str, &'static str) {
+    match c {
+        Contender::Multipath => ("multipath", "multipath handover"),
+        Contender::Unregistered => ("multipath-unregistered", "multipath, unregistered"),
+        _ => ("kernel", "kernel, cell backup endpoint"),
+    }
+}
+
+pub fn run(failure: Failure, flow: Flow, family: Family, rounds: usize, json: bool) -> Result<()> {
     if !multipath_lab::is_root() {
         bail!("the handover benchmark builds labs: run it as root");
     }
     let mut rows = Vec::new();
     for _ in 0..rounds {
-        for multipath in [false, true] {
-            rows.push((multipath, once(multipath, failure, flow)?));
+        for contender in [Contender::Kernel { cell_backup: true }, Contender::Multipath, Contender::Unregistered] {
+            rows.push((contender, once(contender, failure, flow, family)?));
         }
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -62,8 +71,9 @@ pub fn run(failure: Failure, flow: Flow, rounds: usize, json: bool) -> Result<()
             .iter()
             .map(|(m, o)| {
                 serde_json::json!({
-                    "path_manager": if *m { "multipath" } else { "kernel" },
+                    "path_manager": name(*m).0,
                     "failure": format!("{failure:?}").to_lowercase(), "flow": format!("{flow:?}").to_lowercase(),
+                    "family": format!("{family:?}").to_lowercase(),
                     "stall_failed_ms": ms(o.stall_failed), "stall_back_ms": ms(o.stall_back),
                     "back_on_wifi_ms": o.back_on_wifi.map(ms),
                 })
@@ -72,21 +82,20 @@ pub fn run(failure: Failure, flow: Flow, rounds: usize, json: bool) -> Result<()
         println!("{}", serde_json::json!({ "handover": list }));
         return Ok(());
     }
-    println!("{failure:?} of wifi during a {flow:?}, lab wifi 20 Mbit/s 20 ms, cell 10 Mbit/s 60 ms");
+    println!("{failure:?} of wifi during a {flow:?} over {family:?}, lab wifi 20 Mbit/s 20 ms, cell 10 Mbit/s 60 ms");
     println!("{:<28} {:>16} {:>16} {:>16}", "path manager", "stall (failed)", "stall (back)", "back on wifi");
     for (m, o) in &rows {
-        let name = if *m { "multipath handover" } else { "kernel, cell backup endpoint" };
+        let name = name(*m).1;
         let back = o.back_on_wifi.map_or("never".to_owned(), |d| format!("{:.0} ms", ms(d)));
         println!("{name:<28} {:>13.0} ms {:>13.0} ms {back:>16}", ms(o.stall_failed), ms(o.stall_back));
     }
     Ok(())
 }
 
-fn once(multipath: bool, failure: Failure, flow: Flow) -> Result<Outcome> {
-    let contender = if multipath { Contender::Multipath } else { Contender::Kernel { cell_backup: true } };
-    let (lab, params, _manager) = prepare(contender, ServiceType::Handover)?;
-    let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().expect("addr"), &params))?;
-    let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr()?.port());
+fn once(contender: Contender, failure: Failure, flow: Flow, family: Family) -> Result<Outcome> {
+    let (lab, params, _manager) = prepare(contender, ServiceType::Handover, family)?;
+    let listener = lab.server().run(|| blocking::Listener::bind(any(family), &params))?;
+    let server = SocketAddr::new(server_ip(&lab, family), listener.local_addr()?.port());
     let sender = move |mut conn: blocking::Connection| {
         let chunk = vec![0x6bu8; 64 * 1024];
         let end = Instant::now() + END_AT;
@@ -107,7 +116,7 @@ fn once(multipath: bool, failure: Failure, flow: Flow) -> Result<Outcome> {
     let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params))?;
     conn.write_all(b"go")?;
     conn.read_exact(&mut [0u8; 2])?;
-    let wifi: IpAddr = lab.path("wifi")?.client_addr().into();
+    let wifi: IpAddr = lab.path("wifi")?.client_addr_for(server.ip());
     let start = Instant::now();
 
     // The script runs beside the transfer, and watches wifi's byte counters.

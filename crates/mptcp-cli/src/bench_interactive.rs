@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use multipath::{blocking, Parameters, ServiceType};
 use multipath_lab::LinkShape;
 
-use crate::bench_lab::{prepare, Contender as Setup};
+use crate::bench_lab::{prepare, Contender as Setup, Family};
 
 const SIZE: usize = 20 * 1024;
 
@@ -20,7 +20,14 @@ pub fn run(exchanges: usize, json: bool) -> Result<()> {
         bail!("the interactive benchmark builds labs: run it as root");
     }
     let mut rows = Vec::new();
-    for setup in [Setup::Alone("wifi"), Setup::Alone("cell"), Setup::Kernel { cell_backup: false }, Setup::Multipath] {
+    let setups = [
+        Setup::Alone("wifi"),
+        Setup::Alone("cell"),
+        Setup::Kernel { cell_backup: false },
+        Setup::Multipath,
+        Setup::Unregistered,
+    ];
+    for setup in setups {
         let (before, after) = once(setup, exchanges)?;
         rows.push((setup, before, after));
     }
@@ -45,6 +52,7 @@ pub fn run(exchanges: usize, json: bool) -> Result<()> {
             Setup::Alone(p) => format!("plain TCP, {p} alone"),
             Setup::Kernel { .. } => "kernel PM, both active".into(),
             Setup::Multipath => "multipath interactive".into(),
+            Setup::Unregistered => "  the same, unregistered".into(),
         };
         println!(
             "{name:<26} {:>8.1} ms ({:.2}x) {:>14.1} ms ({:.2}x)",
@@ -59,7 +67,7 @@ pub fn run(exchanges: usize, json: bool) -> Result<()> {
 
 /// Medians before and (from 2 s) after wifi's delay rises.
 fn once(setup: Setup, exchanges: usize) -> Result<(Duration, Duration)> {
-    let (lab, params, _manager) = prepare(setup, ServiceType::Interactive)?;
+    let (lab, params, _manager) = prepare(setup, ServiceType::Interactive, Family::V4)?;
     let server_params = Parameters::tcp().multipath_service_type(ServiceType::Interactive).nodelay(true);
     let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().expect("addr"), &server_params))?;
     let server = SocketAddr::new(lab.server_addr().into(), listener.local_addr()?.port());

@@ -20,18 +20,52 @@ pub enum Contender {
         /// Cell as backup endpoint (handover) or active (the others).
         cell_backup: bool,
     },
-    /// `multipath`'s in-process path manager.
+    /// `multipath`'s in-process path manager, the connection registered.
     Multipath,
+    /// `multipath`'s path manager with the service type as its default,
+    /// the connection never registered: found through the kernel's events
+    /// and measured from the kernel, as for a program that knows nothing of
+    /// multipath.
+    Unregistered,
+}
+
+/// Which family the benchmark's connection uses (the lab is dual stack).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+/// The server's address in `family`.
+pub fn server_ip(lab: &Lab, family: Family) -> IpAddr {
+    match family {
+        Family::V4 => lab.server_addr().into(),
+        Family::V6 => lab.server_addr6().into(),
+    }
+}
+
+/// The wildcard address of `family`, for the server's listener.
+pub fn any(family: Family) -> SocketAddr {
+    match family {
+        Family::V4 => "0.0.0.0:0".parse().expect("address"),
+        Family::V6 => "[::]:0".parse().expect("address"),
+    }
 }
 
 /// A fresh lab and the parameters a client of `contender` connects with.
 /// The manager, if any, lives as long as the returned handle.
-pub fn prepare(contender: Contender, service: ServiceType) -> Result<(Lab, Parameters, Option<Arc<Manager>>)> {
+pub fn prepare(
+    contender: Contender,
+    service: ServiceType,
+    family: Family,
+) -> Result<(Lab, Parameters, Option<Arc<Manager>>)> {
     let lab = Lab::up(&LabConfig::wifi_cell()).context("building the lab")?;
     let mut params = Parameters::tcp().multipath_service_type(service).nodelay(true);
     let manager = match contender {
         Contender::Alone(path) => {
-            let ip: IpAddr = lab.path(path)?.client_addr().into();
+            let ip = lab.path(path)?.client_addr_for(server_ip(&lab, family));
             params = params.multipath_service_type(ServiceType::None).local_address(SocketAddr::new(ip, 0));
             None
         }
@@ -44,6 +78,13 @@ pub fn prepare(contender: Contender, service: ServiceType) -> Result<(Lab, Param
             let manager = Arc::new(lab.client().run(|| Manager::start(PolicyConfig::default()))?);
             params = params.path_manager(manager.clone());
             Some(manager)
+        }
+        Contender::Unregistered => {
+            lab.client().sysctl("net.mptcp.pm_type", "1")?;
+            let config = PolicyConfig { default_service: Some(service), ..PolicyConfig::default() };
+            // No daemon runs in the lab's namespace: the library finds none
+            // to register with.
+            Some(Arc::new(lab.client().run(|| Manager::start(config))?))
         }
     };
     Ok((lab, params, manager))
