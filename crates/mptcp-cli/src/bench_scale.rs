@@ -56,6 +56,8 @@ struct Run {
     daemon_cpu_open: f64,
     daemon_cpu_idle_per_s: f64,
     refused: usize,
+    /// Refused commands by name.
+    refused_by: std::collections::BTreeMap<String, usize>,
 }
 
 pub fn run(connections: usize, rate: f64, service: ServiceType, json: bool) -> Result<()> {
@@ -188,6 +190,7 @@ fn once(contender: Contender, connections: usize, rate: f64, service: ServiceTyp
         let [at, token, name, verdict] = f[..] else { continue };
         if verdict != "ok" {
             run.refused += 1;
+            *run.refused_by.entry(name.to_owned()).or_default() += 1;
             continue;
         }
         if let (Ok(at), Ok(token), "SUBFLOW_CREATE") = (at.parse(), token.parse(), name) {
@@ -353,6 +356,7 @@ fn report(kernel: &Run, daemon: &Run, connections: usize, rate: f64, service: Se
             "daemon_cpu_s_while_opening": r.daemon_cpu_open,
             "daemon_cpu_share_idle": r.daemon_cpu_idle_per_s,
             "refused_commands": r.refused,
+            "refused_by_command": r.refused_by,
         })
     };
     if json {
@@ -391,4 +395,8 @@ fn report(kernel: &Run, daemon: &Run, connections: usize, rate: f64, service: Se
         d.daemon_cpu_idle_per_s * 100.0,
         d.refused
     );
+    if !d.refused_by.is_empty() {
+        let by: Vec<String> = d.refused_by.iter().map(|(name, n)| format!("{name} {n}")).collect();
+        println!("refused: {}", by.join(", "));
+    }
 }

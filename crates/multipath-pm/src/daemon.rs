@@ -452,9 +452,10 @@ impl Server {
     fn record(&self, token: u32, service: ServiceType) {
         let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let Some(r) = registry.as_mut() else { return };
-        let result = r.record(token, service).and_then(|full| match (full, self.manager.managed()) {
-            (true, Ok(live)) => r.rewrite(&live),
-            _ => Ok(()),
+        let result = r.record(token, service).and_then(|full| match full {
+            // Asked only when full: it lists every managed connection.
+            true => self.manager.managed().map_err(io::Error::other).and_then(|live| r.rewrite(&live)),
+            false => Ok(()),
         });
         if let Err(e) = result {
             tracing::warn!(error = %e, "recording a registration");

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod daemon;
+mod echo;
 mod error;
 pub mod manager;
 pub mod netlink;

@@ -9,16 +9,17 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use multipath::icmp::EchoSocket;
 use multipath::ServiceType;
 
+use crate::echo::Echoes;
 use crate::netlink::sock_diag::{InetDiagMsg, Query, SubflowOf};
 use crate::netlink::socket::poll_any;
 use crate::netlink::socket::{Diag, DIAG_BATCH};
-use crate::policy::sampling::{Activity, Sampler, SAMPLE_EVERY};
-use crate::policy::{input_for_event, Core, Input, LocalPath, PolicyConfig, Probe, Refusal, SubflowSample};
+use crate::policy::sampling::{Activity, Sampler, Swept, SAMPLE_EVERY, SWEEP_EVERY};
+use crate::policy::{input_for_event, Core, Input, LocalPath, PolicyConfig, Refusal, SubflowSample};
 use crate::{Command, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
 
 /// Connections looked at per turn of the loop, between looks at the events.
@@ -208,12 +209,50 @@ impl Registration {
     }
 }
 
-/// An ICMP echo on its way.
-struct PendingProbe {
-    token: u32,
-    path: String,
-    socket: EchoSocket,
-    sent: Instant,
+/// Connections gone through per turn of the loop, from a sweep.
+const SWEEP_BATCH: usize = 512;
+
+/// Every MPTCP connection's counters at one moment.
+struct Snapshot {
+    taken: Instant,
+    seen: HashMap<u32, Activity>,
+}
+
+/// A sweep being gone through, a batch per turn.
+struct SweepInProgress {
+    seen: HashMap<u32, Activity>,
+    left: Vec<u32>,
+}
+
+/// Starts the sweeper: a thread with a `sock_diag` socket of the calling
+/// thread's namespace that dumps every connection's counters each
+/// `SWEEP_EVERY`, until the driver is gone.
+fn start_sweeper() -> Result<mpsc::Receiver<Snapshot>, PmError> {
+    let mut diag = Diag::open()?;
+    let (tx, rx) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("multipath-sweep".into())
+        .spawn(move || loop {
+            std::thread::sleep(SWEEP_EVERY);
+            let taken = Instant::now();
+            let mut seen = HashMap::new();
+            for v6 in [false, true] {
+                let result = diag.dump(Query::AllConnections { v6 }, |msg| {
+                    if let Some(info) = msg.info.and_then(|b| multipath::MptcpInfo::decode(b).ok()) {
+                        seen.insert(info.token, Activity::of(&info));
+                    }
+                });
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "sweeping the connections");
+                }
+            }
+            match tx.try_send(Snapshot { taken, seen }) {
+                Ok(()) | Err(mpsc::TrySendError::Full(_)) => {}
+                Err(mpsc::TrySendError::Disconnected(_)) => return,
+            }
+        })
+        .map_err(PmError::Io)?;
+    Ok(rx)
 }
 
 /// A subflow's measurements from its `sock_diag` entry; `None` for one
@@ -234,14 +273,6 @@ fn subflow_sample(msg: &InetDiagMsg<'_>) -> Option<SubflowSample> {
     })
 }
 
-/// Sends one ICMP echo from `probe.from` to `probe.to`: on a datagram
-/// socket where `ping_group_range` allows, else on a raw one (CAP_NET_RAW).
-fn send_probe(probe: &Probe) -> std::io::Result<PendingProbe> {
-    let socket = EchoSocket::open(probe.from)?;
-    socket.send(probe.to, 1, b"multipath path probe")?;
-    Ok(PendingProbe { token: probe.token, path: probe.path.clone(), socket, sent: Instant::now() })
-}
-
 struct Driver {
     core: Core,
     pm: PmSocket,
@@ -255,9 +286,16 @@ struct Driver {
     diag: Diag,
     /// When each managed connection is measured next.
     sampler: Sampler,
+    /// Every connection's counters, dumped each `SWEEP_EVERY` by a thread
+    /// of its own (a dump of ten thousand takes milliseconds).
+    sweeps: mpsc::Receiver<Snapshot>,
+    /// The sweep being gone through.
+    sweep: Option<SweepInProgress>,
     /// The user each connection registered by the daemon belongs to.
     owners: HashMap<u32, u32>,
-    probes: Vec<PendingProbe>,
+    /// ICMP echoes of silent paths: datagram sockets where
+    /// `ping_group_range` allows, raw ones (CAP_NET_RAW) otherwise.
+    echoes: Echoes,
     log: Option<mpsc::SyncSender<SentCommand>>,
     /// Addresses that were paths here at some point: the only ones this
     /// manager ever quarantines.
@@ -291,8 +329,10 @@ impl Driver {
             paths: Vec::new(),
             diag: Diag::open()?,
             sampler: Sampler::new(),
+            sweeps: start_sweeper()?,
+            sweep: None,
             owners: HashMap::new(),
-            probes: Vec::new(),
+            echoes: Echoes::default(),
             log: None,
             path_addrs: BTreeSet::new(),
             quarantined: BTreeSet::new(),
@@ -366,6 +406,7 @@ impl Driver {
                 }
             }
             self.probe_answers(now);
+            self.sweep(now);
             backlog = self.sample(now);
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
@@ -426,17 +467,29 @@ impl Driver {
         Ok(token)
     }
 
+    /// Every event pending, a datagram at a time: a burst of connections
+    /// must not wait behind a turn of measuring per datagram.
     fn kernel_events(&mut self, now: Instant) {
-        let events = match self.events.recv() {
-            Ok(e) => e,
+        for _ in 0..1024 {
+            if !self.kernel_datagram(now) {
+                return;
+            }
+        }
+    }
+
+    /// One datagram of events; whether there may be more.
+    fn kernel_datagram(&mut self, now: Instant) -> bool {
+        let events = match self.events.try_recv() {
+            Ok(Some(e)) => e,
+            Ok(None) => return false,
             Err(PmError::EventsLost) => {
                 tracing::warn!("path-manager events lost; resynchronising from the kernel's socket lists");
                 self.resync(now);
-                return;
+                return true;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reading path-manager events");
-                return;
+                return false;
             }
         };
         let default = self.core.config().default_service;
@@ -463,6 +516,9 @@ impl Driver {
             }
             self.core.handle(input, now);
         }
+        // This datagram's commands out before the next one is read.
+        self.flush(now);
+        true
     }
 
     fn refresh_paths(&mut self, now: Instant) -> Result<(), PmError> {
@@ -638,6 +694,47 @@ impl Driver {
         self.owners.remove(&token);
     }
 
+    /// Goes on with the latest sweep (taken by the sweeper thread): wakes
+    /// the parked connections whose counters moved, ages the measurements
+    /// of the still ones the core watches, closes the ones the kernel no
+    /// longer lists. At most `SWEEP_BATCH` connections per turn of the loop,
+    /// so that events never wait behind ten thousand of them.
+    fn sweep(&mut self, now: Instant) {
+        if self.sweep.as_ref().is_none_or(|s| s.left.is_empty()) {
+            self.sweep = match self.sweeps.try_recv() {
+                Ok(snapshot) => {
+                    let left = self.sampler.tokens_before(snapshot.taken).collect();
+                    Some(SweepInProgress { seen: snapshot.seen, left })
+                }
+                Err(_) => return,
+            };
+        }
+        let Some(sweep) = self.sweep.as_mut() else { return };
+        let take = sweep.left.len().min(SWEEP_BATCH);
+        let batch: Vec<u32> = sweep.left.drain(..take).collect();
+        for token in batch {
+            let seen = self.sweep.as_ref().and_then(|s| s.seen.get(&token).copied());
+            match seen {
+                // A still connection the core watches (a silent active path
+                // to probe) gets its last measurements aged: no kernel query
+                // for it.
+                Some(activity)
+                    if self.sampler.swept(token, activity, now) == Swept::Still
+                        && self.core.needs_samples(token, now) =>
+                {
+                    self.core.handle(Input::Still { token }, now);
+                }
+                Some(_) => {}
+                // Measured since before the dump, and not in it: closed.
+                None if self.sampler.contains(token) => {
+                    self.forget(token);
+                    self.core.handle(Input::Closed { token }, now);
+                }
+                None => {}
+            }
+        }
+    }
+
     /// After lost events: every subflow of every managed connection, from
     /// one dump per family, so joins whose SUB_ESTABLISHED was lost are
     /// found too (a lookup by 4-tuple needs the port the event carried).
@@ -660,17 +757,9 @@ impl Driver {
         }
     }
 
-    /// Collects echo replies; forgets probes the core has long given up on.
+    /// Collects echo replies.
     fn probe_answers(&mut self, now: Instant) {
-        let mut answered = Vec::new();
-        self.probes.retain(|p| {
-            if p.socket.recv_reply(None).is_ok_and(|r| r.is_some()) {
-                answered.push((p.token, p.path.clone()));
-                return false;
-            }
-            now.duration_since(p.sent) < Duration::from_secs(2)
-        });
-        for (token, path) in answered {
+        for (token, path) in self.echoes.answers(now) {
             tracing::debug!(token, %path, "probe answered");
             self.core.handle(Input::ProbeAnswered { token, path }, now);
         }
@@ -681,10 +770,11 @@ impl Driver {
     /// instead of spinning.
     fn flush(&mut self, now: Instant) {
         while let Some(probe) = self.core.poll_probe() {
-            match send_probe(&probe) {
-                Ok(p) => {
+            let at = Instant::now();
+            match self.echoes.send(&probe, at) {
+                Ok(()) => {
+                    self.core.probe_sent(&probe, at);
                     tracing::debug!(token = probe.token, path = %probe.path, "probe sent");
-                    self.probes.push(p)
                 }
                 // A probe that cannot be sent proves nothing: count the path
                 // as alive rather than switch on every silence. Detection

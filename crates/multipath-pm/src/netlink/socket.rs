@@ -148,6 +148,21 @@ impl EventSocket {
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Err(PmError::EventsLost),
             r => r?,
         };
+        self.decode(n)
+    }
+
+    /// Like [`EventSocket::recv`], without waiting: `None` when nothing is
+    /// pending.
+    pub fn try_recv(&mut self) -> Result<Option<Vec<Event>>, PmError> {
+        let n = match recv_flags(&self.fd, &mut self.buf, libc::MSG_DONTWAIT) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Err(PmError::EventsLost),
+            r => r?,
+        };
+        Ok(Some(self.decode(n)?))
+    }
+
+    fn decode(&self, n: usize) -> Result<Vec<Event>, PmError> {
         let mut events = Vec::new();
         for m in messages(&self.buf[..n]) {
             match m {

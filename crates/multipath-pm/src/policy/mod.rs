@@ -186,6 +186,13 @@ pub enum Input {
         /// One per open subflow.
         subflows: Vec<SubflowSample>,
     },
+    /// Nothing moved on the connection since its last [`Input::Samples`]
+    /// (its counters say so): the core ages those measurements instead of
+    /// asking for new ones.
+    Still {
+        /// Connection token.
+        token: u32,
+    },
     /// The connection closed (CLOSED).
     Closed {
         /// Connection token.
@@ -408,6 +415,9 @@ struct Conn {
     /// No joins before this: the kernel has not reported the connection
     /// established yet.
     joins_from: Option<Instant>,
+    /// The latest measurements and when they were taken: aged by
+    /// [`Input::Still`] instead of measured again while nothing moves.
+    last_samples: Option<(Instant, Vec<SubflowSample>)>,
 }
 
 /// A probe of one path to one peer, whichever connection sent it.
@@ -429,6 +439,9 @@ struct Prober {
     /// An idle connection's path answered: probe again only after this.
     quiet_until: Option<Instant>,
     quiet_backoff: Duration,
+    /// A long-idle connection's probe went unanswered once: the next
+    /// unanswered one decides.
+    struck: bool,
 }
 
 impl Prober {
@@ -439,6 +452,7 @@ impl Prober {
     /// and the next probe must catch it.
     fn answered(&mut self, now: Instant) {
         self.outstanding = None;
+        self.struck = false;
         self.quiet_backoff = (self.quiet_backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(60));
         self.quiet_until = Some(now + self.quiet_backoff);
     }
@@ -478,6 +492,7 @@ impl Core {
             | Input::Ready { token }
             | Input::ProbeAnswered { token, .. }
             | Input::Samples { token, .. }
+            | Input::Still { token }
             | Input::Closed { token } => Some(*token),
         };
         match input {
@@ -526,6 +541,7 @@ impl Core {
                     prober: Prober::default(),
                     deadline: None,
                     joins_from: (!ready).then(|| now + READY_WITHIN),
+                    last_samples: None,
                 };
                 self.conns.insert(token, conn);
             }
@@ -595,6 +611,28 @@ impl Core {
                 if let Some(probe) = silence_probe(&self.config, &self.paths, probes, token, conn, &subflows, now) {
                     self.probes.push_back(probe);
                 }
+                conn.last_samples = Some((now, subflows));
+            }
+            Input::Still { token } => {
+                let Some(conn) = self.conns.get_mut(&token) else { return };
+                let Some((at, samples)) = &conn.last_samples else { return };
+                // Nothing arrived since: every silence is that much longer.
+                let since = u32::try_from(now.duration_since(*at).as_millis()).unwrap_or(u32::MAX);
+                let aged: Vec<SubflowSample> = samples
+                    .iter()
+                    .map(|s| SubflowSample {
+                        last_data_recv_ms: s.last_data_recv_ms.saturating_add(since),
+                        last_ack_recv_ms: s.last_ack_recv_ms.saturating_add(since),
+                        ..*s
+                    })
+                    .collect();
+                let probes = &mut self.path_probes;
+                match silence_probe(&self.config, &self.paths, probes, token, conn, &aged, now) {
+                    Some(probe) => self.probes.push_back(probe),
+                    // Nothing else changes for a still connection: no
+                    // reconciling (a sweep brings thousands of these).
+                    None => return,
+                }
             }
             Input::Closed { token } => {
                 if let Some(at) = self.conns.remove(&token).and_then(|c| c.deadline) {
@@ -616,11 +654,21 @@ impl Core {
             let conn = self.conns.get_mut(&token).expect("token listed");
             if let Some((path, sent, wait)) = conn.prober.outstanding.clone() {
                 if now >= sent + wait {
-                    // No answer: the path is dead, whatever its link says.
-                    conn.prober = Prober::default();
-                    let health = conn.health.entry(path).or_default();
-                    health.failed = true;
-                    backoff(&self.config, health, now);
+                    if long_idle(conn, now) && !conn.prober.struck {
+                        // One late echo (a loaded host, a lost packet) must
+                        // not move every idle connection on the path at
+                        // once: an idle one asks again first. A connection
+                        // that was receiving moments ago does not wait.
+                        conn.prober.outstanding = None;
+                        conn.prober.quiet_until = None;
+                        conn.prober.struck = true;
+                    } else {
+                        // No answer: the path is dead, whatever its link says.
+                        conn.prober = Prober::default();
+                        let health = conn.health.entry(path).or_default();
+                        health.failed = true;
+                        backoff(&self.config, health, now);
+                    }
                 }
             }
             let timeout = self.config.join_timeout;
@@ -668,6 +716,34 @@ impl Core {
     /// The next probe to send.
     pub fn poll_probe(&mut self) -> Option<Probe> {
         self.probes.pop_front()
+    }
+
+    /// The echo of `probe` really went out at `at` (later than the core
+    /// asked for it when the driver was busy): its wait counts from then,
+    /// for every connection that shares it.
+    pub fn probe_sent(&mut self, probe: &Probe, at: Instant) {
+        let key = (probe.path.clone(), probe.to);
+        let Some(shared) = self.path_probes.get_mut(&key) else { return };
+        if shared.answered.is_some() || at <= shared.sent {
+            return;
+        }
+        let asked = shared.sent;
+        shared.sent = at;
+        let waiting: Vec<u32> = self
+            .conns
+            .iter_mut()
+            .filter(|(_, c)| c.remote.ip() == probe.to)
+            .filter_map(|(&t, c)| match &mut c.prober.outstanding {
+                Some((path, sent, _)) if *path == probe.path && *sent == asked => {
+                    *sent = at;
+                    Some(t)
+                }
+                _ => None,
+            })
+            .collect();
+        for t in waiting {
+            self.reschedule(t);
+        }
     }
 
     /// The next command to send, in order.
@@ -822,7 +898,22 @@ fn adopt(
         prober: Prober::default(),
         deadline: None,
         joins_from: None,
+        last_samples: None,
     })
+}
+
+/// Silence for this long on the active path makes a connection idle rather
+/// than stalled: nothing was arriving before the path could have failed.
+const IDLE_SILENCE: Duration = Duration::from_secs(1);
+
+/// Whether nothing has arrived on the connection's active path for
+/// [`IDLE_SILENCE`], by its last measurements aged to `now`.
+fn long_idle(conn: &Conn, now: Instant) -> bool {
+    let (Some(active), Some((at, samples))) = (&conn.active, &conn.last_samples) else { return false };
+    let Some(sf) = conn.subflows.iter().find(|s| &s.path == active) else { return false };
+    let Some(sample) = samples.iter().find(|s| s.local == sf.local) else { return false };
+    let heard = Duration::from_millis(u64::from(sample.last_data_recv_ms.min(sample.last_ack_recv_ms)));
+    heard + now.duration_since(*at) >= IDLE_SILENCE
 }
 
 /// How long joins of a connection registered before the kernel reported
@@ -902,6 +993,7 @@ fn observe(config: &PolicyConfig, conn: &mut Conn, samples: &[SubflowSample], no
         if carrying && sample.backoff > 0 && sample.unacked > 0 && conn.service != ServiceType::Aggregate {
             let health = conn.health.entry(path.clone()).or_default();
             if !health.failed {
+                tracing::debug!(%path, backoff = sample.backoff, unacked = sample.unacked, "retransmission timeout on the active path");
                 health.failed = true;
                 backoff(config, health, now);
             }

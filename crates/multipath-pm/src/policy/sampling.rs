@@ -4,10 +4,13 @@
 //!
 //! A connection where anything moves is measured every [`SAMPLE_EVERY`]. One
 //! where nothing has moved for [`IDLE_AFTER`] is looked at ever less often
-//! (doubling up to [`SAMPLE_IDLE_MAX`]), and then only its connection-level
-//! counters (one small `sock_diag` answer), until they move: ten thousand
-//! idle connections cost little, and any data brings a connection back to
-//! the fast pace at its next look.
+//! (its counters only, one small `sock_diag` answer, doubling the gap), and
+//! once the gap would exceed [`PARK_AFTER`] it is *parked*: not looked at
+//! on its own any more. A sweep, one dump of every connection's counters
+//! each [`SWEEP_EVERY`], wakes the parked ones whose counters moved (or
+//! that the core wants measured again). Ten thousand idle connections cost
+//! one dump a second, and any data brings a connection back to the fast
+//! pace within a second.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -19,8 +22,11 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);
 /// its silence (from 50 ms, or twice the path's RTT) must be seen, and
 /// probed, on time; the probe's verdict then needs no measurements.
 pub const IDLE_AFTER: Duration = Duration::from_millis(250);
-/// The longest gap between looks at an idle connection.
-pub const SAMPLE_IDLE_MAX: Duration = Duration::from_secs(1);
+/// The longest gap between looks at an idle connection before it is parked.
+pub const PARK_AFTER: Duration = Duration::from_millis(160);
+/// How often every connection's counters are swept for parked ones that
+/// moved.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// What moves on a connection that is used at all: data written, data
 /// acknowledged, data received, and its number of subflows (from its
@@ -46,12 +52,28 @@ impl Activity {
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    next: Instant,
+    /// When the connection was added: a sweep taken before knows nothing
+    /// of it.
+    added: Instant,
+    /// `None`: parked.
+    next: Option<Instant>,
     every: Duration,
     /// Since when nothing has moved.
     still_since: Instant,
     /// As of the last full measurement.
     activity: Option<Activity>,
+}
+
+/// What a sweep means for one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Swept {
+    /// Not parked: measured on its own schedule.
+    Busy,
+    /// Parked, and nothing moved: the core can age its last measurements
+    /// ([`super::Input::Still`]).
+    Still,
+    /// Parked, and its counters moved: measured again at once.
+    Woken,
 }
 
 /// The measuring schedule of every managed connection.
@@ -71,15 +93,43 @@ impl Sampler {
     /// Starts measuring `token` at once (again, if it was).
     pub fn add(&mut self, token: u32, now: Instant) {
         self.remove(token);
-        self.entries.insert(token, Entry { next: now, every: SAMPLE_EVERY, still_since: now, activity: None });
+        let entry = Entry { added: now, next: Some(now), every: SAMPLE_EVERY, still_since: now, activity: None };
+        self.entries.insert(token, entry);
         self.queue.insert((now, token));
     }
 
     /// Stops measuring `token`.
     pub fn remove(&mut self, token: u32) {
-        if let Some(e) = self.entries.remove(&token) {
-            self.queue.remove(&(e.next, token));
+        if let Some(Entry { next: Some(next), .. }) = self.entries.remove(&token) {
+            self.queue.remove(&(next, token));
         }
+    }
+
+    /// After a sweep read `token`'s counters: a parked connection whose
+    /// counters moved is looked at again at once. What the sweep means for
+    /// it.
+    pub fn swept(&mut self, token: u32, activity: Activity, now: Instant) -> Swept {
+        let Some(e) = self.entries.get_mut(&token) else { return Swept::Busy };
+        if e.next.is_some() {
+            return Swept::Busy;
+        }
+        if e.activity == Some(activity) {
+            return Swept::Still;
+        }
+        e.next = Some(now);
+        e.every = SAMPLE_EVERY;
+        self.queue.insert((now, token));
+        Swept::Woken
+    }
+
+    /// Connections parked.
+    pub fn parked(&self) -> usize {
+        self.entries.values().filter(|e| e.next.is_none()).count()
+    }
+
+    /// Whether `token` is measured.
+    pub fn contains(&self, token: u32) -> bool {
+        self.entries.contains_key(&token)
     }
 
     /// Connections measured.
@@ -95,6 +145,12 @@ impl Sampler {
     /// Every connection measured.
     pub fn tokens(&self) -> impl Iterator<Item = u32> + '_ {
         self.entries.keys().copied()
+    }
+
+    /// The connections added before `t` (those a sweep taken at `t` must
+    /// list, unless they closed).
+    pub fn tokens_before(&self, t: Instant) -> impl Iterator<Item = u32> + '_ {
+        self.entries.iter().filter(move |(_, e)| e.added < t).map(|(&token, _)| token)
     }
 
     /// When the next look is due.
@@ -135,13 +191,18 @@ impl Sampler {
         self.reschedule(token, e, now);
     }
 
-    /// Soon while anything moves, ever later once nothing has for a while.
+    /// Soon while anything moves, ever later once nothing has for a while,
+    /// then parked.
     fn reschedule(&mut self, token: u32, mut e: Entry, now: Instant) {
-        self.queue.remove(&(e.next, token));
+        if let Some(next) = e.next {
+            self.queue.remove(&(next, token));
+        }
         let idle = now.duration_since(e.still_since) >= IDLE_AFTER;
-        e.every = if idle { (e.every * 2).min(SAMPLE_IDLE_MAX) } else { SAMPLE_EVERY };
-        e.next = now + e.every;
-        self.queue.insert((e.next, token));
+        e.every = if idle { e.every * 2 } else { SAMPLE_EVERY };
+        e.next = (e.every <= PARK_AFTER).then(|| now + e.every);
+        if let Some(next) = e.next {
+            self.queue.insert((next, token));
+        }
         self.entries.insert(token, e);
     }
 }
@@ -182,15 +243,20 @@ mod tests {
             }
             now += Duration::from_millis(5);
         }
-        assert!(gaps.iter().any(|g| *g >= Duration::from_millis(500)), "{gaps:?}");
-        assert!(gaps.iter().all(|g| *g <= SAMPLE_IDLE_MAX + Duration::from_millis(5)), "{gaps:?}");
+        assert!(gaps.iter().any(|g| *g >= Duration::from_millis(80)), "{gaps:?}");
+        assert!(gaps.iter().all(|g| *g <= PARK_AFTER + Duration::from_millis(5)), "{gaps:?}");
         let looks = gaps.len();
         assert!(looks < 40, "{looks} looks in ~10 s of idleness");
-        // It moves: measured at its next look, and fast again.
-        let due = s.next_due().unwrap();
-        assert!(s.looked(1, act(11), true, due));
-        s.measured(1, act(11), false, due);
-        assert_eq!(s.next_due(), Some(due + SAMPLE_EVERY));
+        assert_eq!((s.parked(), s.next_due()), (1, None), "parked: looked at only by sweeps");
+        // A sweep that sees nothing new leaves it parked; one that sees it
+        // moved wakes it, back at the fast pace.
+        assert_eq!(s.swept(1, still, now), Swept::Still);
+        assert_eq!(s.swept(1, act(11), now), Swept::Woken);
+        assert_eq!(s.due(now, 64), vec![1]);
+        assert!(s.looked(1, act(11), true, now));
+        s.measured(1, act(11), false, now);
+        assert_eq!(s.next_due(), Some(now + SAMPLE_EVERY));
+        assert_eq!(s.swept(1, act(99), now), Swept::Busy, "not parked: nothing to wake");
     }
 
     #[test]

@@ -764,3 +764,63 @@ fn connections_found_open_on_unknown_addresses_are_left_alone() {
         Refusal::UnknownConnection
     );
 }
+
+#[test]
+fn a_still_connection_is_judged_on_its_aged_measurements() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    let heard = |ms| {
+        [SubflowSample { last_data_recv_ms: ms, last_ack_recv_ms: ms, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)]
+    };
+    sim.advance(Duration::from_millis(100));
+    assert!(sim.sample(&heard(10)).is_empty());
+    assert_eq!(sim.core.poll_probe(), None);
+    assert!(sim.input(Input::Still { token: TOKEN }).is_empty());
+    assert_eq!(sim.core.poll_probe(), None, "10 ms, aged by nothing");
+    // 50 ms later, with nothing received since, wifi has been silent 60 ms.
+    sim.advance(Duration::from_millis(50));
+    sim.input(Input::Still { token: TOKEN });
+    let probe = sim.core.poll_probe().expect("the aged silence is probed");
+    assert_eq!(probe.path, "wifi");
+    // Unknown or never-measured connections: nothing.
+    assert!(sim.input(Input::Still { token: 77 }).is_empty());
+}
+
+#[test]
+fn a_long_idle_connection_asks_twice_before_leaving_its_path() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    let heard = |ms| {
+        [SubflowSample { last_data_recv_ms: ms, last_ack_recv_ms: ms, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)]
+    };
+    sim.advance(Duration::from_millis(100));
+    // Idle for 2 s: silent, probed; the echo goes unanswered.
+    sim.sample(&heard(2000));
+    assert!(sim.core.poll_probe().is_some());
+    assert!(sim.advance(Duration::from_millis(100)).is_empty(), "one late echo changes nothing");
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+    sim.input(Input::Still { token: TOKEN });
+    assert!(sim.core.poll_probe().is_some(), "asked again");
+    let cmds = sim.advance(Duration::from_millis(100));
+    assert_eq!(cmds.first(), Some(&Command::Remove { token: TOKEN, loc_id: 0 }), "twice unanswered: dead: {cmds:?}");
+    assert_eq!(sim.core.active_path(TOKEN), Some("cell"));
+}
+
+#[test]
+fn a_probe_sent_late_is_waited_for_from_when_it_left() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    sim.advance(Duration::from_millis(100));
+    sim.sample(&[
+        SubflowSample { last_data_recv_ms: 60, last_ack_recv_ms: 60, ..sample(wifi_sf, 20) },
+        sample(cell_sf, 60),
+    ]);
+    let probe = sim.core.poll_probe().expect("probed");
+    // The driver was busy: the echo left 500 ms after the core asked.
+    let left = sim.now + Duration::from_millis(500);
+    sim.core.probe_sent(&probe, left);
+    assert!(sim.advance(Duration::from_millis(520)).is_empty(), "not dead before its answer could come");
+    sim.input(Input::ProbeAnswered { token: TOKEN, path: "wifi".into() });
+    assert!(sim.advance(Duration::from_millis(200)).is_empty());
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+}
