@@ -18,6 +18,7 @@ use crate::echo::Echoes;
 use crate::netlink::sock_diag::{InetDiagMsg, Query, SubflowOf};
 use crate::netlink::socket::poll_any;
 use crate::netlink::socket::{Diag, DIAG_BATCH};
+use crate::policy::quarantine::Quarantine;
 use crate::policy::sampling::{Activity, Sampler, Swept, SAMPLE_EVERY, SWEEP_EVERY};
 use crate::policy::{input_for_event, Core, Input, LocalPath, PolicyConfig, Refusal, SubflowSample};
 use crate::{Command, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
@@ -297,9 +298,8 @@ struct Driver {
     /// `ping_group_range` allows, raw ones (CAP_NET_RAW) otherwise.
     echoes: Echoes,
     log: Option<mpsc::SyncSender<SentCommand>>,
-    /// Addresses that were paths here at some point: the only ones this
-    /// manager ever quarantines.
-    path_addrs: BTreeSet<IpAddr>,
+    /// Which addresses get a quarantine rule.
+    quarantine: Quarantine,
     /// Addresses with a quarantine rule in place (removed on drop).
     quarantined: BTreeSet<IpAddr>,
     /// Kinds of [`Unservable`](crate::policy::Unservable) reasons logged so far.
@@ -334,7 +334,7 @@ impl Driver {
             owners: HashMap::new(),
             echoes: Echoes::default(),
             log: None,
-            path_addrs: BTreeSet::new(),
+            quarantine: Quarantine::default(),
             quarantined: BTreeSet::new(),
             unserved_kinds: BTreeSet::new(),
             probe_failure_said: false,
@@ -541,24 +541,10 @@ impl Driver {
         Ok(())
     }
 
-    /// Keeps a quarantine rule on each address that was a path and is now
-    /// stranded on an interface that went down. Without it, packets from
-    /// that address (the dead subflow's retransmissions, its FIN) fall
-    /// through to another interface's default route: a carrier drops them
-    /// for their foreign source address, after they cost the new path
-    /// uplink time (and metered data).
+    /// Adds and removes quarantine rules as [`Quarantine`] decides.
     fn quarantine(&mut self, snapshot: &crate::RouteSnapshot) {
-        // Remembered while the address is a path or stranded; one that left
-        // the host is forgotten, so the set stays small.
-        self.path_addrs.retain(|a| snapshot.stranded.contains(a));
-        self.path_addrs.extend(snapshot.paths.iter().flat_map(|p| p.addrs.iter().copied()));
-        let want: BTreeSet<IpAddr> = if self.core.config().quarantine_down_paths {
-            snapshot.stranded.intersection(&self.path_addrs).copied().collect()
-        } else {
-            BTreeSet::new()
-        };
-        for addr in want.symmetric_difference(&self.quarantined).copied().collect::<Vec<_>>() {
-            let on = want.contains(&addr);
+        let enabled = self.core.config().quarantine_down_paths;
+        for (addr, on) in self.quarantine.changes(&snapshot.paths, &snapshot.stranded, &self.quarantined, enabled) {
             match self.routes.set_quarantine(addr, on) {
                 Ok(()) if on => {
                     self.quarantined.insert(addr);

@@ -8,7 +8,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::codec::consts::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use super::codec::{request, Attrs, DecodeError, Header};
-use crate::policy::LocalPath;
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
@@ -114,6 +113,33 @@ pub fn parse_quarantine(ty: u16, body: &[u8]) -> Result<Option<IpAddr>, DecodeEr
         }
     }
     Ok(src.filter(|_| protocol == QUARANTINE_PROTOCOL && action == FR_ACT_UNREACHABLE))
+}
+
+/// A local path: an interface with usable addresses and default routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalPath {
+    /// Interface name, e.g. "wifi0".
+    pub name: String,
+    /// The addresses subflows on this path may leave from: one per family
+    /// that has a default route through the interface (IPv4 first).
+    pub addrs: Vec<IpAddr>,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Preference: lower is better (default-route metric by default).
+    pub rank: u32,
+}
+
+impl LocalPath {
+    /// The address a subflow to `peer` leaves from: the path's address of
+    /// the peer's family (the kernel refuses a join across families).
+    pub fn addr_for(&self, peer: IpAddr) -> Option<IpAddr> {
+        self.addrs.iter().copied().find(|a| a.is_ipv4() == peer.is_ipv4())
+    }
+
+    /// Whether `ip` is one of the path's addresses.
+    pub fn holds(&self, ip: IpAddr) -> bool {
+        self.addrs.contains(&ip)
+    }
 }
 
 /// One row of the kernel's tables.

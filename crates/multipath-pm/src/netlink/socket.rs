@@ -12,9 +12,9 @@ use super::codec::consts::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use super::codec::{genl_request, messages, route_messages, Header, Message};
 use super::ctrl::{self, Family};
 use super::mptcp_pm::{self, Command, Event, LocalAddr};
+use super::route::LocalPath;
 use super::sock_diag::{InetDiagMsg, Query};
 use super::{route, sock_diag};
-use crate::policy::LocalPath;
 use crate::PmError;
 
 const NETLINK_GENERIC: i32 = 16;
@@ -60,29 +60,22 @@ impl PmSocket {
             mptcp_pm::get_addr_request(a, token, id);
         });
         send(&self.fd, &msg)?;
-        let mut buf = vec![0u8; RECV_BUF];
-        let mut found = None;
-        loop {
-            let n = recv(&self.fd, &mut buf)?;
-            for m in messages(&buf[..n]) {
-                match m? {
-                    Message::Genl { header, attrs, .. } if header.seq == self.seq => {
-                        found = Some(mptcp_pm::decode_addr_reply(attrs)?);
-                    }
-                    Message::Error { seq, errno, message } if seq == self.seq => {
-                        return Err(PmError::Refused { command: "GET_ADDR", errno, message })
-                    }
-                    Message::Ack { seq } if seq == self.seq => {
-                        return found.ok_or_else(|| PmError::Refused {
-                            command: "GET_ADDR",
-                            errno: libc::ENODATA,
-                            message: Some("acknowledged without an address".into()),
-                        })
-                    }
-                    _ => {}
-                }
+        let (seq, mut found) = (self.seq, None);
+        transact(&self.fd, &mut vec![0u8; RECV_BUF], true, |m| match m {
+            Message::Genl { header, attrs, .. } if header.seq == seq => {
+                found = Some(mptcp_pm::decode_addr_reply(attrs)?);
+                Ok(None)
             }
-        }
+            Message::Error { seq: s, errno, message } if s == seq => {
+                Err(PmError::Refused { command: "GET_ADDR", errno, message })
+            }
+            Message::Ack { seq: s } if s == seq => found.take().map(Some).ok_or_else(|| PmError::Refused {
+                command: "GET_ADDR",
+                errno: libc::ENODATA,
+                message: Some("acknowledged without an address".into()),
+            }),
+            _ => Ok(None),
+        })
     }
 
     /// GET_ADDR as a dump: every address entry of connection `token` that
@@ -95,23 +88,18 @@ impl PmSocket {
             mptcp_pm::dump_addrs_request(a, token);
         });
         send(&self.fd, &msg)?;
-        let mut buf = vec![0u8; RECV_BUF];
-        let mut out = Vec::new();
-        loop {
-            let n = recv(&self.fd, &mut buf)?;
-            for m in messages(&buf[..n]) {
-                match m? {
-                    Message::Genl { header, attrs, .. } if header.seq == self.seq => {
-                        out.push(mptcp_pm::decode_addr_reply(attrs)?);
-                    }
-                    Message::Done { seq } if seq == self.seq => return Ok(out),
-                    Message::Error { seq, errno, message } if seq == self.seq => {
-                        return Err(PmError::Refused { command: "GET_ADDR", errno, message })
-                    }
-                    _ => {}
-                }
+        let (seq, mut out) = (self.seq, Vec::new());
+        transact(&self.fd, &mut vec![0u8; RECV_BUF], true, |m| match m {
+            Message::Genl { header, attrs, .. } if header.seq == seq => {
+                out.push(mptcp_pm::decode_addr_reply(attrs)?);
+                Ok(None)
             }
-        }
+            Message::Done { seq: s } if s == seq => Ok(Some(std::mem::take(&mut out))),
+            Message::Error { seq: s, errno, message } if s == seq => {
+                Err(PmError::Refused { command: "GET_ADDR", errno, message })
+            }
+            _ => Ok(None),
+        })
     }
 
     /// The resolved family (id and multicast groups).
@@ -283,28 +271,25 @@ impl Diag {
             (i < queries.len()).then_some(i)
         };
         let mut left = asked.len();
-        while left > 0 {
-            let n = recv(&self.fd, &mut self.buf)?;
-            for m in route_messages(&self.buf[..n]) {
-                match m? {
-                    Message::Data { header, body } if index(header.seq).is_some() => {
-                        left -= 1;
-                        match InetDiagMsg::parse(body) {
-                            Ok(msg) => each(index(header.seq).expect("checked"), msg),
-                            Err(e) => tracing::warn!(error = %e, "sock_diag reply skipped"),
-                        }
+        transact(&self.fd, &mut self.buf, false, |m| {
+            match m {
+                Message::Data { header, body } => {
+                    let Some(i) = index(header.seq) else { return Ok(None) };
+                    match InetDiagMsg::parse(body) {
+                        Ok(msg) => each(i, msg),
+                        Err(e) => tracing::warn!(error = %e, "sock_diag reply skipped"),
                     }
-                    Message::Error { seq, errno, message } if index(seq).is_some() => {
-                        left -= 1;
-                        if errno != libc::ENOENT {
-                            tracing::debug!(errno, ?message, "sock_diag query refused");
-                        }
-                    }
-                    _ => {}
                 }
+                Message::Error { seq, errno, message } if index(seq).is_some() => {
+                    if errno != libc::ENOENT {
+                        tracing::debug!(errno, ?message, "sock_diag query refused");
+                    }
+                }
+                _ => return Ok(None),
             }
-        }
-        Ok(())
+            left -= 1;
+            Ok((left == 0).then_some(()))
+        })
     }
 
     /// Runs a dump ([`Query::AllConnections`] or [`Query::AllSubflows`])
@@ -313,22 +298,21 @@ impl Diag {
         self.seq = self.seq.wrapping_add(1);
         let request = query.request(self.seq).ok_or_else(|| PmError::NotManageable("mixed families".into()))?;
         send(&self.fd, &request)?;
-        loop {
-            let n = recv(&self.fd, &mut self.buf)?;
-            for m in route_messages(&self.buf[..n]) {
-                match m? {
-                    Message::Data { header, body } if header.seq == self.seq => match InetDiagMsg::parse(body) {
-                        Ok(msg) => each(msg),
-                        Err(e) => tracing::warn!(error = %e, "sock_diag entry skipped"),
-                    },
-                    Message::Done { seq } if seq == self.seq => return Ok(()),
-                    Message::Error { seq, errno, message } if seq == self.seq => {
-                        return Err(PmError::Refused { command: "SOCK_DIAG_BY_FAMILY", errno, message })
-                    }
-                    _ => {}
+        let seq = self.seq;
+        transact(&self.fd, &mut self.buf, false, |m| match m {
+            Message::Data { header, body } if header.seq == seq => {
+                match InetDiagMsg::parse(body) {
+                    Ok(msg) => each(msg),
+                    Err(e) => tracing::warn!(error = %e, "sock_diag entry skipped"),
                 }
+                Ok(None)
             }
-        }
+            Message::Done { seq: s } if s == seq => Ok(Some(())),
+            Message::Error { seq: s, errno, message } if s == seq => {
+                Err(PmError::Refused { command: "SOCK_DIAG_BY_FAMILY", errno, message })
+            }
+            _ => Ok(None),
+        })
     }
 }
 
@@ -413,19 +397,18 @@ impl RouteWatcher {
     fn dump(&mut self, request: &[u8], mut each: impl FnMut(u16, &[u8])) -> Result<(), PmError> {
         self.seq = self.seq.wrapping_add(1);
         send(&self.dumps, request)?;
-        loop {
-            let n = recv(&self.dumps, &mut self.buf)?;
-            for m in route_messages(&self.buf[..n]) {
-                match m? {
-                    Message::Data { header, body } if header.seq == self.seq => each(header.ty, body),
-                    Message::Done { seq } if seq == self.seq => return Ok(()),
-                    Message::Error { seq, errno, message } if seq == self.seq => {
-                        return Err(PmError::Refused { command: "RTM_GET*", errno, message })
-                    }
-                    _ => {}
-                }
+        let seq = self.seq;
+        transact(&self.dumps, &mut self.buf, false, |m| match m {
+            Message::Data { header, body } if header.seq == seq => {
+                each(header.ty, body);
+                Ok(None)
             }
-        }
+            Message::Done { seq: s } if s == seq => Ok(Some(())),
+            Message::Error { seq: s, errno, message } if s == seq => {
+                Err(PmError::Refused { command: "RTM_GET*", errno, message })
+            }
+            _ => Ok(None),
+        })
     }
 }
 
@@ -446,22 +429,19 @@ impl AsFd for RouteWatcher {
 
 fn resolve(fd: &OwnedFd, name: &str) -> Result<Family, PmError> {
     send(fd, &ctrl::get_family_request(name, 1))?;
-    let mut buf = vec![0u8; RECV_BUF];
     let mut family = None;
-    loop {
-        let n = recv(fd, &mut buf)?;
-        for m in messages(&buf[..n]) {
-            match m? {
-                Message::Genl { header, attrs, .. } if header.seq == 1 => family = Some(ctrl::parse_family(attrs)?),
-                Message::Error { errno, .. } if errno == libc::ENOENT => return Err(PmError::NoFamily(name.into())),
-                Message::Error { errno, message, .. } => {
-                    return Err(PmError::Refused { command: "CTRL_CMD_GETFAMILY", errno, message })
-                }
-                Message::Ack { .. } => return family.ok_or_else(|| PmError::NoFamily(name.into())),
-                _ => {}
-            }
+    transact(fd, &mut vec![0u8; RECV_BUF], true, |m| match m {
+        Message::Genl { header, attrs, .. } if header.seq == 1 => {
+            family = Some(ctrl::parse_family(attrs)?);
+            Ok(None)
         }
-    }
+        Message::Error { errno, .. } if errno == libc::ENOENT => Err(PmError::NoFamily(name.into())),
+        Message::Error { errno, message, .. } => {
+            Err(PmError::Refused { command: "CTRL_CMD_GETFAMILY", errno, message })
+        }
+        Message::Ack { .. } => family.take().map(Some).ok_or_else(|| PmError::NoFamily(name.into())),
+        _ => Ok(None),
+    })
 }
 
 fn wait_ack(fd: &OwnedFd, seq: u32, command: &'static str) -> Result<(), PmError> {
@@ -471,19 +451,30 @@ fn wait_ack(fd: &OwnedFd, seq: u32, command: &'static str) -> Result<(), PmError
 /// Waits for the acknowledgement of request `seq` on a generic or a
 /// classic (rtnetlink) socket.
 fn wait_ack_with(fd: &OwnedFd, seq: u32, command: &'static str, generic: bool) -> Result<(), PmError> {
-    let mut buf = vec![0u8; RECV_BUF];
+    transact(fd, &mut vec![0u8; RECV_BUF], generic, |m| match m {
+        Message::Ack { seq: s } if s == seq => Ok(Some(())),
+        Message::Error { seq: s, errno, message } if s == seq => Err(PmError::Refused { command, errno, message }),
+        // Replies to earlier requests that timed out, or stray data.
+        _ => Ok(None),
+    })
+}
+
+/// The one loop every request here waits in: receives datagrams and hands
+/// each message (generic netlink, or a classic family's) to `on` until it
+/// says the transaction is over, with its result or its error.
+fn transact<T>(
+    fd: &OwnedFd,
+    buf: &mut [u8],
+    generic: bool,
+    mut on: impl FnMut(Message<'_>) -> Result<Option<T>, PmError>,
+) -> Result<T, PmError> {
     loop {
-        let n = recv(fd, &mut buf)?;
+        let n = recv(fd, buf)?;
         let replies: Box<dyn Iterator<Item = _>> =
             if generic { Box::new(messages(&buf[..n])) } else { Box::new(route_messages(&buf[..n])) };
         for m in replies {
-            match m? {
-                Message::Ack { seq: s } if s == seq => return Ok(()),
-                Message::Error { seq: s, errno, message } if s == seq => {
-                    return Err(PmError::Refused { command, errno, message })
-                }
-                // Replies to earlier requests that timed out, or stray data.
-                _ => {}
+            if let Some(done) = on(m?)? {
+                return Ok(done);
             }
         }
     }

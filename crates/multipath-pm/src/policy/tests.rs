@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use multipath::ServiceType;
 
 use super::*;
+use crate::netlink::mptcp_pm::flags;
 
 const TOKEN: u32 = 0xc0ffee;
 

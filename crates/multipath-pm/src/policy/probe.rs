@@ -1,0 +1,117 @@
+//! Probing a silent active path: a download's receiver has no
+//! retransmission timer to notice a blackhole, so silence is asked about
+//! with an ICMP echo, shared by every connection between the same path
+//! and peer.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use multipath::ServiceType;
+
+use super::conn::{Conn, SubflowState};
+use super::{LocalPath, PolicyConfig, Probe, SubflowSample};
+
+/// A probe of one path to one peer, whichever connection sent it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PathProbe {
+    pub(super) sent: Instant,
+    pub(super) wait: Duration,
+    pub(super) answered: Option<Instant>,
+}
+
+/// Probing of the active path when it falls silent.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Prober {
+    /// Path probed, when, and how long to wait for the answer.
+    pub(super) outstanding: Option<(String, Instant, Duration)>,
+    /// When the current active path became active: silence before that
+    /// (as a standby backup) means nothing.
+    pub(super) active_since: Option<(String, Instant)>,
+    /// An idle connection's path answered: probe again only after this.
+    pub(super) quiet_until: Option<Instant>,
+    pub(super) quiet_backoff: Duration,
+    /// A long-idle connection's probe went unanswered once: the next
+    /// unanswered one decides.
+    pub(super) struck: bool,
+}
+
+impl Prober {
+    /// The path answered: it is alive, the connection merely idle. Probe
+    /// less and less often while silence lasts (250 ms, 500 ms, ... up to a
+    /// minute), so that thousands of idle connections send few probes. Not
+    /// slower at first: an answer can come just before a blackhole starts,
+    /// and the next probe must catch it.
+    pub(super) fn answered(&mut self, now: Instant) {
+        self.outstanding = None;
+        self.struck = false;
+        self.quiet_backoff = (self.quiet_backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(60));
+        self.quiet_until = Some(now + self.quiet_backoff);
+    }
+}
+
+/// A probe of the active path if it has been silent too long. Only for the
+/// types with one active path; aggregate leaves loss to the kernel.
+pub(super) fn silence_probe(
+    config: &PolicyConfig,
+    paths: &[LocalPath],
+    path_probes: &mut HashMap<(String, IpAddr), PathProbe>,
+    token: u32,
+    conn: &mut Conn,
+    samples: &[SubflowSample],
+    now: Instant,
+) -> Option<Probe> {
+    if !matches!(conn.service, ServiceType::Handover | ServiceType::Interactive) {
+        return None;
+    }
+    let active = conn.active.clone()?;
+    let sf = conn.subflows.iter().find(|s| s.path == active && s.state == SubflowState::Established)?;
+    let sample = samples.iter().find(|s| s.local == sf.local)?;
+    let p = &mut conn.prober;
+    let since = match &p.active_since {
+        Some((path, at)) if *path == active => *at,
+        _ => now,
+    };
+    // Silence is relative to the path: a 60 ms path is quiet for 60 ms
+    // between bursts without anything being wrong. Its base delay, not the
+    // smoothed RTT that queueing inflates, sets the scale.
+    let rtt = Duration::from_micros(u64::from(if sample.min_rtt_us > 0 { sample.min_rtt_us } else { sample.rtt_us }));
+    let threshold = config.silence.max(rtt * 2);
+    // Anything arriving, data (a download) or acknowledgements (an upload),
+    // shows the path works.
+    let heard = sample.last_data_recv_ms.min(sample.last_ack_recv_ms);
+    let silent_for = Duration::from_millis(u64::from(heard)).min(now.duration_since(since));
+    if silent_for < threshold {
+        // Data flows: the next silence is probed at once.
+        p.quiet_until = None;
+        p.quiet_backoff = Duration::ZERO;
+        return None;
+    }
+    if p.outstanding.is_some() || p.quiet_until.is_some_and(|t| now < t) {
+        return None;
+    }
+    let path = paths.iter().find(|p| p.name == active)?;
+    let key = (active.clone(), conn.remote.ip());
+    match path_probes.get(&key) {
+        // Another connection's probe was just answered: the path works.
+        Some(probe) if probe.answered.is_some_and(|at| now.duration_since(at) < config.silence) => {
+            p.answered(now);
+            return None;
+        }
+        // Another connection's probe is on its way: share its verdict.
+        Some(probe) if probe.answered.is_none() && now < probe.sent + probe.wait => {
+            p.outstanding = Some((active, probe.sent, probe.wait));
+            return None;
+        }
+        _ => {}
+    }
+    let wait = config.probe_timeout.max(rtt * 2 + Duration::from_millis(20));
+    if path_probes.len() >= 4096 {
+        // Paths times peers: forget the peers not probed for a while.
+        path_probes.retain(|_, probe| now.duration_since(probe.sent) < Duration::from_secs(60));
+    }
+    path_probes.insert(key, PathProbe { sent: now, wait, answered: None });
+    p.outstanding = Some((active.clone(), now, wait));
+    let from = path.addr_for(conn.remote.ip())?;
+    Some(Probe { token, path: active, from, to: conn.remote.ip() })
+}
