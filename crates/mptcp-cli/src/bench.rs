@@ -92,6 +92,10 @@ pub enum BenchCommand {
         /// New connections per second.
         #[arg(long, default_value_t = 1000.0)]
         rate: f64,
+        /// Connections kept busy (100 bytes every 50 ms each) while the
+        /// daemon's CPU is measured again.
+        #[arg(long, default_value_t = 1000)]
+        busy: usize,
         /// Service type every connection registers with.
         #[arg(long, default_value = "handover")]
         service: ServiceType,
@@ -125,8 +129,8 @@ pub enum BenchCommand {
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
-        BenchCommand::Scale { connections, rate, service, json } => {
-            crate::bench_scale::run(connections, rate, service, json)
+        BenchCommand::Scale { connections, rate, busy, service, json } => {
+            crate::bench_scale::run(connections, rate, busy, service, json)
         }
         BenchCommand::ScaleServer => crate::bench_scale::serve(),
         BenchCommand::Get { size, rounds, json } => crate::bench_http::get(&size, rounds.max(1), json),

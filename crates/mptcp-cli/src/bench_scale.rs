@@ -58,9 +58,15 @@ struct Run {
     refused: usize,
     /// Refused commands by name.
     refused_by: std::collections::BTreeMap<String, usize>,
+    /// Busy connections in the busy phase, and the daemon's CPU share then.
+    busy: usize,
+    daemon_cpu_busy_per_s: f64,
+    /// The daemon's open descriptors: before any connection, with all of
+    /// them open, and once they closed.
+    fds: (usize, usize, usize),
 }
 
-pub fn run(connections: usize, rate: f64, service: ServiceType, json: bool) -> Result<()> {
+pub fn run(connections: usize, rate: f64, busy: usize, service: ServiceType, json: bool) -> Result<()> {
     if !multipath_lab::is_root() {
         bail!("the scale benchmark builds labs and runs a daemon: run it as root");
     }
@@ -73,13 +79,13 @@ pub fn run(connections: usize, rate: f64, service: ServiceType, json: bool) -> R
     if connections > 19_000 {
         bail!("at most 19,000 connections: each needs a descriptor in this process");
     }
-    let kernel = once(Contender::Kernel, connections, rate, service)?;
-    let daemon = once(Contender::Daemon, connections, rate, service)?;
+    let kernel = once(Contender::Kernel, connections, rate, 0, service)?;
+    let daemon = once(Contender::Daemon, connections, rate, busy.min(connections), service)?;
     report(&kernel, &daemon, connections, rate, service, json);
     Ok(())
 }
 
-fn once(contender: Contender, connections: usize, rate: f64, service: ServiceType) -> Result<Run> {
+fn once(contender: Contender, connections: usize, rate: f64, busy: usize, service: ServiceType) -> Result<Run> {
     let lab = Lab::up(&LabConfig::wifi_cell()).context("building the lab")?;
     // The server and the daemon run as processes of their own: each holds a
     // descriptor per connection, and this process's open-file limit (20,000
@@ -142,6 +148,7 @@ fn once(contender: Contender, connections: usize, rate: f64, service: ServiceTyp
         }
     };
     let pid = daemon.as_ref().map(|c| c.0.id());
+    let fds_before = pid.map_or(0, descriptors);
     let rss_before = pid.map_or(0, rss_kib);
     let cpu_start = pid.map_or(0.0, cpu_seconds);
     let started = Instant::now();
@@ -162,6 +169,51 @@ fn once(contender: Contender, connections: usize, rate: f64, service: ServiceTyp
     std::thread::sleep(Duration::from_secs(5));
     let idle_cpu = (pid.map_or(0.0, cpu_seconds) - idle_from.1) / idle_from.0.elapsed().as_secs_f64();
     let rss_growth = pid.map_or(0, rss_kib) - rss_before;
+    let fds_open = pid.map_or(0, descriptors);
+
+    // Busy cost: `busy` connections each send 100 bytes every 50 ms (16
+    // kbit/s each, within wifi's 20 Mbit/s for a thousand of them): every
+    // one of them moves, so every one is measured at the fast pace.
+    let busy_cpu = if busy > 0 {
+        let traffic = {
+            let (stop, socks): (Arc<AtomicBool>, Vec<Socket>) = (
+                Arc::new(AtomicBool::new(false)),
+                sockets.iter().take(busy).filter_map(|s| s.try_clone().ok()).collect(),
+            );
+            let flag = stop.clone();
+            let sender = std::thread::spawn(move || {
+                for s in &socks {
+                    let _ = s.set_nonblocking(true);
+                }
+                while !flag.load(Ordering::Relaxed) {
+                    let tick = Instant::now();
+                    for s in &socks {
+                        let _ = (&*s).write(&[0x2a; 100]);
+                    }
+                    std::thread::sleep(Duration::from_millis(50).saturating_sub(tick.elapsed()));
+                }
+            });
+            (stop, sender)
+        };
+        std::thread::sleep(Duration::from_secs(1)); // every one of them moving
+        let from = (Instant::now(), pid.map_or(0.0, cpu_seconds));
+        std::thread::sleep(Duration::from_secs(5));
+        let share = (pid.map_or(0.0, cpu_seconds) - from.1) / from.0.elapsed().as_secs_f64();
+        traffic.0.store(true, Ordering::Relaxed);
+        let _ = traffic.1.join();
+        share
+    } else {
+        0.0
+    };
+    // All closed: the daemon holds nothing of them.
+    let opened = sockets.len();
+    drop(sockets);
+    let closed_by = Instant::now() + Duration::from_secs(5);
+    let mut fds_after = pid.map_or(0, descriptors);
+    while fds_after > fds_before && Instant::now() < closed_by {
+        std::thread::sleep(Duration::from_millis(100));
+        fds_after = pid.map_or(0, descriptors);
+    }
 
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
@@ -175,7 +227,10 @@ fn once(contender: Contender, connections: usize, rate: f64, service: ServiceTyp
     let _ = std::fs::remove_dir_all(&dir);
     let seen = seen.lock().expect("lock");
     let mut run = Run {
-        opened: sockets.len(),
+        opened,
+        busy,
+        daemon_cpu_busy_per_s: busy_cpu,
+        fds: (fds_before, fds_open, fds_after),
         failed,
         open_secs,
         joined: seen.joined.len(),
@@ -206,9 +261,13 @@ fn once(contender: Contender, connections: usize, rate: f64, service: ServiceTyp
             run.to_join_ms.push(joined.saturating_sub(at) as f64 / 1e6);
         }
     }
-    drop(sockets);
     drop(server_proc);
     Ok(run)
+}
+
+/// How many descriptors process `pid` has open.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 /// A child process killed when dropped, even on an early return.
@@ -356,6 +415,9 @@ fn report(kernel: &Run, daemon: &Run, connections: usize, rate: f64, service: Se
             "daemon_cpu_s_while_opening": r.daemon_cpu_open,
             "daemon_cpu_share_idle": r.daemon_cpu_idle_per_s,
             "refused_commands": r.refused,
+            "busy_connections": r.busy,
+            "daemon_cpu_share_busy": r.daemon_cpu_busy_per_s,
+            "daemon_descriptors": {"before": r.fds.0, "with_all_open": r.fds.1, "after_close": r.fds.2},
             "refused_by_command": r.refused_by,
         })
     };
@@ -394,6 +456,15 @@ fn report(kernel: &Run, daemon: &Run, connections: usize, rate: f64, service: Se
         d.daemon_cpu_open,
         d.daemon_cpu_idle_per_s * 100.0,
         d.refused
+    );
+    println!(
+        "daemon with {} busy connections: {:.1}% of a core; descriptors {} before, {} with all {} open, {} after they closed",
+        d.busy,
+        d.daemon_cpu_busy_per_s * 100.0,
+        d.fds.0,
+        d.fds.1,
+        d.opened,
+        d.fds.2
     );
     if !d.refused_by.is_empty() {
         let by: Vec<String> = d.refused_by.iter().map(|(name, n)| format!("{name} {n}")).collect();

@@ -292,3 +292,42 @@ async fn telemetry_handles_read_while_the_connection_lives_and_never_keep_it_ope
     let err = telemetry.subflows().unwrap_err();
     assert!(err.to_string().contains("closed"), "{err}");
 }
+
+/// Registering with a daemon that never answers holds up the connection
+/// (a couple of seconds at most), never the runtime: other tasks on the
+/// same single thread keep running meanwhile.
+#[tokio::test(flavor = "current_thread")]
+async fn registering_with_a_stuck_daemon_never_blocks_the_runtime() {
+    let listener = Listener::bind(any_port(), &params(ServiceType::Handover)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(echo_server(listener));
+    // A daemon socket that accepts into its backlog and never answers.
+    let dir = std::env::temp_dir().join(format!("mp-stuck-daemon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("pmd.sock");
+    let _ = std::fs::remove_file(&path);
+    let stuck = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None).unwrap();
+    stuck.bind(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
+    stuck.listen(8).unwrap();
+    let daemon = std::sync::Arc::new(multipath::daemon_client::Daemon::at(&path));
+    let p = params(ServiceType::Handover).path_manager(daemon);
+
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let started = std::time::Instant::now();
+    let conn = Connection::connect(addr, &p).await.unwrap();
+    let took = started.elapsed();
+    ticker.abort();
+    let ticked = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(took >= std::time::Duration::from_secs(1), "the stuck daemon was waited for ({took:?})");
+    assert!(took < std::time::Duration::from_secs(5), "but not for long ({took:?})");
+    assert!(ticked >= 50, "the runtime ran other tasks meanwhile: {ticked} ticks in {took:?}");
+    assert!(!conn.multipath_status().enforced, "{}", conn.multipath_status());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
