@@ -19,7 +19,7 @@ use crate::netlink::sock_diag::{InetDiagMsg, Query, SubflowOf};
 use crate::netlink::socket::poll_any;
 use crate::netlink::socket::{Diag, DIAG_BATCH};
 use crate::policy::quarantine::Quarantine;
-use crate::policy::sampling::{Activity, Sampler, Swept, SAMPLE_EVERY, SWEEP_EVERY};
+use crate::policy::sampling::{Activity, Look, Sampler, Swept, SAMPLE_EVERY, SWEEP_EVERY};
 use crate::policy::{input_for_event, Core, Input, LocalPath, PolicyConfig, Refusal, SubflowSample};
 use crate::{Command, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
 
@@ -584,17 +584,22 @@ impl Driver {
                 self.core.handle(Input::Closed { token }, now);
                 continue;
             };
-            let activity = Activity::of(&info);
-            if self.sampler.looked(token, activity, self.core.needs_samples(token, now), now) {
-                measure.push((token, activity));
+            let look = Look::of(&info);
+            if !self.sampler.looked(token, look.activity, self.core.needs_samples(token, now), now) {
+                continue;
+            }
+            if self.sampler.wants_subflows(token, &look, now) {
+                measure.push((token, look.activity, look.retransmits));
+            } else {
+                self.sampler.looked_quickly(token, look.activity, now);
             }
         }
         let mut asked: Vec<(u32, Query)> = Vec::new();
-        for &(token, _) in &measure {
+        for &(token, ..) in &measure {
             let Some((remote, locals)) = self.core.subflow_ends(token) else { continue };
             asked.extend(locals.into_iter().map(|(local, ifindex)| (token, Query::Subflow { local, remote, ifindex })));
         }
-        let mut samples: BTreeMap<u32, Vec<SubflowSample>> = measure.iter().map(|&(t, _)| (t, Vec::new())).collect();
+        let mut samples: BTreeMap<u32, Vec<SubflowSample>> = measure.iter().map(|&(t, ..)| (t, Vec::new())).collect();
         for chunk in asked.chunks(DIAG_BATCH) {
             let queries: Vec<Query> = chunk.iter().map(|&(_, q)| q).collect();
             let result = self.diag.query(&queries, |i, msg| {
@@ -611,8 +616,9 @@ impl Driver {
                 return false;
             }
         }
-        for (token, activity) in measure {
+        for (token, activity, retransmits) in measure {
             let subflows = samples.remove(&token).unwrap_or_default();
+            self.sampler.measured_subflows(token, retransmits, now);
             tracing::trace!(token, ?subflows, "measured");
             let in_flight = subflows.iter().any(|s| s.unacked > 0 || s.backoff > 0 || !s.established);
             self.sampler.measured(token, activity, in_flight, now);

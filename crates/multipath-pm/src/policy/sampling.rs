@@ -62,6 +62,36 @@ struct Entry {
     still_since: Instant,
     /// As of the last full measurement.
     activity: Option<Activity>,
+    /// When the subflows were last measured, and the retransmissions then.
+    full: Option<(Instant, Option<u32>)>,
+}
+
+/// A busy connection's subflows are measured at least this often; in
+/// between, its connection-level counters suffice while they show it
+/// healthy ([`Sampler::wants_subflows`]).
+pub const FULL_EVERY: Duration = Duration::from_millis(100);
+/// Connection-level silence from which the subflows are measured at every
+/// look: the core's silence probing needs their own times.
+pub const QUICK_SILENCE_MS: u32 = 30;
+
+/// A connection's counters as one look at its `mptcp_info` shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Look {
+    /// What moves.
+    pub activity: Activity,
+    /// Since anything (data or acknowledgement) last arrived on any
+    /// subflow, ms; `None` where the kernel does not say (before 6.12).
+    pub heard_ms: Option<u32>,
+    /// Retransmissions at the connection level (a subflow's RTO shows here).
+    pub retransmits: Option<u32>,
+}
+
+impl Look {
+    /// The look an `mptcp_info` gives.
+    pub fn of(info: &multipath::MptcpInfo) -> Look {
+        let heard_ms = info.last_data_recv_ms.zip(info.last_ack_recv_ms).map(|(d, a)| d.min(a));
+        Look { activity: Activity::of(info), heard_ms, retransmits: info.retransmits }
+    }
 }
 
 /// What a sweep means for one connection.
@@ -93,7 +123,8 @@ impl Sampler {
     /// Starts measuring `token` at once (again, if it was).
     pub fn add(&mut self, token: u32, now: Instant) {
         self.remove(token);
-        let entry = Entry { added: now, next: Some(now), every: SAMPLE_EVERY, still_since: now, activity: None };
+        let entry =
+            Entry { added: now, next: Some(now), every: SAMPLE_EVERY, still_since: now, activity: None, full: None };
         self.entries.insert(token, entry);
         self.queue.insert((now, token));
     }
@@ -176,6 +207,41 @@ impl Sampler {
             return false;
         }
         true
+    }
+
+    /// Whether a look that calls for measuring `token` needs its subflows,
+    /// or whether the connection-level counters show it healthy enough
+    /// (heard from within [`QUICK_SILENCE_MS`], no new retransmission, the
+    /// same subflows, subflows measured within [`FULL_EVERY`]). A busy
+    /// connection then costs one small answer per look, not one per
+    /// subflow.
+    pub fn wants_subflows(&self, token: u32, look: &Look, now: Instant) -> bool {
+        let Some(e) = self.entries.get(&token) else { return true };
+        let Some((at, retransmits)) = e.full else { return true };
+        now.duration_since(at) >= FULL_EVERY
+            || look.heard_ms.is_none_or(|ms| ms >= QUICK_SILENCE_MS)
+            || look.retransmits != retransmits
+            || e.activity.is_none_or(|a| a.subflows != look.activity.subflows)
+    }
+
+    /// After a look that did not need the subflows: busy if it moved.
+    pub fn looked_quickly(&mut self, token: u32, activity: Activity, now: Instant) {
+        let Some(e) = self.entries.get_mut(&token) else { return };
+        if e.activity.is_some_and(|a| a.subflows == activity.subflows) {
+            let full = e.full;
+            self.measured(token, activity, false, now);
+            if let Some(e) = self.entries.get_mut(&token) {
+                e.full = full;
+            }
+        }
+    }
+
+    /// After measuring the subflows of `token`, with the connection's
+    /// retransmissions at the time.
+    pub fn measured_subflows(&mut self, token: u32, retransmits: Option<u32>, now: Instant) {
+        if let Some(e) = self.entries.get_mut(&token) {
+            e.full = Some((now, retransmits));
+        }
     }
 
     /// After a full measurement of `token`: busy if anything moved or is
@@ -270,6 +336,32 @@ mod tests {
         assert!(!s.looked(7, act(1), false, t1), "nothing moved, nothing to learn");
         assert!(s.looked(7, act(1), true, t1), "the core wants samples (a silent active path)");
         assert!(s.looked(7, act(2), false, t1), "it moved");
+    }
+
+    #[test]
+    fn a_healthy_busy_connection_needs_its_subflows_measured_only_now_and_then() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new();
+        s.add(5, t0);
+        let look = |n: u64, heard: u32, retrans: u32| Look {
+            activity: Activity { written: n, acked: n, received: n, subflows: 1 },
+            heard_ms: Some(heard),
+            retransmits: Some(retrans),
+        };
+        assert!(s.wants_subflows(5, &look(1, 0, 0), t0), "never measured");
+        s.measured(5, look(1, 0, 0).activity, false, t0);
+        s.measured_subflows(5, Some(0), t0);
+        let t1 = t0 + SAMPLE_EVERY;
+        assert!(!s.wants_subflows(5, &look(2, 3, 0), t1), "healthy: the counters suffice");
+        s.looked_quickly(5, look(2, 3, 0).activity, t1);
+        assert_eq!(s.next_due(), Some(t1 + SAMPLE_EVERY), "still at the busy pace");
+        assert!(s.wants_subflows(5, &look(3, QUICK_SILENCE_MS, 0), t1), "silent: the core needs subflow times");
+        assert!(s.wants_subflows(5, &look(3, 3, 1), t1), "a retransmission");
+        assert!(s.wants_subflows(5, &look(3, 3, 0), t0 + FULL_EVERY), "now and then anyway");
+        let two = Look { activity: Activity { subflows: 2, ..look(3, 3, 0).activity }, ..look(3, 3, 0) };
+        assert!(s.wants_subflows(5, &two, t1), "a subflow came or went");
+        let old_kernel = Look { heard_ms: None, ..look(3, 3, 0) };
+        assert!(s.wants_subflows(5, &old_kernel, t1), "no connection-level times: always");
     }
 
     #[test]
