@@ -95,9 +95,8 @@ impl Daemon {
         // The namespace's lock first: nothing else is touched by a second
         // daemon.
         let abstract_ = listen_abstract()?;
-        let netns = unix::socket_netns(abstract_.as_fd())?;
+        let netns = unix::netns_cookie(abstract_.as_fd())?;
         let dir = config.state_dir.as_deref();
-        let namespace = dir.map(NamespaceState::take_over).transpose()?;
         let created_dir =
             config.socket.as_deref().and_then(Path::parent).filter(|d| !d.exists()).map(Path::to_path_buf);
         let mut listeners = vec![abstract_];
@@ -120,6 +119,9 @@ impl Daemon {
             }
             None => None,
         };
+        // Last: a start that fails before here changes nothing in the
+        // namespace.
+        let namespace = dir.map(NamespaceState::take_over).transpose()?;
         let stop = Arc::new(AtomicBool::new(false));
         let server = Server {
             config: config.clone(),
@@ -276,8 +278,8 @@ struct Pending {
 struct Server {
     config: DaemonConfig,
     manager: Arc<Manager>,
-    /// The daemon's own network namespace (device, inode).
-    netns: (u64, u64),
+    /// The daemon's own network namespace (its cookie).
+    netns: u64,
     stop: Arc<AtomicBool>,
     /// Where registrations are recorded, with a `state_dir`.
     registry: std::sync::Mutex<Option<Registry>>,
@@ -423,7 +425,12 @@ impl Server {
             }
             None => return Err("the request carries no sender credentials".into()),
         }
-        match unix::socket_netns(fd.as_fd()) {
+        // Nothing is asked of a descriptor before it is known to be a socket
+        // of ours to look at.
+        if !multipath::raw::is_mptcp_socket(fd.as_fd()).unwrap_or(false) {
+            return Err("the descriptor is not an MPTCP socket".into());
+        }
+        match unix::netns_cookie(fd.as_fd()) {
             Ok(ns) if ns == self.netns => {}
             Ok(_) => {
                 return Err("the socket belongs to another network namespace: register with the daemon of its \
@@ -438,9 +445,6 @@ impl Server {
                 p.peer.uid,
                 p.exe.as_deref().map_or("unknown".into(), |e| e.display().to_string())
             ));
-        }
-        if !multipath::raw::is_mptcp_socket(fd.as_fd()).unwrap_or(false) {
-            return Err("the descriptor is not an MPTCP socket".into());
         }
         let owner = (p.peer.uid, self.config.max_per_uid);
         let token = self.manager.manage_for(fd.as_fd(), service, Some(owner)).map_err(|e| e.to_string())?;

@@ -233,7 +233,7 @@ fn start_sweeper() -> Result<mpsc::Receiver<Snapshot>, PmError> {
     let (tx, rx) = mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("multipath-sweep".into())
-        .spawn(move || loop {
+        .spawn(move || 'sweep: loop {
             std::thread::sleep(SWEEP_EVERY);
             let taken = Instant::now();
             let mut seen = HashMap::new();
@@ -245,8 +245,10 @@ fn start_sweeper() -> Result<mpsc::Receiver<Snapshot>, PmError> {
                 });
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "sweeping the connections");
+                    continue 'sweep;
                 }
             }
+            // Only a whole snapshot: a connection missing from it counts.
             match tx.try_send(Snapshot { taken, seen }) {
                 Ok(()) | Err(mpsc::TrySendError::Full(_)) => {}
                 Err(mpsc::TrySendError::Disconnected(_)) => return,
@@ -294,6 +296,8 @@ struct Driver {
     sweep: Option<SweepInProgress>,
     /// The user each connection registered by the daemon belongs to.
     owners: HashMap<u32, u32>,
+    /// How many of them each user has.
+    per_owner: HashMap<u32, usize>,
     /// ICMP echoes of silent paths: datagram sockets where
     /// `ping_group_range` allows, raw ones (CAP_NET_RAW) otherwise.
     echoes: Echoes,
@@ -332,6 +336,7 @@ impl Driver {
             sweeps: start_sweeper()?,
             sweep: None,
             owners: HashMap::new(),
+            per_owner: HashMap::new(),
             echoes: Echoes::default(),
             log: None,
             quarantine: Quarantine::default(),
@@ -445,7 +450,7 @@ impl Driver {
         let Registration { token, local, remote } = conn;
         self.core.servable(local.ip(), remote.ip()).map_err(PmError::Unservable)?;
         if let Some((uid, limit)) = owner {
-            let theirs = self.owners.values().filter(|&&u| u == uid).count();
+            let theirs = self.per_owner.get(&uid).copied().unwrap_or(0);
             if self.owners.get(&token) != Some(&uid) && theirs >= limit {
                 return Err(PmError::TooMany { uid, limit });
             }
@@ -460,7 +465,10 @@ impl Driver {
         if self.core.manages(token) {
             self.sampler.add(token, now);
             if let Some((uid, _)) = owner {
-                self.owners.insert(token, uid);
+                if let Some(before) = self.owners.insert(token, uid) {
+                    self.disown(before);
+                }
+                *self.per_owner.entry(uid).or_default() += 1;
             }
         }
         self.flush(now);
@@ -569,20 +577,34 @@ impl Driver {
             return false;
         }
         let queries: Vec<Query> = due.iter().map(|&token| Query::Connection { token }).collect();
-        let mut infos: Vec<Option<multipath::MptcpInfo>> = vec![None; due.len()];
-        if let Err(e) = self.diag.query(&queries, |i, msg| {
-            infos[i] = msg.info.and_then(|b| multipath::MptcpInfo::decode(b).ok());
+        // Per connection: its counters, or whether the kernel said it has no
+        // such connection (`None`: no usable answer, look again later).
+        let mut infos: Vec<Option<Result<multipath::MptcpInfo, ()>>> = vec![None; due.len()];
+        if let Err(e) = self.diag.query(&queries, |i, answer| {
+            infos[i] = match answer {
+                Ok(msg) => msg.info.and_then(|b| multipath::MptcpInfo::decode(b).ok()).map(Ok),
+                Err(libc::ENOENT) => Some(Err(())),
+                Err(_) => None,
+            };
         }) {
             tracing::warn!(error = %e, "measuring connections");
             return false;
         }
         let mut measure = Vec::new();
         for (&token, info) in due.iter().zip(infos) {
-            // Listed no more: closed, whether or not its CLOSED event comes.
-            let Some(info) = info.filter(|i| i.token == token) else {
-                self.forget(token);
-                self.core.handle(Input::Closed { token }, now);
-                continue;
+            let info = match info {
+                Some(Ok(info)) if info.token == token => info,
+                // The kernel has no such connection: closed, whether or not
+                // its CLOSED event comes.
+                Some(Err(())) => {
+                    self.forget(token);
+                    self.core.handle(Input::Closed { token }, now);
+                    continue;
+                }
+                _ => {
+                    self.sampler.postpone(token, now);
+                    continue;
+                }
             };
             let look = Look::of(&info);
             if !self.sampler.looked(token, look.activity, self.core.needs_samples(token, now), now) {
@@ -602,7 +624,8 @@ impl Driver {
         let mut samples: BTreeMap<u32, Vec<SubflowSample>> = measure.iter().map(|&(t, ..)| (t, Vec::new())).collect();
         for chunk in asked.chunks(DIAG_BATCH) {
             let queries: Vec<Query> = chunk.iter().map(|&(_, q)| q).collect();
-            let result = self.diag.query(&queries, |i, msg| {
+            let result = self.diag.query(&queries, |i, answer| {
+                let Ok(msg) = answer else { return };
                 let token = chunk[i].0;
                 // The 4-tuple may have been taken by another connection.
                 if msg.subflow_of.is_some_and(|of| of.token == token) {
@@ -680,10 +703,21 @@ impl Driver {
         adopted
     }
 
+    fn disown(&mut self, uid: u32) {
+        if let Some(n) = self.per_owner.get_mut(&uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_owner.remove(&uid);
+            }
+        }
+    }
+
     /// A connection closed: no more measuring, and no longer its owner's.
     fn forget(&mut self, token: u32) {
         self.sampler.remove(token);
-        self.owners.remove(&token);
+        if let Some(uid) = self.owners.remove(&token) {
+            self.disown(uid);
+        }
     }
 
     /// Goes on with the latest sweep (taken by the sweeper thread): wakes
@@ -717,12 +751,10 @@ impl Driver {
                     self.core.handle(Input::Still { token }, now);
                 }
                 Some(_) => {}
-                // Measured since before the dump, and not in it: closed.
-                None if self.sampler.contains(token) => {
-                    self.forget(token);
-                    self.core.handle(Input::Closed { token }, now);
-                }
-                None => {}
+                // Not in the dump (closed, or missed while the kernel's
+                // table changed under it): looked up by token at once, which
+                // tells.
+                None => self.sampler.postpone(token, now),
             }
         }
     }
@@ -746,6 +778,10 @@ impl Driver {
         }
         for (token, subflows) in samples {
             self.core.handle(Input::Samples { token, subflows }, now);
+        }
+        // Connections whose ESTABLISHED was among the lost events.
+        if self.core.config().default_service.is_some() {
+            self.adopt(&HashMap::new(), now);
         }
     }
 

@@ -117,7 +117,8 @@ impl Registry {
     /// Records a registration. Whether the registry has grown enough to be
     /// [rewritten](Registry::rewrite).
     pub fn record(&mut self, token: u32, service: ServiceType) -> io::Result<bool> {
-        writeln!(self.file, "{token} {service}")?;
+        // One write per line: a crash cannot leave half of one glued to the next.
+        self.file.write_all(format!("{token} {service}\n").as_bytes())?;
         self.lines += 1;
         Ok(self.lines >= REGISTRY_COMPACT_AFTER)
     }
@@ -153,26 +154,10 @@ fn append_to(path: &Path) -> io::Result<std::fs::File> {
     std::fs::OpenOptions::new().append(true).create(true).mode(0o644).custom_flags(libc::O_NOFOLLOW).open(path)
 }
 
-/// The calling thread's network namespace's cookie (Linux 5.14+).
+/// The calling thread's network namespace's cookie.
 fn namespace_cookie() -> io::Result<u64> {
-    const SO_NETNS_COOKIE: i32 = 71;
     let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::DGRAM, None)?;
-    let mut cookie = 0u64;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: `cookie` is valid for `len` bytes.
-    let rc = unsafe {
-        libc::getsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&sock),
-            libc::SOL_SOCKET,
-            SO_NETNS_COOKIE,
-            (&mut cookie as *mut u64).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(cookie)
+    crate::unix::netns_cookie(std::os::fd::AsFd::as_fd(&sock))
 }
 
 /// The recorded original value, if a record exists. A record that is not

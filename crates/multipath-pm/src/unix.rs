@@ -8,8 +8,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// `SO_PEERPIDFD` (Linux 6.5): a pidfd of the process that connected.
 const SO_PEERPIDFD: i32 = 77;
-/// `SIOCGSKNS`: a descriptor of a socket's network namespace.
-const SIOCGSKNS: libc::c_ulong = 0x894c;
 
 /// A process's credentials as the kernel recorded them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,17 +158,24 @@ pub(crate) fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
     rc == 0
 }
 
-/// Identifies the network namespace `sock` belongs to: (device, inode) of
-/// the namespace file `SIOCGSKNS` returns. Needs CAP_NET_ADMIN.
-pub(crate) fn socket_netns(sock: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor.
-    let raw = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS as _, 0) };
-    if raw < 0 {
+/// The cookie of the network namespace `sock` belongs to
+/// (`SO_NETNS_COOKIE`, Linux 5.14): never reused while the host runs.
+pub(crate) fn netns_cookie(sock: BorrowedFd<'_>) -> io::Result<u64> {
+    const SO_NETNS_COOKIE: i32 = 71;
+    let mut cookie = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` is valid for `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    let ns = unsafe { OwnedFd::from_raw_fd(raw) };
-    let meta = std::fs::File::from(ns).metadata()?;
-    use std::os::unix::fs::MetadataExt;
-    Ok((meta.dev(), meta.ino()))
+    Ok(cookie)
 }

@@ -281,6 +281,13 @@ fn a_socket_path_is_replaced_only_when_it_is_a_dead_socket() {
     let err = start(&file).unwrap_err().to_string();
     assert!(err.contains("is a regular file") && err.contains("not replacing"), "{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+    // A start that fails changes nothing in the namespace either.
+    let state = dir.join("state");
+    let config = DaemonConfig { socket: Some(file.clone()), state_dir: Some(state.clone()), ..Default::default() };
+    assert!(lab.client().run(|| Daemon::start(config)).is_err());
+    let pm_type = lab.client().run(|| std::fs::read_to_string("/proc/sys/net/mptcp/pm_type")).unwrap();
+    assert_eq!(pm_type.trim(), "0", "pm_type untouched by a refused start");
+    assert!(std::fs::read_dir(&state).map_or(true, |mut d| d.next().is_none()), "no record left");
     let link = dir.join("link");
     std::os::unix::fs::symlink(&file, &link).unwrap();
     let err = start(&link).unwrap_err().to_string();
@@ -413,4 +420,44 @@ fn sockets_of_another_namespace_are_refused_both_ways() {
     let err = DaemonClient::at(&other).register(ours.as_fd(), ServiceType::Handover).unwrap_err().to_string();
     assert!(err.contains("another network namespace"), "{err}");
     drop(server_daemon);
+}
+
+/// Anyone may bind the abstract name first: the library hands such a
+/// squatter nothing, and the real daemon refuses to start, naming it.
+#[test]
+fn a_squatter_on_the_daemons_name_gets_no_connection() {
+    let Some(_one_at_a_time) = lab_test("a_squatter_on_the_daemons_name_gets_no_connection") else { return };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let server = echo_server(&lab, true);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let squatter = lab
+        .client()
+        .spawn(move || {
+            become_user(4242).unwrap();
+            let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None).unwrap();
+            sock.bind(&socket2::SockAddr::unix("\0multipath-pmd").unwrap()).unwrap();
+            sock.listen(8).unwrap();
+            ready_tx.send(()).unwrap();
+            let _ = done_rx.recv();
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    let conn = lab
+        .client()
+        .run(|| {
+            let sock =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, Some(socket2::Protocol::MPTCP))?;
+            sock.connect(&server.into())?;
+            Ok::<_, std::io::Error>(sock)
+        })
+        .unwrap();
+    let err = lab.client().run(|| DaemonClient::of_this_namespace().register(conn.as_fd(), ServiceType::Handover));
+    let err = err.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+    assert!(err.to_string().contains("uid 4242"), "{err}");
+    let refused = lab.client().run(|| Daemon::start(DaemonConfig::default())).unwrap_err().to_string();
+    assert!(refused.contains("another path-manager daemon"), "{refused}");
+    drop(done_tx);
+    squatter.join().unwrap();
 }

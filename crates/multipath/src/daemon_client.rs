@@ -252,10 +252,32 @@ impl Daemon {
             }
             Err(e) => return Err(e),
         }
+        // Anyone may bind an abstract name first: a connection's socket
+        // goes only to a daemon run by root (or by this very user, who
+        // gains nothing by it), as the kernel recorded it at `listen`.
+        let uid = listener_uid(sock.as_fd())?;
+        // SAFETY: geteuid has no preconditions.
+        let own = unsafe { libc::geteuid() };
+        if uid != 0 && uid != own {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("{} is held by uid {uid}, not by root: not handing it a connection", self.address),
+            ));
+        }
         // A connected seqpacket socket reads and writes like a stream
         // socket, one message per call.
         Ok(UnixStream::from(std::os::fd::OwnedFd::from(sock)))
     }
+}
+
+/// The uid of the process listening at the other end (`SO_PEERCRED`).
+fn listener_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut cred = [0u8; 12]; // struct ucred: pid, uid, gid
+    let n = sys::getsockopt_bytes(sock, libc::SOL_SOCKET, libc::SO_PEERCRED, &mut cred)?;
+    if n < 8 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "SO_PEERCRED too short"));
+    }
+    Ok(u32::from_ne_bytes(cred[4..8].try_into().expect("4 bytes")))
 }
 
 impl Enforcer for Daemon {

@@ -247,9 +247,14 @@ impl Diag {
     }
 
     /// Asks every query (none of them a dump; at most [`DIAG_BATCH`]) in
-    /// one datagram and hands each socket found to `each` with the index of
-    /// its query. A query that finds nothing (ENOENT) gets no call.
-    pub fn query(&mut self, queries: &[Query], mut each: impl FnMut(usize, InetDiagMsg<'_>)) -> Result<(), PmError> {
+    /// one datagram and hands `each` the index of each query with the
+    /// socket found, or the errno the kernel answered (ENOENT: no such
+    /// socket). An unreadable answer gets no call.
+    pub fn query(
+        &mut self,
+        queries: &[Query],
+        mut each: impl FnMut(usize, Result<InetDiagMsg<'_>, i32>),
+    ) -> Result<(), PmError> {
         assert!(queries.len() <= DIAG_BATCH, "a batch of {} queries", queries.len());
         let first = self.seq.wrapping_add(1);
         let mut batch = Vec::with_capacity(queries.len() * 80);
@@ -276,14 +281,16 @@ impl Diag {
                 Message::Data { header, body } => {
                     let Some(i) = index(header.seq) else { return Ok(None) };
                     match InetDiagMsg::parse(body) {
-                        Ok(msg) => each(i, msg),
+                        Ok(msg) => each(i, Ok(msg)),
                         Err(e) => tracing::warn!(error = %e, "sock_diag reply skipped"),
                     }
                 }
-                Message::Error { seq, errno, message } if index(seq).is_some() => {
+                Message::Error { seq, errno, message } => {
+                    let Some(i) = index(seq) else { return Ok(None) };
                     if errno != libc::ENOENT {
                         tracing::debug!(errno, ?message, "sock_diag query refused");
                     }
+                    each(i, Err(errno));
                 }
                 _ => return Ok(None),
             }

@@ -105,6 +105,9 @@ pub(super) fn silence_probe(
         }
         _ => {}
     }
+    // No address of the peer's family: nothing can be sent, so nothing is
+    // waited for.
+    let from = path.addr_for(conn.remote.ip())?;
     let wait = config.probe_timeout.max(rtt * 2 + Duration::from_millis(20));
     if path_probes.len() >= 4096 {
         // Paths times peers: forget the peers not probed for a while.
@@ -112,6 +115,5 @@ pub(super) fn silence_probe(
     }
     path_probes.insert(key, PathProbe { sent: now, wait, answered: None });
     p.outstanding = Some((active.clone(), now, wait));
-    let from = path.addr_for(conn.remote.ip())?;
     Some(Probe { token, path: active, from, to: conn.remote.ip() })
 }

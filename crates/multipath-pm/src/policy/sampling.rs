@@ -158,9 +158,16 @@ impl Sampler {
         self.entries.values().filter(|e| e.next.is_none()).count()
     }
 
-    /// Whether `token` is measured.
-    pub fn contains(&self, token: u32) -> bool {
-        self.entries.contains_key(&token)
+    /// Looks at `token` again within a turn or two: parked or not, it is
+    /// due now (a sweep missed it, or its answer was unusable).
+    pub fn postpone(&mut self, token: u32, now: Instant) {
+        let Some(e) = self.entries.get_mut(&token) else { return };
+        if let Some(next) = e.next {
+            self.queue.remove(&(next, token));
+        }
+        let at = now + SAMPLE_EVERY;
+        e.next = Some(at);
+        self.queue.insert((at, token));
     }
 
     /// Connections measured.
