@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use multipath::{blocking, Parameters, ServiceType};
 use multipath_lab::Lab;
 
-use crate::bench_lab::{prepare, Contender as Setup, Family};
+use crate::bench_lab::{prepare, Contender as Setup, Family, AGAINST_SINGLE_PATHS};
 
 pub fn run(seconds: f64, json: bool) -> Result<()> {
     if !multipath_lab::is_root() {
@@ -19,14 +19,7 @@ pub fn run(seconds: f64, json: bool) -> Result<()> {
     }
     let duration = Duration::from_secs_f64(seconds.max(2.0));
     let mut rows = Vec::new();
-    let setups = [
-        Setup::Alone("wifi"),
-        Setup::Alone("cell"),
-        Setup::Kernel { cell_backup: false },
-        Setup::Multipath,
-        Setup::Unregistered,
-    ];
-    for setup in setups {
+    for setup in AGAINST_SINGLE_PATHS {
         rows.push((setup, once(setup, duration)?));
     }
     let sum = rows[0].1 + rows[1].1;

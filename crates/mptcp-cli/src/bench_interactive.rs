@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use multipath::{blocking, Parameters, ServiceType};
 use multipath_lab::LinkShape;
 
-use crate::bench_lab::{prepare, Contender as Setup, Family};
+use crate::bench_lab::{prepare, Contender as Setup, Family, AGAINST_SINGLE_PATHS};
 
 const SIZE: usize = 20 * 1024;
 
@@ -20,14 +20,7 @@ pub fn run(exchanges: usize, json: bool) -> Result<()> {
         bail!("the interactive benchmark builds labs: run it as root");
     }
     let mut rows = Vec::new();
-    let setups = [
-        Setup::Alone("wifi"),
-        Setup::Alone("cell"),
-        Setup::Kernel { cell_backup: false },
-        Setup::Multipath,
-        Setup::Unregistered,
-    ];
-    for setup in setups {
+    for setup in AGAINST_SINGLE_PATHS {
         let (before, after) = once(setup, exchanges)?;
         rows.push((setup, before, after));
     }

@@ -29,6 +29,17 @@ pub enum Contender {
     Unregistered,
 }
 
+/// The contenders of the lab benchmarks that compare with single paths:
+/// each path alone, the kernel's path manager, `multipath` registered and
+/// unregistered.
+pub const AGAINST_SINGLE_PATHS: [Contender; 5] = [
+    Contender::Alone("wifi"),
+    Contender::Alone("cell"),
+    Contender::Kernel { cell_backup: false },
+    Contender::Multipath,
+    Contender::Unregistered,
+];
+
 /// Which family the benchmark's connection uses (the lab is dual stack).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Family {

@@ -102,6 +102,12 @@ fn sample(local: SocketAddr, rtt_ms: u32) -> SubflowSample {
     }
 }
 
+/// Samples of a handover pair: wifi (20 ms) silent for `ms`, cell (60 ms)
+/// healthy.
+fn wifi_silent_for(ms: u32, wifi_sf: SocketAddr, cell_sf: SocketAddr) -> [SubflowSample; 2] {
+    [SubflowSample { last_data_recv_ms: ms, last_ack_recv_ms: ms, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)]
+}
+
 fn create_on(cmd: &Command, path: &LocalPath, backup: bool) -> bool {
     matches!(cmd, Command::SubflowCreate { token: TOKEN, local, remote }
         if Some(local.addr) == path.addr_for(server().ip()) && local.ifindex == path.ifindex as i32 && *remote == server()
@@ -511,9 +517,7 @@ fn no_subflow_leaks_after_flaps() {
 fn silence_is_probed_and_an_unanswered_probe_fails_over() {
     let (mut sim, cell_sf) = handover_ready();
     let wifi_sf = addr(WIFI_INITIAL);
-    let silent = |ms| {
-        [SubflowSample { last_data_recv_ms: ms, last_ack_recv_ms: ms, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)]
-    };
+    let silent = |ms| wifi_silent_for(ms, wifi_sf, cell_sf);
     sim.advance(Duration::from_millis(100));
     assert!(sim.sample(&silent(30)).is_empty());
     assert_eq!(sim.core.poll_probe(), None, "30 ms of silence is normal");
@@ -770,9 +774,7 @@ fn connections_found_open_on_unknown_addresses_are_left_alone() {
 fn a_still_connection_is_judged_on_its_aged_measurements() {
     let (mut sim, cell_sf) = handover_ready();
     let wifi_sf = addr(WIFI_INITIAL);
-    let heard = |ms| {
-        [SubflowSample { last_data_recv_ms: ms, last_ack_recv_ms: ms, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)]
-    };
+    let heard = |ms| wifi_silent_for(ms, wifi_sf, cell_sf);
     sim.advance(Duration::from_millis(100));
     assert!(sim.sample(&heard(10)).is_empty());
     assert_eq!(sim.core.poll_probe(), None);
@@ -791,9 +793,7 @@ fn a_still_connection_is_judged_on_its_aged_measurements() {
 fn a_long_idle_connection_asks_twice_before_leaving_its_path() {
     let (mut sim, cell_sf) = handover_ready();
     let wifi_sf = addr(WIFI_INITIAL);
-    let heard = |ms| {
-        [SubflowSample { last_data_recv_ms: ms, last_ack_recv_ms: ms, ..sample(wifi_sf, 20) }, sample(cell_sf, 60)]
-    };
+    let heard = |ms| wifi_silent_for(ms, wifi_sf, cell_sf);
     sim.advance(Duration::from_millis(100));
     // Idle for 2 s: silent, probed; the echo goes unanswered.
     sim.sample(&heard(2000));
