@@ -367,23 +367,27 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// Where the body goes: stdout, nowhere, or a temporary file next to the
-/// target that becomes the target only when complete.
+/// Where the body goes: stdout, nowhere, a device or pipe named by `-o`
+/// (written in place, as curl does: `-o /dev/null` must never replace
+/// `/dev/null`), or a temporary file next to the target that becomes the
+/// target only when complete.
 enum Sink {
     Stdout(std::io::BufWriter<std::io::Stdout>),
     Discard,
+    Stream { file: std::io::BufWriter<std::fs::File>, target: PathBuf },
     File { file: std::io::BufWriter<std::fs::File>, temp: PathBuf, target: PathBuf, done: bool },
 }
 
 impl Sink {
     fn open(output: Option<&Path>, stdout: bool) -> Result<Sink> {
         Ok(match output {
-            Some(target) => {
-                let name = target.file_name().context("-o needs a file name")?.to_string_lossy();
-                let temp = target.with_file_name(format!(".{name}.part-{}", std::process::id()));
-                let file = std::fs::File::create(&temp).with_context(|| format!("creating {}", temp.display()))?;
-                Sink::File { file: std::io::BufWriter::new(file), temp, target: target.to_owned(), done: false }
-            }
+            Some(target) => match special_file(target)? {
+                Some(file) => Sink::Stream { file: std::io::BufWriter::new(file), target: target.to_owned() },
+                None => {
+                    let (file, temp) = create_temp_beside(target)?;
+                    Sink::File { file: std::io::BufWriter::new(file), temp, target: target.to_owned(), done: false }
+                }
+            },
             None if stdout => Sink::Stdout(std::io::BufWriter::new(std::io::stdout())),
             None => Sink::Discard,
         })
@@ -393,7 +397,7 @@ impl Sink {
         match self {
             Sink::Stdout(w) => w.write_all(bytes),
             Sink::Discard => Ok(()),
-            Sink::File { file, .. } => file.write_all(bytes),
+            Sink::Stream { file, .. } | Sink::File { file, .. } => file.write_all(bytes),
         }
     }
 
@@ -405,6 +409,10 @@ impl Sink {
                 Ok(None)
             }
             Sink::Discard => Ok(None),
+            Sink::Stream { file, target } => {
+                file.flush()?;
+                Ok(Some(target.clone()))
+            }
             Sink::File { file, temp, target, done } => {
                 file.flush()?;
                 file.get_ref().sync_all()?;
@@ -422,6 +430,66 @@ impl Drop for Sink {
             let _ = std::fs::remove_file(temp);
         }
     }
+}
+
+/// Opens `target` for writing in place if it is a character device or a
+/// FIFO (`/dev/null`, `/dev/stdout`, a named pipe): renaming a file over
+/// those would destroy them. A symbolic link is followed only if root or
+/// the caller owns it, so a link planted in a shared directory can't aim
+/// the download at a device; block devices are refused outright.
+fn special_file(target: &Path) -> Result<Option<std::fs::File>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let link = match std::fs::symlink_metadata(target) {
+        Ok(link) => link,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("-o {}", target.display())),
+    };
+    let kind = if link.file_type().is_symlink() {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if link.uid() != 0 && link.uid() != me {
+            // Not followed: the rename replaces the link itself.
+            return Ok(None);
+        }
+        match std::fs::metadata(target) {
+            Ok(meta) => meta.file_type(),
+            Err(_) => return Ok(None),
+        }
+    } else {
+        link.file_type()
+    };
+    if kind.is_block_device() {
+        anyhow::bail!("-o {} is a block device; refusing to write a download onto it", target.display());
+    }
+    if !(kind.is_char_device() || kind.is_fifo()) {
+        return Ok(None);
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(target)
+        .with_context(|| format!("opening {}", target.display()))?;
+    Ok(Some(file))
+}
+
+/// Creates the temporary file for `target` in its directory, exclusively
+/// (an existing file or symbolic link of that name is never opened) and
+/// under a name nobody can predict.
+fn create_temp_beside(target: &Path) -> Result<(std::fs::File, PathBuf)> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = target.file_name().context("-o needs a file name")?.to_string_lossy();
+    let mut last = None;
+    for _ in 0..8 {
+        // RandomState is seeded from the OS's random source.
+        let nonce = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let temp = target.with_file_name(format!(".{name}.part-{}-{nonce:016x}", std::process::id()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).open(&temp) {
+            Ok(file) => return Ok((file, temp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e).with_context(|| format!("creating {}", temp.display())),
+        }
+    }
+    Err(last.expect("tried")).context("no free temporary name beside the output file")
 }
 
 /// A one-line progress bar on stderr, redrawn at most 5 times a second.

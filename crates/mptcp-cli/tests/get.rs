@@ -123,6 +123,34 @@ fn output_files_appear_only_when_complete() {
     assert_eq!(scratch.entries(), ["ten.bin"], "no temporary file left behind");
 }
 
+/// `-o` naming a pipe or a device writes into it, as curl does: renaming a
+/// finished file over it (as for a regular file) would replace the pipe,
+/// or, for `-o /dev/null` as root, the host's `/dev/null`.
+#[test]
+fn output_to_a_pipe_writes_into_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let server = Server::start();
+    let scratch = Scratch::new("fifo");
+    let fifo = scratch.0.join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::fs::File::open(fifo).unwrap().read_to_end(&mut got).unwrap();
+            got.len()
+        })
+    };
+    let o = mptcp(&["get", "-s", "-o", fifo.to_str().unwrap(), &format!("http://{}/files/1M", server.addr)]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    // Checked first: were the pipe replaced, the reader would wait forever.
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a pipe");
+    assert_eq!(reader.join().unwrap(), 1_000_000, "the body went through the pipe");
+    assert_eq!(scratch.entries(), ["pipe"], "no temporary file left behind");
+}
+
 /// The progress bar is drawn on a terminal (a pty, from util-linux's
 /// `script`) and never into a pipe.
 #[test]
