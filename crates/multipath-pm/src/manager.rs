@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use multipath::icmp::EchoSocket;
 use multipath::ServiceType;
@@ -19,12 +20,17 @@ use crate::netlink::sock_diag::{InetDiagMsg, Query, SubflowOf};
 use crate::netlink::socket::poll_any;
 use crate::netlink::socket::{Diag, DIAG_BATCH};
 use crate::policy::quarantine::Quarantine;
-use crate::policy::sampling::{Activity, Look, Sampler, Swept, SAMPLE_EVERY, SWEEP_EVERY};
+use crate::policy::sampling::{full_every, pace, Activity, Look, Sampler, Swept, SAMPLE_EVERY, SWEEP_EVERY};
 use crate::policy::{input_for_event, Core, Input, LocalPath, PolicyConfig, Refusal, SubflowSample};
 use crate::{Command, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
 
 /// Connections looked at per turn of the loop, between looks at the events.
-const SAMPLE_BATCH: usize = 64;
+const SAMPLE_BATCH: usize = 128;
+
+/// Looks fall due one connection at a time; they are taken together at
+/// most this often, so a thousand busy connections cost a few large
+/// `sock_diag` batches per tick rather than a wake-up each.
+const SAMPLE_TICK: Duration = Duration::from_millis(5);
 
 /// A running path manager. Dropping it stops the thread (connections keep
 /// their subflows; nothing manages them any more).
@@ -225,10 +231,28 @@ struct SweepInProgress {
     left: Vec<u32>,
 }
 
+/// The address families of the connections measured, as bits: a sweep
+/// dumps only those (each dump walks the kernel's whole token table).
+#[derive(Clone, Debug, Default)]
+struct Families(Arc<AtomicU8>);
+
+impl Families {
+    const V4: u8 = 1;
+    const V6: u8 = 2;
+
+    fn saw(&self, addr: &SocketAddr) {
+        self.0.fetch_or(if addr.is_ipv6() { Self::V6 } else { Self::V4 }, Ordering::Relaxed);
+    }
+
+    fn has(&self, v6: bool) -> bool {
+        self.0.load(Ordering::Relaxed) & if v6 { Self::V6 } else { Self::V4 } != 0
+    }
+}
+
 /// Starts the sweeper: a thread with a `sock_diag` socket of the calling
-/// thread's namespace that dumps every connection's counters each
-/// `SWEEP_EVERY`, until the driver is gone.
-fn start_sweeper() -> Result<mpsc::Receiver<Snapshot>, PmError> {
+/// thread's namespace that dumps the counters of every connection of the
+/// `families` in use each `SWEEP_EVERY`, until the driver is gone.
+fn start_sweeper(families: Families) -> Result<mpsc::Receiver<Snapshot>, PmError> {
     let mut diag = Diag::open()?;
     let (tx, rx) = mpsc::sync_channel(1);
     std::thread::Builder::new()
@@ -237,7 +261,7 @@ fn start_sweeper() -> Result<mpsc::Receiver<Snapshot>, PmError> {
             std::thread::sleep(SWEEP_EVERY);
             let taken = Instant::now();
             let mut seen = HashMap::new();
-            for v6 in [false, true] {
+            for v6 in [false, true].into_iter().filter(|&v6| families.has(v6)) {
                 let result = diag.dump(Query::AllConnections { v6 }, |msg| {
                     if let Some(info) = msg.info.and_then(|b| multipath::MptcpInfo::decode(b).ok()) {
                         seen.insert(info.token, Activity::of(&info));
@@ -276,6 +300,42 @@ fn subflow_sample(msg: &InetDiagMsg<'_>) -> Option<SubflowSample> {
     })
 }
 
+/// Counts of the kernel's answers taken to measure connections.
+#[derive(Debug)]
+struct MeasuringCost {
+    since: Instant,
+    /// Connections' counters (`mptcp_info`) read.
+    looks: u64,
+    /// Of them, those that sufficed: no subflow measured.
+    counters_only: u64,
+    /// Subflows' `tcp_info` read.
+    subflows: u64,
+}
+
+impl MeasuringCost {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn new(now: Instant) -> MeasuringCost {
+        MeasuringCost { since: now, looks: 0, counters_only: 0, subflows: 0 }
+    }
+
+    fn log_now_and_then(&mut self, now: Instant, managed: usize) {
+        let secs = now.duration_since(self.since);
+        if secs < Self::EVERY {
+            return;
+        }
+        let per_s = |n: u64| (n as f64 / secs.as_secs_f64()).round();
+        tracing::debug!(
+            managed,
+            looks_per_s = per_s(self.looks),
+            counters_only_per_s = per_s(self.counters_only),
+            subflows_per_s = per_s(self.subflows),
+            "measuring"
+        );
+        *self = MeasuringCost::new(now);
+    }
+}
+
 struct Driver {
     core: Core,
     pm: PmSocket,
@@ -292,8 +352,12 @@ struct Driver {
     /// Every connection's counters, dumped each `SWEEP_EVERY` by a thread
     /// of its own (a dump of ten thousand takes milliseconds).
     sweeps: mpsc::Receiver<Snapshot>,
+    /// Families of the connections measured, for the sweeper.
+    families: Families,
     /// The sweep being gone through.
     sweep: Option<SweepInProgress>,
+    /// What measuring cost lately, logged (at debug) every few seconds.
+    cost: MeasuringCost,
     /// The user each connection registered by the daemon belongs to.
     owners: HashMap<u32, u32>,
     /// How many of them each user has.
@@ -324,6 +388,7 @@ impl Drop for Driver {
 
 impl Driver {
     fn open(config: PolicyConfig) -> Result<Driver, PmError> {
+        let families = Families::default();
         let mut driver = Driver {
             core: Core::new(config),
             pm: PmSocket::open()?,
@@ -333,7 +398,9 @@ impl Driver {
             paths: Vec::new(),
             diag: Diag::open()?,
             sampler: Sampler::new(),
-            sweeps: start_sweeper()?,
+            cost: MeasuringCost::new(Instant::now()),
+            sweeps: start_sweeper(families.clone())?,
+            families,
             sweep: None,
             owners: HashMap::new(),
             per_owner: HashMap::new(),
@@ -371,6 +438,7 @@ impl Driver {
     fn run(&mut self, requests: mpsc::Receiver<Request>, bell: UnixDatagram) {
         // Measurements due but not yet taken (more than one batch).
         let mut backlog = false;
+        let mut sampled_at = Instant::now();
         loop {
             while bell.recv(&mut [0u8; 16]).is_ok() {}
             loop {
@@ -383,7 +451,8 @@ impl Driver {
             let now = Instant::now();
             // Pending probes are read every tick.
             let mut wake = now + SAMPLE_EVERY;
-            for t in [self.core.poll_timeout(), self.sampler.next_due()].into_iter().flatten() {
+            let sampling = self.sampler.next_due().map(|due| due.max(sampled_at + SAMPLE_TICK));
+            for t in [self.core.poll_timeout(), sampling].into_iter().flatten() {
                 wake = wake.min(t);
             }
             if backlog {
@@ -412,7 +481,10 @@ impl Driver {
             }
             self.probe_answers(now);
             self.sweep(now);
-            backlog = self.sample(now);
+            if backlog || now >= sampled_at + SAMPLE_TICK {
+                backlog = self.sample(now);
+                sampled_at = now;
+            }
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now);
             }
@@ -572,17 +644,25 @@ impl Driver {
     /// up by 4-tuple) in as few batches as fit. A connection the kernel no
     /// longer has is closed. Whether more were due.
     fn sample(&mut self, now: Instant) -> bool {
+        self.cost.log_now_and_then(now, self.sampler.len());
         let due = self.sampler.due(now, SAMPLE_BATCH);
         if due.is_empty() {
             return false;
         }
+        self.cost.looks += due.len() as u64;
         let queries: Vec<Query> = due.iter().map(|&token| Query::Connection { token }).collect();
         // Per connection: its counters, or whether the kernel said it has no
         // such connection (`None`: no usable answer, look again later).
         let mut infos: Vec<Option<Result<multipath::MptcpInfo, ()>>> = vec![None; due.len()];
+        let families = &self.families;
         if let Err(e) = self.diag.query(&queries, |i, answer| {
             infos[i] = match answer {
-                Ok(msg) => msg.info.and_then(|b| multipath::MptcpInfo::decode(b).ok()).map(Ok),
+                Ok(msg) => {
+                    // The socket's own family (a v4 connection may live on
+                    // an IPv6 socket): the one its sweeps must dump.
+                    families.saw(&msg.local);
+                    msg.info.and_then(|b| multipath::MptcpInfo::decode(b).ok()).map(Ok)
+                }
                 Err(libc::ENOENT) => Some(Err(())),
                 Err(_) => None,
             };
@@ -607,21 +687,28 @@ impl Driver {
                 }
             };
             let look = Look::of(&info);
-            if !self.sampler.looked(token, look.activity, self.core.needs_samples(token, now), now) {
+            let next_look = |core: &Core| pace(core.silence_watch(token), look.heard_ms, now);
+            let needs = self.core.needs_samples(token, now);
+            if !self.sampler.looked(token, look.activity, needs, || next_look(&self.core), now) {
                 continue;
             }
-            if self.sampler.wants_subflows(token, &look, now) {
-                measure.push((token, look.activity, look.retransmits));
-            } else {
-                self.sampler.looked_quickly(token, look.activity, now);
+            let full = self.core.service_of(token).map_or(SAMPLE_EVERY, full_every);
+            match look.heard_ms {
+                Some(heard_ms) if !self.sampler.wants_subflows(token, &look, full, now) => {
+                    self.cost.counters_only += 1;
+                    self.core.handle(Input::Heard { token, heard_ms }, now);
+                    self.sampler.looked_quickly(token, look.activity, next_look(&self.core), now);
+                }
+                _ => measure.push((token, look)),
             }
         }
         let mut asked: Vec<(u32, Query)> = Vec::new();
-        for &(token, ..) in &measure {
+        for &(token, _) in &measure {
             let Some((remote, locals)) = self.core.subflow_ends(token) else { continue };
             asked.extend(locals.into_iter().map(|(local, ifindex)| (token, Query::Subflow { local, remote, ifindex })));
         }
-        let mut samples: BTreeMap<u32, Vec<SubflowSample>> = measure.iter().map(|&(t, ..)| (t, Vec::new())).collect();
+        let mut samples: BTreeMap<u32, Vec<SubflowSample>> = measure.iter().map(|&(t, _)| (t, Vec::new())).collect();
+        self.cost.subflows += asked.len() as u64;
         for chunk in asked.chunks(DIAG_BATCH) {
             let queries: Vec<Query> = chunk.iter().map(|&(_, q)| q).collect();
             let result = self.diag.query(&queries, |i, answer| {
@@ -639,13 +726,15 @@ impl Driver {
                 return false;
             }
         }
-        for (token, activity, retransmits) in measure {
+        for (token, look) in measure {
             let subflows = samples.remove(&token).unwrap_or_default();
-            self.sampler.measured_subflows(token, retransmits, now);
+            self.sampler.measured_subflows(token, look.retransmits, now);
             tracing::trace!(token, ?subflows, "measured");
             let in_flight = subflows.iter().any(|s| s.unacked > 0 || s.backoff > 0 || !s.established);
-            self.sampler.measured(token, activity, in_flight, now);
             self.core.handle(Input::Samples { token, subflows }, now);
+            // After the samples: they may have changed the threshold.
+            let next_look = pace(self.core.silence_watch(token), look.heard_ms, now);
+            self.sampler.measured(token, look.activity, in_flight, next_look, now);
         }
         self.sampler.due(now, 1).len() == 1
     }

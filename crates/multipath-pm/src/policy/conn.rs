@@ -124,6 +124,15 @@ pub(super) fn long_idle(conn: &Conn, now: Instant) -> bool {
     heard + now.duration_since(*at) >= IDLE_SILENCE
 }
 
+/// When something last arrived on the active path of `conn`, by `samples`
+/// taken at `taken`.
+pub(super) fn active_heard_at(conn: &Conn, samples: &[SubflowSample], taken: Instant) -> Option<Instant> {
+    let active = conn.active.as_ref()?;
+    let sf = conn.subflows.iter().find(|s| &s.path == active)?;
+    let sample = samples.iter().find(|s| s.local == sf.local)?;
+    taken.checked_sub(Duration::from_millis(u64::from(sample.last_data_recv_ms.min(sample.last_ack_recv_ms))))
+}
+
 /// How long joins of a connection registered before the kernel reported
 /// it established wait for that report before they are tried anyway.
 pub(super) const READY_WITHIN: Duration = Duration::from_secs(1);

@@ -142,6 +142,17 @@ pub enum Input {
         /// Connection token.
         token: u32,
     },
+    /// The connection's counters were read, not its subflows: something
+    /// (data or an acknowledgement) arrived on one of them `heard_ms` ago.
+    /// The core takes it for the active path (the others carry nothing
+    /// while it works) and judges its silence by it; the subflows'
+    /// own measurements follow now and then.
+    Heard {
+        /// Connection token.
+        token: u32,
+        /// Since anything arrived on any subflow, ms.
+        heard_ms: u32,
+    },
     /// The connection closed (CLOSED).
     Closed {
         /// Connection token.

@@ -30,20 +30,24 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use multipath::ServiceType;
 
 use crate::netlink::mptcp_pm::Command;
 pub use crate::netlink::route::LocalPath;
 pub use config::PolicyConfig;
-use conn::{adopt, backoff, deadline, long_idle, Conn, PathHealth, Subflow, SubflowState, FLAG_RETRY, READY_WITHIN};
+use conn::{
+    active_heard_at, adopt, backoff, deadline, long_idle, Conn, PathHealth, Subflow, SubflowState, FLAG_RETRY,
+    READY_WITHIN,
+};
 pub use events::input_for_event;
 pub use input::{servable, Input, Probe, Refusal, SubflowSample, Unservable};
 use measure::{observe, sync};
 use probe::{silence_probe, PathProbe, Prober};
 pub use rank::PathPreference;
 use reconcile::reconcile;
+use sampling::SilenceWatch;
 pub use select::Hysteresis;
 
 /// The core: all managed connections and the paths they may use.
@@ -131,7 +135,8 @@ impl Core {
                 self.samples(token, subflows, now);
                 Some(Some(token))
             }
-            Input::Still { token } => self.still(token, now).then_some(Some(token)),
+            Input::Still { token } => self.still(token, None, now).then_some(Some(token)),
+            Input::Heard { token, heard_ms } => self.still(token, Some(heard_ms), now).then_some(Some(token)),
             Input::Closed { token } => {
                 if let Some(at) = self.conns.remove(&token).and_then(|c| c.deadline) {
                     self.deadlines.remove(&(at, token));
@@ -238,18 +243,19 @@ impl Core {
 
     fn probe_answered(&mut self, token: u32, path: String, now: Instant) {
         let Some(peer) = self.conns.get(&token).map(|c| c.remote.ip()) else { return };
-        if let Some(probe) = self.path_probes.get_mut(&(path.clone(), peer)) {
-            probe.answered = Some(now);
-        }
+        let waiting = match self.path_probes.get_mut(&(path.clone(), peer)) {
+            Some(probe) => {
+                probe.answered = Some(now);
+                std::mem::take(&mut probe.waiting)
+            }
+            None => Vec::new(),
+        };
         // Every connection waiting on this path and peer has its answer.
-        let waiting: Vec<u32> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.remote.ip() == peer && c.prober.outstanding.as_ref().is_some_and(|o| o.0 == path))
-            .map(|(&t, _)| t)
-            .collect();
-        for t in waiting {
-            let conn = self.conns.get_mut(&t).expect("token listed");
+        for t in waiting.into_iter().chain([token]) {
+            let Some(conn) = self.conns.get_mut(&t) else { continue };
+            if conn.remote.ip() != peer || conn.prober.outstanding.as_ref().is_none_or(|o| o.0 != path) {
+                continue;
+            }
             conn.prober.answered(now);
             if t != token {
                 self.reschedule(t);
@@ -257,10 +263,27 @@ impl Core {
         }
     }
 
+    /// Something arrived on the active path of `token` at `arrived`: if
+    /// that was after its probe left, the path answered (for every
+    /// connection sharing the probe). Under load an echo waits in the same
+    /// queue as the data, and the data may come first.
+    fn heard_on_active(&mut self, token: u32, arrived: Instant, now: Instant) {
+        let Some(conn) = self.conns.get(&token) else { return };
+        let Some((path, sent, _)) = &conn.prober.outstanding else { return };
+        if conn.active.as_ref() == Some(path) && arrived > *sent {
+            let path = path.clone();
+            self.probe_answered(token, path, now);
+        }
+    }
+
     fn samples(&mut self, token: u32, subflows: Vec<SubflowSample>, now: Instant) {
         let Some(conn) = self.conns.get_mut(&token) else { return };
         sync(&self.config, conn, &subflows, now);
         observe(&self.config, conn, &subflows, now);
+        if let Some(arrived) = active_heard_at(conn, &subflows, now) {
+            self.heard_on_active(token, arrived, now);
+        }
+        let Some(conn) = self.conns.get_mut(&token) else { return };
         let probes = &mut self.path_probes;
         if let Some(probe) = silence_probe(&self.config, &self.paths, probes, token, conn, &subflows, now) {
             self.probes.push_back(probe);
@@ -268,23 +291,31 @@ impl Core {
         conn.last_samples = Some((now, subflows));
     }
 
-    /// A still connection's last measurements, aged to `now`: whether they
-    /// called for a probe (nothing else changes for it, so nothing else is
-    /// reconciled: a sweep brings thousands of these).
-    fn still(&mut self, token: u32, now: Instant) -> bool {
+    /// A connection's last measurements, aged to `now`: whether they called
+    /// for a probe (nothing else changes for it, so nothing else is
+    /// reconciled: a sweep brings thousands of these). `heard_ms`: since
+    /// anything arrived on any subflow, if the connection moved; `None`
+    /// if it stood still.
+    fn still(&mut self, token: u32, heard_ms: Option<u32>, now: Instant) -> bool {
+        if let Some(arrived) = heard_ms.and_then(|ms| now.checked_sub(Duration::from_millis(u64::from(ms)))) {
+            self.heard_on_active(token, arrived, now);
+        }
         let Some(conn) = self.conns.get_mut(&token) else { return false };
         let Some((at, samples)) = &conn.last_samples else { return false };
-        // Nothing arrived since: every silence is that much longer.
+        // Nothing arrived since the samples: every silence is that much
+        // longer. Something did: at most that long ago.
         let since = u32::try_from(now.duration_since(*at).as_millis()).unwrap_or(u32::MAX);
+        let aged = |ms: u32| ms.saturating_add(since).min(heard_ms.unwrap_or(u32::MAX));
         let aged: Vec<SubflowSample> = samples
             .iter()
             .map(|s| SubflowSample {
-                last_data_recv_ms: s.last_data_recv_ms.saturating_add(since),
-                last_ack_recv_ms: s.last_ack_recv_ms.saturating_add(since),
+                last_data_recv_ms: aged(s.last_data_recv_ms),
+                last_ack_recv_ms: aged(s.last_ack_recv_ms),
                 ..*s
             })
             .collect();
         let probe = silence_probe(&self.config, &self.paths, &mut self.path_probes, token, conn, &aged, now);
+        conn.last_samples = Some((now, aged));
         probe.map(|p| self.probes.push_back(p)).is_some()
     }
 
@@ -371,19 +402,15 @@ impl Core {
         }
         let asked = shared.sent;
         shared.sent = at;
-        let waiting: Vec<u32> = self
-            .conns
-            .iter_mut()
-            .filter(|(_, c)| c.remote.ip() == probe.to)
-            .filter_map(|(&t, c)| match &mut c.prober.outstanding {
-                Some((path, sent, _)) if *path == probe.path && *sent == asked => {
-                    *sent = at;
-                    Some(t)
-                }
-                _ => None,
-            })
-            .collect();
+        let waiting = shared.waiting.clone();
         for t in waiting {
+            let Some(conn) = self.conns.get_mut(&t) else { continue };
+            match &mut conn.prober.outstanding {
+                Some((path, sent, _)) if conn.remote.ip() == probe.to && *path == probe.path && *sent == asked => {
+                    *sent = at;
+                }
+                _ => continue,
+            }
             self.reschedule(t);
         }
     }
@@ -408,6 +435,23 @@ impl Core {
             ServiceType::Aggregate | ServiceType::None => false,
             _ => conn.prober.quiet_until.is_none_or(|t| now >= t),
         }
+    }
+
+    /// What the driver's looks at `token` must catch: how long its active
+    /// path may stay silent before the core probes it, and until when an
+    /// answered probe vouches for it. `None` where silence decides nothing
+    /// (aggregate, none).
+    pub fn silence_watch(&self, token: u32) -> Option<SilenceWatch> {
+        let conn = self.conns.get(&token)?;
+        if !matches!(conn.service, ServiceType::Handover | ServiceType::Interactive) {
+            return None;
+        }
+        let active = conn.active.as_ref().and_then(|a| conn.subflows.iter().find(|s| &s.path == a));
+        let sample = active
+            .zip(conn.last_samples.as_ref())
+            .and_then(|(sf, (_, samples))| samples.iter().find(|s| s.local == sf.local));
+        let threshold = sample.map_or(self.config.silence, |s| probe::silence_threshold(&self.config, s));
+        Some(SilenceWatch { threshold, quiet_until: conn.prober.quiet_until })
     }
 
     /// The peer and the local ends (address and port, interface) of the

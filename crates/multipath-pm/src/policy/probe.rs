@@ -13,11 +13,15 @@ use super::conn::{Conn, SubflowState};
 use super::{LocalPath, PolicyConfig, Probe, SubflowSample};
 
 /// A probe of one path to one peer, whichever connection sent it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct PathProbe {
     pub(super) sent: Instant,
     pub(super) wait: Duration,
     pub(super) answered: Option<Instant>,
+    /// The connections that took this probe's verdict as theirs (some may
+    /// have closed or moved on since): told of its departure and answer
+    /// without a search through every connection.
+    pub(super) waiting: Vec<u32>,
 }
 
 /// Probing of the active path when it falls silent.
@@ -50,6 +54,19 @@ impl Prober {
     }
 }
 
+/// A path's base delay: its minimum RTT, not the smoothed one that
+/// queueing inflates.
+fn base_rtt(sample: &SubflowSample) -> Duration {
+    Duration::from_micros(u64::from(if sample.min_rtt_us > 0 { sample.min_rtt_us } else { sample.rtt_us }))
+}
+
+/// Silence on the active path from which it is probed. Relative to the
+/// path: a 60 ms path is quiet for 60 ms between bursts without anything
+/// being wrong.
+pub(super) fn silence_threshold(config: &PolicyConfig, active: &SubflowSample) -> Duration {
+    config.silence.max(base_rtt(active) * 2)
+}
+
 /// A probe of the active path if it has been silent too long. Only for the
 /// types with one active path; aggregate leaves loss to the kernel.
 pub(super) fn silence_probe(
@@ -72,11 +89,7 @@ pub(super) fn silence_probe(
         Some((path, at)) if *path == active => *at,
         _ => now,
     };
-    // Silence is relative to the path: a 60 ms path is quiet for 60 ms
-    // between bursts without anything being wrong. Its base delay, not the
-    // smoothed RTT that queueing inflates, sets the scale.
-    let rtt = Duration::from_micros(u64::from(if sample.min_rtt_us > 0 { sample.min_rtt_us } else { sample.rtt_us }));
-    let threshold = config.silence.max(rtt * 2);
+    let threshold = silence_threshold(config, sample);
     // Anything arriving, data (a download) or acknowledgements (an upload),
     // shows the path works.
     let heard = sample.last_data_recv_ms.min(sample.last_ack_recv_ms);
@@ -92,7 +105,7 @@ pub(super) fn silence_probe(
     }
     let path = paths.iter().find(|p| p.name == active)?;
     let key = (active.clone(), conn.remote.ip());
-    match path_probes.get(&key) {
+    match path_probes.get_mut(&key) {
         // Another connection's probe was just answered: the path works.
         Some(probe) if probe.answered.is_some_and(|at| now.duration_since(at) < config.silence) => {
             p.answered(now);
@@ -101,6 +114,7 @@ pub(super) fn silence_probe(
         // Another connection's probe is on its way: share its verdict.
         Some(probe) if probe.answered.is_none() && now < probe.sent + probe.wait => {
             p.outstanding = Some((active, probe.sent, probe.wait));
+            probe.waiting.push(token);
             return None;
         }
         _ => {}
@@ -108,12 +122,16 @@ pub(super) fn silence_probe(
     // No address of the peer's family: nothing can be sent, so nothing is
     // waited for.
     let from = path.addr_for(conn.remote.ip())?;
-    let wait = config.probe_timeout.max(rtt * 2 + Duration::from_millis(20));
+    // The echo queues behind the connection's own data: its wait follows
+    // the smoothed RTT, queueing included (a loaded path answers late, not
+    // never), where silence followed the base delay.
+    let srtt = Duration::from_micros(u64::from(sample.rtt_us.max(sample.min_rtt_us)));
+    let wait = config.probe_timeout.max(srtt * 2 + Duration::from_millis(20));
     if path_probes.len() >= 4096 {
         // Paths times peers: forget the peers not probed for a while.
         path_probes.retain(|_, probe| now.duration_since(probe.sent) < Duration::from_secs(60));
     }
-    path_probes.insert(key, PathProbe { sent: now, wait, answered: None });
+    path_probes.insert(key, PathProbe { sent: now, wait, answered: None, waiting: vec![token] });
     p.outstanding = Some((active.clone(), now, wait));
     Some(Probe { token, path: active, from, to: conn.remote.ip() })
 }

@@ -2,7 +2,11 @@
 //! the core and is tested in simulated time; the driver only carries out
 //! the measurements it is told to.
 //!
-//! A connection where anything moves is measured every [`SAMPLE_EVERY`]. One
+//! A connection where anything moves is looked at again just before its
+//! silence could reach the core's threshold ([`pace`]): its counters
+//! only (one small `sock_diag` answer, which says when anything last
+//! arrived), its subflows one by one only now and then
+//! ([`Sampler::wants_subflows`]). One
 //! where nothing has moved for [`IDLE_AFTER`] is looked at ever less often
 //! (its counters only, one small `sock_diag` answer, doubling the gap), and
 //! once the gap would exceed [`PARK_AFTER`] it is *parked*: not looked at
@@ -66,13 +70,53 @@ struct Entry {
     full: Option<(Instant, Option<u32>)>,
 }
 
+/// The longest gap between looks at a busy connection: how late a
+/// retransmission (an upload's failing path) or a new subflow may be seen.
+pub const BUSY_AT_MOST: Duration = Duration::from_millis(100);
+
+/// What a connection's looks must catch (from [`super::Core::silence_watch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SilenceWatch {
+    /// Silence on the active path from which the core probes it.
+    pub threshold: Duration,
+    /// An answered probe vouches for the path until then: silence before
+    /// it decides nothing.
+    pub quiet_until: Option<Instant>,
+}
+
+/// How soon a busy connection is looked at again, after the core heard
+/// of this look: when its silence could first reach the threshold if
+/// nothing more arrives after `heard_ms` ago. Once silent (the core has
+/// seen it, and probed or knows the path works), not before the silence
+/// could end and begin again, nor before the path's vouching runs out. A
+/// download that never pauses is looked at once per threshold, not every
+/// [`SAMPLE_EVERY`]. Without a watch (aggregate, none: silence decides
+/// nothing) or without the kernel's times, the bounds.
+pub fn pace(watch: Option<SilenceWatch>, heard_ms: Option<u32>, now: Instant) -> Duration {
+    let (Some(watch), Some(heard_ms)) = (watch, heard_ms) else {
+        return if watch.is_none() { BUSY_AT_MOST } else { SAMPLE_EVERY };
+    };
+    let heard = Duration::from_millis(u64::from(heard_ms));
+    let gap = if heard < watch.threshold {
+        watch.threshold - heard
+    } else {
+        let vouched = watch.quiet_until.map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+        watch.threshold.max(vouched)
+    };
+    gap.clamp(SAMPLE_EVERY, BUSY_AT_MOST)
+}
+
 /// A busy connection's subflows are measured at least this often; in
 /// between, its connection-level counters suffice while they show it
-/// healthy ([`Sampler::wants_subflows`]).
-pub const FULL_EVERY: Duration = Duration::from_millis(100);
-/// Connection-level silence from which the subflows are measured at every
-/// look: the core's silence probing needs their own times.
-pub const QUICK_SILENCE_MS: u32 = 30;
+/// healthy ([`Sampler::wants_subflows`]). Interactive ranks paths by their
+/// RTTs, and so needs them more often than the types that only watch for
+/// failure.
+pub fn full_every(service: multipath::ServiceType) -> Duration {
+    match service {
+        multipath::ServiceType::Interactive => Duration::from_millis(100),
+        _ => Duration::from_secs(1),
+    }
+}
 
 /// A connection's counters as one look at its `mptcp_info` shows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,42 +245,50 @@ impl Sampler {
         self.queue.iter().take_while(|(at, _)| *at <= now).take(max).map(|&(_, t)| t).collect()
     }
 
-    /// After a look at the counters of `token`: whether its subflows must
-    /// be measured now. They need not while nothing moved on a connection
-    /// that is idle, or that the core has nothing to learn from while it
-    /// stands still (`core_needs` false); it is then rescheduled.
-    pub fn looked(&mut self, token: u32, activity: Activity, core_needs: bool, now: Instant) -> bool {
+    /// After a look at the counters of `token`: whether the core must hear
+    /// of it. It need not while nothing moved on a connection that is
+    /// idle, or that the core has nothing to learn from while it stands
+    /// still (`core_needs` false); it is then rescheduled, `pace()` from
+    /// now while it is busy.
+    pub fn looked(
+        &mut self,
+        token: u32,
+        activity: Activity,
+        core_needs: bool,
+        pace: impl FnOnce() -> Duration,
+        now: Instant,
+    ) -> bool {
         let Some(e) = self.entries.get_mut(&token) else { return false };
         let idle = e.every > SAMPLE_EVERY;
         if e.activity == Some(activity) && (idle || !core_needs) {
             let e = *e;
-            self.reschedule(token, e, now);
+            self.reschedule(token, e, pace(), now);
             return false;
         }
         true
     }
 
     /// Whether a look that calls for measuring `token` needs its subflows,
-    /// or whether the connection-level counters show it healthy enough
-    /// (heard from within [`QUICK_SILENCE_MS`], no new retransmission, the
-    /// same subflows, subflows measured within [`FULL_EVERY`]). A busy
-    /// connection then costs one small answer per look, not one per
-    /// subflow.
-    pub fn wants_subflows(&self, token: u32, look: &Look, now: Instant) -> bool {
+    /// or whether the connection-level counters suffice: the kernel gives
+    /// the connection's times (6.12 and later), no new retransmission, the
+    /// same subflows, and subflows measured within `full_every`
+    /// ([`full_every`]). A busy connection then costs one small answer per
+    /// look, not one per subflow.
+    pub fn wants_subflows(&self, token: u32, look: &Look, full_every: Duration, now: Instant) -> bool {
         let Some(e) = self.entries.get(&token) else { return true };
         let Some((at, retransmits)) = e.full else { return true };
-        now.duration_since(at) >= FULL_EVERY
-            || look.heard_ms.is_none_or(|ms| ms >= QUICK_SILENCE_MS)
+        now.duration_since(at) >= full_every
+            || look.heard_ms.is_none()
             || look.retransmits != retransmits
             || e.activity.is_none_or(|a| a.subflows != look.activity.subflows)
     }
 
     /// After a look that did not need the subflows: busy if it moved.
-    pub fn looked_quickly(&mut self, token: u32, activity: Activity, now: Instant) {
+    pub fn looked_quickly(&mut self, token: u32, activity: Activity, pace: Duration, now: Instant) {
         let Some(e) = self.entries.get_mut(&token) else { return };
         if e.activity.is_some_and(|a| a.subflows == activity.subflows) {
             let full = e.full;
-            self.measured(token, activity, false, now);
+            self.measured(token, activity, false, pace, now);
             if let Some(e) = self.entries.get_mut(&token) {
                 e.full = full;
             }
@@ -254,25 +306,26 @@ impl Sampler {
     /// After a full measurement of `token`: busy if anything moved or is
     /// in flight (`in_flight`: unacknowledged data, a backed-off timer, a
     /// subflow still joining).
-    pub fn measured(&mut self, token: u32, activity: Activity, in_flight: bool, now: Instant) {
+    pub fn measured(&mut self, token: u32, activity: Activity, in_flight: bool, pace: Duration, now: Instant) {
         let Some(e) = self.entries.get_mut(&token) else { return };
         if e.activity != Some(activity) || in_flight {
             e.still_since = now;
         }
         e.activity = Some(activity);
         let e = *e;
-        self.reschedule(token, e, now);
+        self.reschedule(token, e, pace, now);
     }
 
-    /// Soon while anything moves, ever later once nothing has for a while,
-    /// then parked.
-    fn reschedule(&mut self, token: u32, mut e: Entry, now: Instant) {
+    /// `pace` from now while anything moves, ever later once nothing has
+    /// for a while, then parked.
+    fn reschedule(&mut self, token: u32, mut e: Entry, pace: Duration, now: Instant) {
         if let Some(next) = e.next {
             self.queue.remove(&(next, token));
         }
         let idle = now.duration_since(e.still_since) >= IDLE_AFTER;
         e.every = if idle { e.every * 2 } else { SAMPLE_EVERY };
-        e.next = (e.every <= PARK_AFTER).then(|| now + e.every);
+        let gap = if idle { e.every } else { pace.max(SAMPLE_EVERY) };
+        e.next = (e.every <= PARK_AFTER).then(|| now + gap);
         if let Some(next) = e.next {
             self.queue.insert((next, token));
         }
@@ -297,8 +350,8 @@ mod tests {
         // Moving: every 10 ms.
         let mut now = t0;
         for i in 0..10 {
-            assert!(s.looked(1, act(i), true, now), "a new connection is measured");
-            s.measured(1, act(i + 1), false, now);
+            assert!(s.looked(1, act(i), true, || SAMPLE_EVERY, now), "a new connection is measured");
+            s.measured(1, act(i + 1), false, SAMPLE_EVERY, now);
             assert_eq!(s.next_due(), Some(now + SAMPLE_EVERY));
             now += SAMPLE_EVERY;
         }
@@ -308,8 +361,8 @@ mod tests {
         let mut last = now;
         while now < t0 + Duration::from_secs(10) {
             if s.due(now, 64) == [1] {
-                if s.looked(1, still, true, now) {
-                    s.measured(1, still, false, now);
+                if s.looked(1, still, true, || SAMPLE_EVERY, now) {
+                    s.measured(1, still, false, SAMPLE_EVERY, now);
                 }
                 gaps.push(now - last);
                 last = now;
@@ -326,8 +379,8 @@ mod tests {
         assert_eq!(s.swept(1, still, now), Swept::Still);
         assert_eq!(s.swept(1, act(11), now), Swept::Woken);
         assert_eq!(s.due(now, 64), vec![1]);
-        assert!(s.looked(1, act(11), true, now));
-        s.measured(1, act(11), false, now);
+        assert!(s.looked(1, act(11), true, || SAMPLE_EVERY, now));
+        s.measured(1, act(11), false, SAMPLE_EVERY, now);
         assert_eq!(s.next_due(), Some(now + SAMPLE_EVERY));
         assert_eq!(s.swept(1, act(99), now), Swept::Busy, "not parked: nothing to wake");
     }
@@ -337,12 +390,12 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Sampler::new();
         s.add(7, t0);
-        assert!(s.looked(7, act(1), false, t0), "never measured yet");
-        s.measured(7, act(1), false, t0);
+        assert!(s.looked(7, act(1), false, || SAMPLE_EVERY, t0), "never measured yet");
+        s.measured(7, act(1), false, SAMPLE_EVERY, t0);
         let t1 = t0 + SAMPLE_EVERY;
-        assert!(!s.looked(7, act(1), false, t1), "nothing moved, nothing to learn");
-        assert!(s.looked(7, act(1), true, t1), "the core wants samples (a silent active path)");
-        assert!(s.looked(7, act(2), false, t1), "it moved");
+        assert!(!s.looked(7, act(1), false, || SAMPLE_EVERY, t1), "nothing moved, nothing to learn");
+        assert!(s.looked(7, act(1), true, || SAMPLE_EVERY, t1), "the core wants samples (a silent active path)");
+        assert!(s.looked(7, act(2), false, || SAMPLE_EVERY, t1), "it moved");
     }
 
     #[test]
@@ -355,20 +408,42 @@ mod tests {
             heard_ms: Some(heard),
             retransmits: Some(retrans),
         };
-        assert!(s.wants_subflows(5, &look(1, 0, 0), t0), "never measured");
-        s.measured(5, look(1, 0, 0).activity, false, t0);
+        let full = full_every(multipath::ServiceType::Handover);
+        assert!(s.wants_subflows(5, &look(1, 0, 0), full, t0), "never measured");
+        s.measured(5, look(1, 0, 0).activity, false, SAMPLE_EVERY, t0);
         s.measured_subflows(5, Some(0), t0);
         let t1 = t0 + SAMPLE_EVERY;
-        assert!(!s.wants_subflows(5, &look(2, 3, 0), t1), "healthy: the counters suffice");
-        s.looked_quickly(5, look(2, 3, 0).activity, t1);
-        assert_eq!(s.next_due(), Some(t1 + SAMPLE_EVERY), "still at the busy pace");
-        assert!(s.wants_subflows(5, &look(3, QUICK_SILENCE_MS, 0), t1), "silent: the core needs subflow times");
-        assert!(s.wants_subflows(5, &look(3, 3, 1), t1), "a retransmission");
-        assert!(s.wants_subflows(5, &look(3, 3, 0), t0 + FULL_EVERY), "now and then anyway");
+        assert!(!s.wants_subflows(5, &look(2, 3, 0), full, t1), "the counters suffice");
+        assert!(!s.wants_subflows(5, &look(2, 300, 0), full, t1), "silence too: the core judges it from them");
+        s.looked_quickly(5, look(2, 3, 0).activity, Duration::from_millis(37), t1);
+        assert_eq!(s.next_due(), Some(t1 + Duration::from_millis(37)), "at the pace asked");
+        assert!(s.wants_subflows(5, &look(3, 3, 1), full, t1), "a retransmission");
+        assert!(s.wants_subflows(5, &look(3, 3, 0), full, t0 + full), "now and then anyway");
+        let interactive = full_every(multipath::ServiceType::Interactive);
+        assert!(interactive < full && s.wants_subflows(5, &look(3, 3, 0), interactive, t0 + interactive));
         let two = Look { activity: Activity { subflows: 2, ..look(3, 3, 0).activity }, ..look(3, 3, 0) };
-        assert!(s.wants_subflows(5, &two, t1), "a subflow came or went");
+        assert!(s.wants_subflows(5, &two, full, t1), "a subflow came or went");
         let old_kernel = Look { heard_ms: None, ..look(3, 3, 0) };
-        assert!(s.wants_subflows(5, &old_kernel, t1), "no connection-level times: always");
+        assert!(s.wants_subflows(5, &old_kernel, full, t1), "no connection-level times: always");
+    }
+
+    /// A busy connection is looked at when its silence could first reach
+    /// the core's threshold, at once while it is silent, and never later
+    /// than the busy bound.
+    #[test]
+    fn busy_connections_are_looked_at_before_their_silence_could_matter() {
+        let ms = Duration::from_millis;
+        let now = Instant::now();
+        let watch = |t: u64| Some(SilenceWatch { threshold: ms(t), quiet_until: None });
+        assert_eq!(pace(watch(40), Some(5), now), ms(35));
+        assert_eq!(pace(watch(40), Some(38), now), SAMPLE_EVERY, "never sooner than the fast pace");
+        assert_eq!(pace(watch(40), Some(400), now), ms(40), "silent, and seen: until it could end and begin again");
+        let vouched = Some(SilenceWatch { threshold: ms(40), quiet_until: Some(now + ms(70)) });
+        assert_eq!(pace(vouched, Some(400), now), ms(70), "silent, and the path vouched for");
+        assert_eq!(pace(vouched, Some(5), now), ms(35), "not silent: vouching is dropped once data flows");
+        assert_eq!(pace(watch(400), Some(0), now), BUSY_AT_MOST);
+        assert_eq!(pace(None, Some(0), now), BUSY_AT_MOST, "aggregate: silence decides nothing");
+        assert_eq!(pace(watch(40), None, now), SAMPLE_EVERY, "no connection-level times");
     }
 
     #[test]
@@ -378,12 +453,12 @@ mod tests {
         s.add(3, t0);
         let mut now = t0;
         for _ in 0..100 {
-            s.measured(3, act(5), true, now);
+            s.measured(3, act(5), true, SAMPLE_EVERY, now);
             now += SAMPLE_EVERY;
         }
         assert_eq!(s.next_due(), Some(now - SAMPLE_EVERY + SAMPLE_EVERY), "never idle while data waits");
         s.remove(3);
         assert!(s.is_empty() && s.next_due().is_none() && s.due(now, 64).is_empty());
-        assert!(!s.looked(3, act(5), true, now));
+        assert!(!s.looked(3, act(5), true, || SAMPLE_EVERY, now));
     }
 }

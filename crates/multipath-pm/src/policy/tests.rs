@@ -789,6 +789,89 @@ fn a_still_connection_is_judged_on_its_aged_measurements() {
     assert!(sim.input(Input::Still { token: 77 }).is_empty());
 }
 
+/// Between measurements of its subflows, a busy connection is judged on
+/// when anything last arrived on it (its counters say): taken for the
+/// active path, so a steady flow is never probed and a silence is.
+#[test]
+fn a_connection_is_judged_between_measurements_on_when_anything_arrived() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    let threshold = |sim: &Sim| sim.core.silence_watch(TOKEN).map(|w| w.threshold);
+    assert_eq!(threshold(&sim), Some(PolicyConfig::default().silence), "before any samples");
+    sim.advance(Duration::from_millis(100));
+    assert!(sim.sample(&wifi_silent_for(5, wifi_sf, cell_sf)).is_empty());
+    assert_eq!(threshold(&sim), Some(Duration::from_millis(40)), "wifi's 20 ms RTT, twice");
+    // 300 ms of data flowing, looked at through the counters only.
+    for _ in 0..10 {
+        sim.advance(Duration::from_millis(30));
+        assert!(sim.input(Input::Heard { token: TOKEN, heard_ms: 3 }).is_empty());
+        assert_eq!(sim.core.poll_probe(), None, "data arrived 3 ms ago");
+    }
+    // Then nothing for 45 ms.
+    sim.advance(Duration::from_millis(45));
+    sim.input(Input::Heard { token: TOKEN, heard_ms: 45 });
+    assert_eq!(sim.core.poll_probe().map(|p| p.path), Some("wifi".into()), "the silence is probed");
+
+    // Silence decides nothing for aggregate: the driver need not hurry.
+    let mut aggregate = Sim::new(PolicyConfig::default());
+    aggregate.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    assert_eq!(threshold(&aggregate), None);
+    // A slow path's silence is judged on its own scale.
+    let (mut slow, cell_sf) = handover_ready();
+    slow.sample(&[sample(wifi_sf, 100), sample(cell_sf, 60)]);
+    assert_eq!(threshold(&slow), Some(Duration::from_millis(200)));
+}
+
+/// Under load, the echo waits in the same queue as the data: a loaded
+/// path answers late, and must not be taken for dead (1,000 busy
+/// connections on a full wifi once failed over 1,600 times in 5 s).
+#[test]
+fn a_loaded_path_is_given_the_time_its_queue_takes() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    sim.advance(Duration::from_millis(100));
+    // Base delay 20 ms, smoothed RTT 90 ms: a standing queue.
+    let loaded = SubflowSample { rtt_us: 90_000, last_data_recv_ms: 50, last_ack_recv_ms: 50, ..sample(wifi_sf, 20) };
+    sim.sample(&[loaded, sample(cell_sf, 60)]);
+    assert!(sim.core.poll_probe().is_some(), "silent by its base delay: probed");
+    assert!(sim.advance(Duration::from_millis(150)).is_empty(), "not dead before twice its queued RTT");
+    sim.input(Input::ProbeAnswered { token: TOKEN, path: "wifi".into() });
+    assert!(sim.advance(Duration::from_millis(200)).is_empty());
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+}
+
+/// Data on the active path after its probe left answers the probe: under
+/// load the echo waits in the same queue as the data, which may come
+/// first. The connection's counters are taken as that sign too (the
+/// others carry nothing while the active path works).
+#[test]
+fn data_after_a_probe_counts_as_its_answer() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    sim.advance(Duration::from_millis(100));
+    sim.sample(&wifi_silent_for(60, wifi_sf, cell_sf));
+    assert!(sim.core.poll_probe().is_some());
+    sim.advance(Duration::from_millis(30));
+    sim.sample(&wifi_silent_for(5, wifi_sf, cell_sf));
+    assert!(sim.advance(Duration::from_millis(200)).is_empty(), "wifi's own subflow answered");
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+
+    // The counters only: something arrived, taken to be on wifi; a
+    // silence after it is probed afresh.
+    let (mut sim, cell_sf) = handover_ready();
+    sim.advance(Duration::from_millis(100));
+    sim.sample(&wifi_silent_for(60, wifi_sf, cell_sf));
+    assert!(sim.core.poll_probe().is_some());
+    sim.advance(Duration::from_millis(30));
+    sim.input(Input::Heard { token: TOKEN, heard_ms: 5 });
+    assert!(sim.advance(Duration::from_millis(50)).is_empty(), "answered by the data");
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+    sim.input(Input::Heard { token: TOKEN, heard_ms: 60 });
+    assert!(sim.core.poll_probe().is_some(), "the new silence");
+    let cmds = sim.advance(Duration::from_millis(100));
+    assert_eq!(cmds.first(), Some(&Command::Remove { token: TOKEN, loc_id: 0 }), "unanswered: {cmds:?}");
+}
+
 #[test]
 fn a_long_idle_connection_asks_twice_before_leaving_its_path() {
     let (mut sim, cell_sf) = handover_ready();
