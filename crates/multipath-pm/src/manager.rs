@@ -501,7 +501,9 @@ impl Driver {
                 let _ = reply.send(self.adopt(&registered, Instant::now()));
             }
             Request::Managed { reply } => {
-                let managed = self.sampler.tokens().filter_map(|t| Some((t, self.core.service_of(t)?))).collect();
+                let mut managed: Vec<(u32, ServiceType)> =
+                    self.sampler.tokens().filter_map(|t| Some((t, self.core.service_of(t)?))).collect();
+                managed.sort_unstable();
                 let _ = reply.send(managed);
             }
             Request::ActivePath { token, reply } => {

@@ -301,21 +301,18 @@ impl Core {
             self.heard_on_active(token, arrived, now);
         }
         let Some(conn) = self.conns.get_mut(&token) else { return false };
-        let Some((at, samples)) = &conn.last_samples else { return false };
+        // Aged in place: thousands of these a second.
+        let Some((at, mut samples)) = conn.last_samples.take() else { return false };
         // Nothing arrived since the samples: every silence is that much
         // longer. Something did: at most that long ago.
-        let since = u32::try_from(now.duration_since(*at).as_millis()).unwrap_or(u32::MAX);
+        let since = u32::try_from(now.duration_since(at).as_millis()).unwrap_or(u32::MAX);
         let aged = |ms: u32| ms.saturating_add(since).min(heard_ms.unwrap_or(u32::MAX));
-        let aged: Vec<SubflowSample> = samples
-            .iter()
-            .map(|s| SubflowSample {
-                last_data_recv_ms: aged(s.last_data_recv_ms),
-                last_ack_recv_ms: aged(s.last_ack_recv_ms),
-                ..*s
-            })
-            .collect();
-        let probe = silence_probe(&self.config, &self.paths, &mut self.path_probes, token, conn, &aged, now);
-        conn.last_samples = Some((now, aged));
+        for s in &mut samples {
+            s.last_data_recv_ms = aged(s.last_data_recv_ms);
+            s.last_ack_recv_ms = aged(s.last_ack_recv_ms);
+        }
+        let probe = silence_probe(&self.config, &self.paths, &mut self.path_probes, token, conn, &samples, now);
+        conn.last_samples = Some((now, samples));
         probe.map(|p| self.probes.push_back(p)).is_some()
     }
 

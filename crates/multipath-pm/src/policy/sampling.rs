@@ -16,7 +16,7 @@
 //! one dump a second, and any data brings a connection back to the fast
 //! pace within a second.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// How often busy connections are measured.
@@ -153,7 +153,7 @@ pub enum Swept {
 /// The measuring schedule of every managed connection.
 #[derive(Debug, Default)]
 pub struct Sampler {
-    entries: BTreeMap<u32, Entry>,
+    entries: HashMap<u32, Entry>,
     /// When each connection is looked at next, earliest first.
     queue: BTreeSet<(Instant, u32)>,
 }
