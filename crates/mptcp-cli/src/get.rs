@@ -9,7 +9,7 @@ use clap::Args;
 use http::Method;
 use multipath::{ServiceType, TlsOptions};
 use multipath_http::content::{Sha256, HASH_HEADER};
-use multipath_http::{HttpError, HttpVersion, Response, Session, SessionConfig, TransactionMetrics};
+use multipath_http::{DecodeLimits, HttpError, HttpVersion, Response, Session, SessionConfig, TransactionMetrics};
 use serde::Serialize;
 
 /// How to connect: what `mptcp get` and `mptcp check` share.
@@ -42,6 +42,9 @@ pub struct ConnectArgs {
     /// Redirects followed at most.
     #[arg(long, default_value_t = 10)]
     pub max_redirects: usize,
+    /// Longest wait for the next piece of the body, in seconds (0: none).
+    #[arg(long, default_value_t = 60.0)]
+    pub read_timeout: f64,
     /// Receive buffer: `kernel` (autotuning; also `0`), a size such as `8M`, or
     /// `auto`: fixed at max(4 MiB, tcp_rmem's maximum) where net.core.rmem_max
     /// allows 4 MiB, else the kernel's.
@@ -80,6 +83,16 @@ pub struct GetArgs {
     /// Ask for a gzip or deflate body and decode it.
     #[arg(long)]
     pub compressed: bool,
+    /// With --compressed: most bytes the body may decode to (e.g. `2G`).
+    #[arg(long, value_name = "SIZE")]
+    pub max_decoded_size: Option<String>,
+    /// With --compressed: most decoded bytes per compressed byte, checked
+    /// beyond the first 16 MiB (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub max_decoded_ratio: u32,
+    /// Limit on the whole transfer, in seconds (0: none), as curl's -m.
+    #[arg(short = 'm', long, default_value_t = 0.0)]
+    pub max_time: f64,
     /// Do not check the body against the server's x-content-sha256 (saves
     /// the hashing, about a second of CPU per GB).
     #[arg(long)]
@@ -110,6 +123,9 @@ pub mod exit {
     pub const REDIRECTS: i32 = 12;
     /// HTTP status of 400 or more with --fail (as curl).
     pub const HTTP_STATUS: i32 = 22;
+    /// A body beyond a limit (--max-decoded-size, --max-decoded-ratio), as
+    /// curl's "maximum file size exceeded".
+    pub const TOO_LARGE: i32 = 63;
 }
 
 /// The exit code of a failed request.
@@ -124,6 +140,7 @@ pub fn exit_code(e: &HttpError) -> i32 {
         HttpError::Timeout(_) => exit::TIMEOUT,
         HttpError::MultipathUnavailable(_) => exit::NOT_MULTIPATH,
         HttpError::TooManyRedirects(_) => exit::REDIRECTS,
+        HttpError::TooLarge(_) => exit::TOO_LARGE,
         HttpError::Io(_) => exit::IO,
         _ => exit::PROTOCOL,
     }
@@ -131,6 +148,11 @@ pub fn exit_code(e: &HttpError) -> i32 {
 
 /// The session `args` describe; `compressed` asks for gzip/deflate bodies.
 pub fn session(args: &ConnectArgs, compressed: bool) -> Result<Session> {
+    session_with(args, compressed, DecodeLimits::default())
+}
+
+/// [`session`], with bounds on decoding compressed bodies.
+fn session_with(args: &ConnectArgs, compressed: bool, limits: DecodeLimits) -> Result<Session> {
     let mut tls = TlsOptions::new();
     if let Some(path) = &args.cacert {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -157,7 +179,9 @@ pub fn session(args: &ConnectArgs, compressed: bool) -> Result<Session> {
             .timeout(secs(args.timeout))
             .connect_timeout(secs(args.connect_timeout))
             .max_redirects(args.max_redirects)
+            .read_timeout(secs(args.read_timeout))
             .decompress(compressed)
+            .decode_limits(limits)
             .recv_buffer_size(recv_buffer(&args.recv_buffer)?)
             .user_agent(concat!("mptcp-get/", env!("CARGO_PKG_VERSION"))),
     ))
@@ -212,7 +236,18 @@ struct Summary {
 }
 
 pub fn run(args: GetArgs) -> Result<()> {
-    exit_with(get(&args))
+    let limit = Duration::try_from_secs_f64(args.max_time).ok().filter(|d| !d.is_zero());
+    exit_with(async {
+        match limit {
+            // On expiry the transfer's future is dropped, and with it the
+            // temporary file.
+            Some(limit) => tokio::time::timeout(limit, get(&args)).await.unwrap_or_else(|_| {
+                eprintln!("error: the transfer took longer than --max-time {}", args.max_time);
+                Ok(exit::TIMEOUT)
+            }),
+            None => get(&args).await,
+        }
+    })
 }
 
 /// Runs `work` on this thread and exits with the code it returns, unless 0.
@@ -232,7 +267,16 @@ pub fn exit_with(work: impl std::future::Future<Output = Result<i32>>) -> Result
 
 /// Runs the request; the process exit code.
 async fn get(args: &GetArgs) -> Result<i32> {
-    let session = session(&args.connect, args.compressed)?;
+    let bad_request = |why: String| {
+        eprintln!("error: {why}");
+        Ok(exit::BAD_REQUEST)
+    };
+    let max_size = match args.max_decoded_size.as_deref().map(multipath_http::content::parse_size).transpose() {
+        Ok(size) => size,
+        Err(e) => return bad_request(format!("--max-decoded-size: {e}")),
+    };
+    let limits = DecodeLimits { max_size, max_ratio: Some(args.max_decoded_ratio).filter(|&r| r > 0) };
+    let session = session_with(&args.connect, args.compressed, limits)?;
     let body = match &args.data {
         Some(d) => Some(match d.strip_prefix('@') {
             Some(path) => std::fs::read(path).with_context(|| format!("reading {path}"))?,
@@ -241,13 +285,18 @@ async fn get(args: &GetArgs) -> Result<i32> {
         None => None,
     };
     let method = match &args.method {
-        Some(m) => Method::from_bytes(m.as_bytes()).with_context(|| format!("{m:?} is not an HTTP method"))?,
+        Some(m) => match Method::from_bytes(m.as_bytes()) {
+            Ok(m) => m,
+            Err(_) => return bad_request(format!("{m:?} is not an HTTP method")),
+        },
         None if body.is_some() => Method::POST,
         None => Method::GET,
     };
     let mut request = session.request(method, &args.url);
     for h in &args.headers {
-        let (name, value) = h.split_once(':').with_context(|| format!("header {h:?} is not `Name: value`"))?;
+        let Some((name, value)) = h.split_once(':') else {
+            return bad_request(format!("header {h:?} is not `Name: value`"));
+        };
         request = request.header(name.trim(), value.trim());
     }
     if let Some(body) = body {
@@ -259,6 +308,12 @@ async fn get(args: &GetArgs) -> Result<i32> {
         Err(e) => return Ok(failed(&e)),
     };
     let status = response.status().as_u16();
+    if args.fail && status >= 400 {
+        // As curl's -f: nothing of the error page is written, and an
+        // existing output file stays as it was.
+        eprintln!("error: the server answered {}", response.status());
+        return Ok(exit::HTTP_STATUS);
+    }
     let mut sink = Sink::open(args.output.as_deref(), !args.json)?;
     let expected = response.headers().get(HASH_HEADER).and_then(|h| h.to_str().ok()).map(str::to_owned);
     let expected = expected.filter(|_| !args.no_verify);
@@ -289,9 +344,6 @@ async fn get(args: &GetArgs) -> Result<i32> {
     if verified == Some(false) {
         eprintln!("error: the body does not match the server's {HASH_HEADER}");
         return Ok(exit::INTEGRITY);
-    }
-    if args.fail && status >= 400 {
-        return Ok(exit::HTTP_STATUS);
     }
     Ok(0)
 }

@@ -226,18 +226,208 @@ fn json_summary_and_check_agree_with_the_server() {
 #[test]
 fn each_kind_of_failure_has_its_exit_code() {
     let refused = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let cases: [(&[&str], i32); 4] = [
+    let cases: [(&[&str], i32); 5] = [
         (&["get", "ftp://example.com/"], 3),
         (&["get", "http://exa mple/"], 3),
-        (&["get", "-H", "no colon", "http://127.0.0.1/"], 1),
+        (&["get", "-H", "no colon", "http://127.0.0.1/"], 3),
+        (&["get", "-X", "G E T", "http://127.0.0.1/"], 3),
         (&["get", "--connect-timeout", "5", &format!("http://{refused}/")], 5),
     ];
     for (args, expected) in cases {
         let o = mptcp(args);
         assert_eq!(code(&o), expected, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        assert!(!o.stderr.is_empty(), "{args:?}: an error message");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.starts_with("error: "), "{args:?}: one error message: {err}");
+        assert!(!err.contains("backtrace") && !err.contains("Stack"), "{args:?}: no backtrace: {err}");
     }
     let server = Server::start();
     let o = mptcp(&["get", "-f", "-s", &format!("http://{}/nothing-here", server.addr)]);
     assert_eq!(code(&o), 22, "--fail on 404");
+}
+
+/// A loopback server at `ip`, handing each connection to `handle` on a
+/// thread of its own.
+fn scripted_server(ip: &str, handle: impl Fn(std::net::TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::sync::Arc::new(handle);
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(sock) = sock else { return };
+            let handle = handle.clone();
+            std::thread::spawn(move || handle(sock));
+        }
+    });
+    addr
+}
+
+/// Reads a request head (up to the blank line).
+fn read_head(sock: &mut std::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match sock.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Credentials given for one host never follow a redirect to another
+/// (nor to another port or scheme); on the same host they do.
+#[test]
+fn credentials_stay_with_the_host_they_were_given_for() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let other = scripted_server("127.0.0.2", move |mut sock| {
+        record.lock().unwrap().push(read_head(&mut sock));
+        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+    });
+    let first = scripted_server("127.0.0.1", move |mut sock| {
+        let head = read_head(&mut sock);
+        let to = if head.starts_with("GET /same") {
+            "/landing".to_owned()
+        } else if head.starts_with("GET /landing") {
+            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            assert!(head.contains("authorization: Bearer X") && head.contains("cookie: s=1"), "same host: {head}");
+            return;
+        } else {
+            format!("http://{other}/elsewhere")
+        };
+        let _ = sock.write_all(format!("HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\n\r\n").as_bytes());
+    });
+    for path in ["same", "away"] {
+        let url = format!("http://{first}/{path}");
+        let o = mptcp(&["get", "-s", "-H", "Authorization: Bearer X", "-H", "Cookie: s=1", &url]);
+        assert_eq!(code(&o), 0, "{path}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let head = seen[0].to_ascii_lowercase();
+    assert!(head.starts_with("get /elsewhere"), "{head}");
+    assert!(!head.contains("authorization") && !head.contains("cookie"), "credentials followed: {head}");
+}
+
+/// `-f -o FILE` on an error status leaves FILE as it was.
+#[test]
+fn a_failed_status_leaves_the_output_file_alone() {
+    let server = Server::start();
+    let scratch = Scratch::new("fail-keep");
+    let target = scratch.0.join("keep.txt");
+    std::fs::write(&target, "precious").unwrap();
+    let url = format!("http://{}/nothing-here", server.addr);
+    let o = mptcp(&["get", "-f", "-s", "-o", target.to_str().unwrap(), &url]);
+    assert_eq!(code(&o), 22, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+    assert_eq!(scratch.entries(), ["keep.txt"]);
+}
+
+/// A server that accepts and then says nothing: `--connect-timeout` covers
+/// the TLS handshake, as documented.
+#[test]
+fn the_connect_timeout_covers_the_tls_handshake() {
+    let silent = scripted_server("127.0.0.1", |sock| {
+        std::thread::sleep(Duration::from_secs(30));
+        drop(sock);
+    });
+    let started = Instant::now();
+    let o = mptcp(&["get", "--connect-timeout", "1", "--timeout", "20", &format!("https://{silent}/")]);
+    assert_eq!(code(&o), 7, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+}
+
+/// A body that never ends, or stalls: --max-time and --read-timeout end
+/// the transfer, and nothing is left under the output's name.
+#[test]
+fn endless_and_stalled_bodies_meet_their_time_limits() {
+    let endless = scripted_server("127.0.0.1", |mut sock| {
+        read_head(&mut sock);
+        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n");
+        while sock.write_all(b"400\r\n").is_ok()
+            && sock.write_all(&[b'x'; 1024]).is_ok()
+            && sock.write_all(b"\r\n").is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let stalled = scripted_server("127.0.0.1", |mut sock| {
+        read_head(&mut sock);
+        let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhalf");
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let scratch = Scratch::new("time-limits");
+    let out = scratch.0.join("out");
+    for (args, addr) in [(["--max-time", "1"], endless), (["--read-timeout", "1"], stalled)] {
+        let started = Instant::now();
+        let url = format!("http://{addr}/");
+        let o = mptcp(&["get", "-s", args[0], args[1], "-o", out.to_str().unwrap(), &url]);
+        assert_eq!(code(&o), 7, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(started.elapsed() < Duration::from_secs(8), "{args:?} took {:?}", started.elapsed());
+        assert!(scratch.entries().is_empty(), "{args:?}: {:?}", scratch.entries());
+    }
+}
+
+/// A redirect loop against a server that closes each connection without
+/// saying so ends as a redirect loop, every time, not a broken pipe.
+#[test]
+fn a_redirect_loop_is_reported_as_one_whatever_the_server_does_with_connections() {
+    let looping = scripted_server("127.0.0.1", |mut sock| {
+        read_head(&mut sock);
+        let _ = sock.write_all(b"HTTP/1.1 302 Found\r\nlocation: /again\r\ncontent-length: 5\r\n\r\nagain");
+        // Closed without `connection: close`.
+    });
+    for run in 0..10 {
+        let o = mptcp(&["get", "-s", &format!("http://{looping}/")]);
+        assert_eq!(code(&o), 12, "run {run}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// A gzip bomb (64 MiB of zeros in ~64 KiB) is stopped by the ratio limit,
+/// and by a size limit when one is given; a normal compressed body is not.
+#[test]
+fn a_decompression_bomb_is_stopped() {
+    let zeros = Command::new("sh")
+        .args(["-c", "head -c 67108864 /dev/zero | gzip -c"])
+        .output()
+        .expect("gzip (Debian's gzip package) runs")
+        .stdout;
+    assert!(zeros.len() < 1 << 20, "{} bytes", zeros.len());
+    let bomb: &'static [u8] = Box::leak(
+        [
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                zeros.len()
+            )
+            .into_bytes(),
+            zeros,
+        ]
+        .concat()
+        .into_boxed_slice(),
+    );
+    let addr = canned_server(bomb);
+    let scratch = Scratch::new("bomb");
+    let out = scratch.0.join("out");
+    let url = format!("http://{addr}/");
+    let o = mptcp(&["get", "-s", "--compressed", "-o", out.to_str().unwrap(), &url]);
+    assert_eq!(code(&o), 63, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("to 1"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(scratch.entries().is_empty(), "{:?}", scratch.entries());
+    let o = mptcp(&[
+        "get",
+        "-s",
+        "--compressed",
+        "--max-decoded-ratio",
+        "0",
+        "--max-decoded-size",
+        "1M",
+        "-o",
+        out.to_str().unwrap(),
+        &url,
+    ]);
+    assert_eq!(code(&o), 63, "{}", String::from_utf8_lossy(&o.stderr));
+    // Without limits it decodes whole.
+    let o = mptcp(&["get", "-s", "--compressed", "--max-decoded-ratio", "0", "-o", out.to_str().unwrap(), &url]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), 64 << 20);
 }

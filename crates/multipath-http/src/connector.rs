@@ -56,12 +56,21 @@ impl MptcpConnector {
         &self.params
     }
 
-    /// Opens a connection to the URI's host and port.
+    /// Opens a connection to the URI's host and port. The parameters'
+    /// connect timeout covers the TLS handshake too: a server that accepts
+    /// and then says nothing is as unreachable as one that never answers.
     pub async fn connect(&self, uri: &Uri) -> Result<MptcpStream, HttpError> {
         let (endpoint, secure) = target(uri)?;
         if secure {
+            let started = tokio::time::Instant::now();
             let conn = Connection::connect(endpoint.clone(), &self.params).await?;
-            let tls = TlsConnection::handshake(conn, &endpoint, &self.tls).await?;
+            let handshake = TlsConnection::handshake(conn, &endpoint, &self.tls);
+            let tls = match self.params.timeout() {
+                Some(limit) => tokio::time::timeout_at(started + limit, handshake)
+                    .await
+                    .map_err(|_| HttpError::Timeout(limit))??,
+                None => handshake.await?,
+            };
             Ok(MptcpStream::new(Inner::Tls(Box::new(TokioIo::new(tls)))))
         } else {
             let conn = Connection::connect(endpoint, &self.params).await?;

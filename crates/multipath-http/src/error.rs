@@ -53,6 +53,10 @@ pub enum HttpError {
     /// headers, a connection closed mid-body, a refused stream.
     #[error("HTTP protocol error: {0}")]
     Protocol(String),
+    /// A body beyond a configured limit: a compressed body that decodes
+    /// to more than the session allows, in size or in ratio.
+    #[error("body too large: {0}")]
+    TooLarge(String),
     /// Redirects beyond the configured limit.
     #[error("more than {0} redirects")]
     TooManyRedirects(usize),

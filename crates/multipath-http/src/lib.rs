@@ -26,4 +26,6 @@ mod session;
 
 pub use connector::{ConnectionInfo, MptcpConnector, MptcpStream};
 pub use error::HttpError;
-pub use session::{HttpVersion, RequestBody, RequestBuilder, Response, Session, SessionConfig, TransactionMetrics};
+pub use session::{
+    DecodeLimits, HttpVersion, RequestBody, RequestBuilder, Response, Session, SessionConfig, TransactionMetrics,
+};

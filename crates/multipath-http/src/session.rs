@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, LOCATION, USER_AGENT};
+use http::header::{
+    HeaderName, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE,
+    LOCATION, PROXY_AUTHORIZATION, USER_AGENT,
+};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -48,7 +51,32 @@ pub struct SessionConfig {
     user_agent: String,
     path_manager: Option<Arc<dyn Enforcer>>,
     decompress: bool,
+    decode_limits: DecodeLimits,
     recv_buffer: Option<usize>,
+}
+
+/// Bounds on decoding a compressed body: a few megabytes of gzip can
+/// decode to gigabytes (a "gzip bomb").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Most bytes a body may decode to; `None`: no limit.
+    pub max_size: Option<u64>,
+    /// Most decoded bytes per compressed byte, checked once
+    /// [`DecodeLimits::RATIO_AFTER`] bytes are decoded (text compresses 3 to
+    /// 10 times, repetitive logs rarely beyond 100; deflate's ceiling is
+    /// about 1,030); `None`: no limit.
+    pub max_ratio: Option<u32>,
+}
+
+impl DecodeLimits {
+    /// Decoded bytes before the ratio is checked: small bodies never trip it.
+    pub const RATIO_AFTER: u64 = 16 << 20;
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits { max_size: None, max_ratio: Some(200) }
+    }
 }
 
 impl Default for SessionConfig {
@@ -65,6 +93,7 @@ impl Default for SessionConfig {
             user_agent: concat!("multipath/", env!("CARGO_PKG_VERSION")).into(),
             path_manager: None,
             decompress: false,
+            decode_limits: DecodeLimits::default(),
             recv_buffer: None,
         }
     }
@@ -133,6 +162,13 @@ impl SessionConfig {
     /// as in curl (`--compressed`).
     pub fn decompress(mut self, on: bool) -> Self {
         self.decompress = on;
+        self
+    }
+
+    /// Bounds on decoding compressed bodies (default: at most 200 decoded
+    /// bytes per compressed byte beyond the first 16 MiB).
+    pub fn decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.decode_limits = limits;
         self
     }
 
@@ -325,7 +361,7 @@ impl RequestBuilder<'_> {
     /// Sends the request, following redirects, and returns the response
     /// once its head has arrived.
     pub async fn send(self) -> Result<Response, HttpError> {
-        let RequestBuilder { session, mut method, uri, headers, body, timeout, invalid } = self;
+        let RequestBuilder { session, mut method, uri, mut headers, body, timeout, invalid } = self;
         if let Some(reason) = invalid {
             return Err(HttpError::InvalidRequest(reason));
         }
@@ -364,6 +400,7 @@ impl RequestBuilder<'_> {
                         return Err(HttpError::TooManyRedirects(config.max_redirects));
                     }
                     let next = resolve(&uri, &location)?;
+
                     // 303 (and 301/302 after a POST, as browsers do) become
                     // GET without a body; 307/308 resend the same request,
                     // which needs a body that can be sent again.
@@ -375,7 +412,22 @@ impl RequestBuilder<'_> {
                         }
                     } else if status == StatusCode::SEE_OTHER || method == Method::POST {
                         method = Method::GET;
+                        // The body is gone, and what described it.
+                        headers.remove(CONTENT_TYPE);
+                        headers.remove(CONTENT_LENGTH);
                     }
+                    if origin(&next) != origin(&uri) {
+                        // Credentials were given for the host asked, not for
+                        // wherever it points (curl does the same).
+                        for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION] {
+                            headers.remove(name);
+                        }
+                    }
+                    // Read what little the redirect says, so its connection
+                    // goes back to the pool only if the server kept it open
+                    // (a pooled connection the server had closed made the
+                    // next request fail with a broken pipe).
+                    drain(response).await;
                     redirects += 1;
                     uri = next;
                     continue;
@@ -398,6 +450,10 @@ impl RequestBuilder<'_> {
         };
         Ok(Response {
             decoder,
+            pending: Bytes::new(),
+            limits: config.decode_limits,
+            decoded_from: 0,
+            decoded: 0,
             status: parts.status,
             version: parts.version,
             headers: parts.headers,
@@ -410,6 +466,23 @@ impl RequestBuilder<'_> {
             waiting: false,
         })
     }
+}
+
+/// Scheme, host and port: what credentials are given for.
+fn origin(uri: &Uri) -> (Option<&str>, Option<&str>, Option<u16>) {
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    });
+    (uri.scheme_str(), uri.host(), port)
+}
+
+/// Reads and drops a response body of at most 64 KiB within a second;
+/// larger or slower ones are dropped unread (their connection is closed).
+async fn drain(response: http::Response<Incoming>) {
+    let body = http_body_util::Limited::new(response.into_body(), 64 * 1024);
+    let _ = tokio::time::timeout(Duration::from_secs(1), body.collect()).await;
 }
 
 /// `location` resolved against the URL that answered with it.
@@ -480,6 +553,12 @@ pub struct Response {
     read_timeout: Option<Duration>,
     /// Decodes a compressed body, when the session asked for one.
     decoder: Option<Decoder>,
+    /// Compressed bytes received and not decoded yet.
+    pending: Bytes,
+    limits: DecodeLimits,
+    /// Compressed bytes decoded, and what they decoded to.
+    decoded_from: u64,
+    decoded: u64,
     /// The read timeout's timer, made once.
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Whether the timer runs (the body is being waited for).
@@ -529,22 +608,56 @@ impl Response {
 
     /// The next piece of the body; `None` at its end. A body cut short (the
     /// server closed mid-way) is an error, never a silent end.
+    /// A compressed body is decoded a kilobyte at a time into pieces of at
+    /// most 256 KiB, within the session's [`DecodeLimits`].
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
+        if self.decoder.is_none() {
+            return self.raw_chunk().await;
+        }
         loop {
-            let raw = self.raw_chunk().await?;
-            let Some(decoder) = &mut self.decoder else { return Ok(raw) };
-            let decoded = match raw {
-                Some(bytes) => decoder.write(&bytes)?,
-                None => {
-                    let rest = decoder.finish()?;
-                    self.decoder = None;
-                    return Ok((!rest.is_empty()).then(|| Bytes::from(rest)));
+            if self.pending.is_empty() {
+                match self.raw_chunk().await? {
+                    Some(bytes) => self.pending = bytes,
+                    None => {
+                        let rest = self.decoder.take().map(|mut d| d.finish()).transpose()?.unwrap_or_default();
+                        self.account(0, rest.len())?;
+                        return Ok((!rest.is_empty()).then(|| Bytes::from(rest)));
+                    }
                 }
-            };
-            if !decoded.is_empty() {
-                return Ok(Some(Bytes::from(decoded)));
+            }
+            let Some(decoder) = &mut self.decoder else { return Ok(None) };
+            let mut out = Vec::new();
+            let mut used = 0;
+            // A kilobyte of deflate decodes to at most ~1 MB: memory stays
+            // bounded whatever the ratio.
+            while !self.pending.is_empty() && out.len() < DECODED_PIECE {
+                let piece = self.pending.split_to(self.pending.len().min(1024));
+                used += piece.len();
+                out.extend(decoder.write(&piece)?);
+            }
+            self.account(used, out.len())?;
+            if !out.is_empty() {
+                return Ok(Some(Bytes::from(out)));
             }
         }
+    }
+
+    /// Counts `compressed` bytes decoded to `decoded`, against the limits.
+    fn account(&mut self, compressed: usize, decoded: usize) -> Result<(), HttpError> {
+        self.decoded_from += compressed as u64;
+        self.decoded += decoded as u64;
+        if let Some(max) = self.limits.max_size.filter(|&m| self.decoded > m) {
+            return Err(HttpError::TooLarge(format!("the compressed body decodes to more than {max} bytes")));
+        }
+        if let Some(ratio) = self.limits.max_ratio {
+            if self.decoded > DecodeLimits::RATIO_AFTER && self.decoded > u64::from(ratio) * self.decoded_from.max(1) {
+                return Err(HttpError::TooLarge(format!(
+                    "{} compressed bytes decode to {} (more than {ratio} to 1): a decompression bomb?",
+                    self.decoded_from, self.decoded
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The next piece of the body as it came over the wire.
@@ -605,6 +718,9 @@ impl Response {
         Ok(String::from_utf8_lossy(&self.bytes().await?).into_owned())
     }
 }
+
+/// Most bytes of decoded body handed out at once.
+const DECODED_PIECE: usize = 256 * 1024;
 
 /// A streaming decoder of `Content-Encoding: gzip` or `deflate`.
 enum Decoder {
@@ -697,5 +813,15 @@ mod tests {
         assert_eq!(r("//c.example/y").unwrap(), "https://c.example/y");
         assert!(r("http://").is_err());
         assert!(r("ftp://x/").is_err());
+        // Credentials stay within scheme, host and port.
+        let o = |u: &str| {
+            let uri: Uri = u.parse().unwrap();
+            let (scheme, host, port) = origin(&uri);
+            (scheme.map(str::to_owned), host.map(str::to_owned), port)
+        };
+        assert_eq!(o("https://a.example/x"), o("https://a.example:443/y"));
+        assert_ne!(o("https://a.example/"), o("http://a.example/"));
+        assert_ne!(o("http://a.example/"), o("http://a.example:8080/"));
+        assert_ne!(o("http://a.example/"), o("http://b.example/"));
     }
 }
