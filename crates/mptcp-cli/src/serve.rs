@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use multipath_http::server::{CheckServer, ServerTls};
+use multipath_http::server::{CheckServer, ServerLimits, ServerTls};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -30,6 +31,49 @@ pub struct ServeArgs {
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Seconds a client has to send a request's head; also the longest an
+    /// HTTP/1.1 connection may sit idle between requests.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds without a byte in either direction after which a connection
+    /// is closed (a silent client, an idle one, a download nobody reads).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    idle_timeout: f64,
+    /// Seconds a client has to complete the TLS handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Connections at once; beyond, new ones wait in the kernel's backlog.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Connections at once from one client address; beyond, they are closed.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_per_client: usize,
+    /// Seconds requests in flight may take after SIGINT/SIGTERM before their
+    /// connections are cut (a second signal stops at once).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    grace: f64,
+}
+
+impl ServeArgs {
+    fn limits(&self) -> Result<ServerLimits> {
+        let secs = |name: &str, s: f64| {
+            Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| format!("--{name} {s}: a positive number of seconds"))
+        };
+        if self.max_connections == 0 || self.max_per_client == 0 {
+            bail!("--max-connections and --max-per-client must be at least 1");
+        }
+        Ok(ServerLimits {
+            header_read: secs("header-timeout", self.header_timeout)?,
+            handshake: secs("handshake-timeout", self.handshake_timeout)?,
+            idle: secs("idle-timeout", self.idle_timeout)?,
+            connections: self.max_connections,
+            per_client: self.max_per_client,
+            grace: Duration::try_from_secs_f64(self.grace).context("--grace: a number of seconds")?,
+        })
+    }
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -41,6 +85,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    let limits = args.limits()?;
     let http = if args.http.is_empty() && args.https.is_empty() {
         vec!["0.0.0.0:8080".parse().expect("valid")]
     } else {
@@ -62,7 +107,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listeners = http.iter().map(|a| (*a, None)).chain(args.https.iter().map(|a| (*a, tls.clone())));
     for (addr, tls) in listeners {
         let secure = tls.is_some();
-        let server = CheckServer::bind(addr, tls).with_context(|| format!("listening on {addr}"))?;
+        let server = CheckServer::bind(addr, tls).with_context(|| format!("listening on {addr}"))?.limits(limits);
         let scheme = if secure { "https" } else { "http" };
         eprintln!("serving {scheme}://{}", server.local_addr()?);
         let mut stop = stop_rx.clone();
@@ -80,10 +125,23 @@ async fn serve(args: ServeArgs) -> Result<()> {
             r.context("server task")?.context("server")?;
         }
     }
-    eprintln!("stopping: finishing requests in flight");
+    eprintln!("stopping: finishing requests in flight for at most {:?} (signal again to stop now)", limits.grace);
     let _ = stop_tx.send(true);
-    while let Some(r) = servers.join_next().await {
-        r.context("server task")?.context("server")?;
+    let drain = async {
+        while let Some(r) = servers.join_next().await {
+            r.context("server task")?.context("server")?;
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        r = drain => r,
+        _ = int.recv() => now(),
+        _ = term.recv() => now(),
     }
-    Ok(())
+}
+
+/// A second signal: stop at once.
+fn now() -> Result<()> {
+    eprintln!("stopped at once");
+    std::process::exit(130)
 }

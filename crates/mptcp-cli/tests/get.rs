@@ -47,10 +47,16 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with("--http", &[])
+    }
+
+    /// `mptcp serve LISTEN ADDR` (`--http` or `--https`) with `extra` flags.
+    fn start_with(listen: &str, extra: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let child = Command::new(MPTCP)
-            .args(["serve", "--http", &addr.to_string(), "--threads", "1"])
+            .args(["serve", listen, &addr.to_string(), "--threads", "1"])
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -430,4 +436,123 @@ fn a_decompression_bomb_is_stopped() {
     let o = mptcp(&["get", "-s", "--compressed", "--max-decoded-ratio", "0", "-o", out.to_str().unwrap(), &url]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::metadata(&out).unwrap().len(), 64 << 20);
+}
+
+/// Whether the server closes `sock` within `within` (reads until EOF).
+fn closed_within(sock: &mut std::net::TcpStream, within: Duration) -> bool {
+    sock.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Clients that say nothing, say it slowly, sit idle after a request, or
+/// never finish a TLS handshake are all closed after their time limits.
+#[test]
+fn serve_closes_silent_slow_and_idle_clients() {
+    let server = Server::start_with("--http", &["--header-timeout", "1", "--idle-timeout", "1"]);
+    let mut silent = std::net::TcpStream::connect(server.addr).unwrap();
+    let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+    let mut idle = std::net::TcpStream::connect(server.addr).unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nuser-agent: curl\r\n\r\n").unwrap();
+    let mut got = [0u8; 64];
+    assert!(idle.read(&mut got).unwrap() > 0, "answered");
+    let dripping = std::thread::spawn(move || {
+        slow.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        for _ in 0..20 {
+            if slow.write_all(b"x").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        closed_within(&mut slow, Duration::from_secs(3))
+    });
+    assert!(closed_within(&mut silent, Duration::from_secs(4)), "a silent client is closed");
+    assert!(closed_within(&mut idle, Duration::from_secs(4)), "an idle kept-alive connection is closed");
+    assert!(dripping.join().unwrap(), "a slowloris client is closed");
+
+    let tls = Server::start_with("--https", &["--handshake-timeout", "1"]);
+    let mut mute = std::net::TcpStream::connect(tls.addr).unwrap();
+    assert!(closed_within(&mut mute, Duration::from_secs(4)), "a client that never completes TLS is closed");
+}
+
+/// One address gets at most --max-per-client connections; the others are
+/// closed at once while the first ones still work.
+#[test]
+fn serve_limits_connections_per_client() {
+    let server = Server::start_with("--http", &["--max-per-client", "3"]);
+    let held: Vec<_> = (0..3).map(|_| std::net::TcpStream::connect(server.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200)); // accepted, counted
+    let mut extra = std::net::TcpStream::connect(server.addr).unwrap();
+    assert!(closed_within(&mut extra, Duration::from_secs(2)), "the fourth is closed");
+    let mut first = &held[0];
+    first.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nuser-agent: curl\r\n\r\n").unwrap();
+    let mut got = [0u8; 64];
+    assert!(first.read(&mut got).unwrap() > 0, "the first three still work");
+}
+
+/// SIGTERM stops the server within its grace period, whatever clients
+/// hold (a half-sent head, a download read slowly); a second signal stops
+/// it at once.
+#[test]
+fn serve_stops_within_its_grace_period() {
+    for (grace, signals, within) in [("1", 1, Duration::from_secs(4)), ("60", 2, Duration::from_secs(3))] {
+        let mut server = Server::start_with("--http", &["--grace", grace, "--header-timeout", "60"]);
+        let mut half = std::net::TcpStream::connect(server.addr).unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\nhost:").unwrap();
+        let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+        slow.write_all(b"GET /files/1G HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut got = [0u8; 1024];
+        slow.read_exact(&mut got).unwrap(); // the download has begun
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        for _ in 0..signals {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        loop {
+            if server.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(started.elapsed() < within, "grace {grace}, {signals} signal(s): still running");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop((half, slow));
+    }
+}
+
+/// `HEAD` of a huge file costs the server nothing: no hash is made for
+/// it, and files beyond 256 MiB get none (a GET's first byte would wait
+/// for it); smaller ones carry theirs.
+#[test]
+fn serve_spends_no_hashing_on_head_or_huge_files() {
+    let server = Server::start();
+    let ask = |method: &str, path: &str| {
+        let mut sock = std::net::TcpStream::connect(server.addr).unwrap();
+        sock.write_all(format!("{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && sock.read(&mut byte).unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).to_ascii_lowercase()
+    };
+    let started = Instant::now();
+    for n in 0..4 {
+        let head = ask("HEAD", &format!("/files/200000000{n}"));
+        assert!(head.contains("content-length: 200000000") && !head.contains("x-content-sha256"), "{head}");
+    }
+    let huge = ask("GET", "/files/300M");
+    assert!(huge.starts_with("http/1.1 200") && !huge.contains("x-content-sha256"), "{huge}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    let small = ask("GET", "/files/1M");
+    assert!(small.contains("x-content-sha256"), "{small}");
+    assert!(ask("HEAD", "/files/1M").contains("x-content-sha256"), "known by now: sent with HEAD too");
 }

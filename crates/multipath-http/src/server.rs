@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
@@ -19,7 +20,7 @@ use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use multipath::{Listener, Parameters, ServiceType, Telemetry};
 use rustls::pki_types::pem::PemObject;
@@ -102,19 +103,87 @@ fn fingerprint(cert: &CertificateDer<'_>) -> String {
     hex.as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":")
 }
 
-/// SHA-256 of each file size served, computed once (a blocking task: 1 GB
-/// takes about a second) and shared by concurrent first requests.
+/// SHA-256 of each file size served, computed once (a blocking task:
+/// ~0.6 s of CPU per GB) and shared by concurrent first requests. Only
+/// sizes up to [`HASHED_UP_TO`] get a hash: beyond, the wait before the
+/// first byte and the CPU a client could make the server spend (a `HEAD`
+/// costs nothing) are not worth it. At most [`HASHES_KEPT`] are kept.
 #[derive(Default)]
 struct HashCache(Mutex<HashMap<u64, Arc<tokio::sync::OnceCell<String>>>>);
 
+/// The largest file whose hash is sent (~0.15 s of CPU).
+pub const HASHED_UP_TO: u64 = 256 << 20;
+/// Hashes kept: 64 bytes each, and a size's hash is cheap to make again.
+const HASHES_KEPT: usize = 4096;
+
 impl HashCache {
-    async fn get(&self, size: u64) -> String {
-        let cell = self.0.lock().unwrap_or_else(|e| e.into_inner()).entry(size).or_default().clone();
-        cell.get_or_init(|| async move {
-            tokio::task::spawn_blocking(move || content::sha256_hex(size)).await.unwrap_or_default()
-        })
-        .await
-        .clone()
+    /// The hash of `size`, computed if need be (and `compute`), or `None`
+    /// beyond [`HASHED_UP_TO`] or when not known yet and not to be computed.
+    async fn get(&self, size: u64, compute: bool) -> Option<String> {
+        if size > HASHED_UP_TO {
+            return None;
+        }
+        let cell = {
+            let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(cell) = cache.get(&size) {
+                cell.clone()
+            } else if !compute {
+                return None;
+            } else {
+                if cache.len() >= HASHES_KEPT {
+                    // Any one: sizes asked for are not a working set worth
+                    // tracking, and each is cheap to hash again.
+                    let victim = *cache.keys().next().expect("full");
+                    cache.remove(&victim);
+                }
+                cache.entry(size).or_default().clone()
+            }
+        };
+        if !compute {
+            return cell.get().cloned();
+        }
+        let hash = cell
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || content::sha256_hex(size)).await.unwrap_or_default()
+            })
+            .await;
+        Some(hash.clone())
+    }
+}
+
+/// What a server allows each client, each with a default that a browser
+/// or `mptcp get` never meets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// To send a request's head; also the longest an HTTP/1.1 connection
+    /// may sit idle between requests. Default 10 s.
+    pub header_read: Duration,
+    /// To complete the TLS handshake. Default 10 s.
+    pub handshake: Duration,
+    /// Connections at once; beyond, new ones wait in the kernel's backlog.
+    /// Default 10,000.
+    pub connections: usize,
+    /// Connections at once from one client address. Default 256.
+    pub per_client: usize,
+    /// No byte in either direction for this long closes a connection: a
+    /// client that connects and says nothing, a kept-alive one left idle, a
+    /// download nobody reads. Default 60 s.
+    pub idle: Duration,
+    /// After the server is told to stop, how long requests in flight may
+    /// take before their connections are cut. Default 5 s.
+    pub grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read: Duration::from_secs(10),
+            handshake: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            connections: 10_000,
+            per_client: 256,
+            grace: Duration::from_secs(5),
+        }
     }
 }
 
@@ -123,6 +192,7 @@ pub struct CheckServer {
     listener: Listener,
     tls: Option<ServerTls>,
     hashes: Arc<HashCache>,
+    limits: ServerLimits,
 }
 
 impl std::fmt::Debug for CheckServer {
@@ -137,7 +207,13 @@ impl CheckServer {
     pub fn bind(addr: SocketAddr, tls: Option<ServerTls>) -> Result<CheckServer, HttpError> {
         let params = Parameters::tcp().multipath_service_type(ServiceType::Handover).nodelay(true);
         let listener = Listener::bind(addr, &params)?;
-        Ok(CheckServer { listener, tls, hashes: Arc::default() })
+        Ok(CheckServer { listener, tls, hashes: Arc::default(), limits: ServerLimits::default() })
+    }
+
+    /// Replaces the default [`ServerLimits`].
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The address bound.
@@ -146,41 +222,60 @@ impl CheckServer {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets each
-    /// connection finish its requests in flight, and returns.
+    /// connection finish its requests in flight within the grace period
+    /// ([`ServerLimits::grace`]), cuts the rest, and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), HttpError> {
+        let limits = self.limits;
         let (stop_tx, stop_rx) = watch::channel(false);
         let acceptor = self.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()));
         let mut tasks = tokio::task::JoinSet::new();
+        let per_client: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+        let mut accept_errors = AcceptErrors::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = self.listener.accept() => {
+                accepted = self.listener.accept(), if tasks.len() < limits.connections => {
                     let (conn, peer) = match accepted {
                         Ok(c) => c,
                         Err(e) => {
-                            // Out of descriptors or an aborted handshake: keep serving.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                            // Out of descriptors or an aborted handshake:
+                            // keep serving, backing off, saying so at most
+                            // once a second.
+                            tokio::time::sleep(accept_errors.failed(&e)).await;
                             continue;
                         }
+                    };
+                    accept_errors.accepted();
+                    let Some(slot) = ClientSlot::take(&per_client, peer.ip(), limits.per_client) else {
+                        tracing::debug!(%peer, "too many connections from this client; closed");
+                        continue;
                     };
                     let telemetry = conn.telemetry();
                     let hashes = self.hashes.clone();
                     let acceptor = acceptor.clone();
                     let stop = stop_rx.clone();
                     tasks.spawn(async move {
+                        let _slot = slot;
                         let secure = acceptor.is_some();
                         let service = hyper::service::service_fn(move |req| {
                             let (telemetry, hashes) = (telemetry.clone(), hashes.clone());
                             async move { Ok::<_, Infallible>(answer(req, &telemetry, peer, secure, &hashes).await) }
                         });
-                        let result = match acceptor {
-                            Some(a) => match a.accept(conn).await {
-                                Ok(tls) => serve_one(TokioIo::new(tls), service, stop).await,
-                                Err(e) => Err(format!("TLS handshake: {e}")),
-                            },
-                            None => serve_one(TokioIo::new(conn), service, stop).await,
+                        let (conn, moved) = Watched::new(conn);
+                        let serving = async {
+                            match acceptor {
+                                Some(a) => match tokio::time::timeout(limits.handshake, a.accept(conn)).await {
+                                    Ok(Ok(tls)) => serve_one(TokioIo::new(tls), service, stop, &limits).await,
+                                    Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
+                                    Err(_) => Err("TLS handshake: timed out".into()),
+                                },
+                                None => serve_one(TokioIo::new(conn), service, stop, &limits).await,
+                            }
+                        };
+                        let result = tokio::select! {
+                            r = serving => r,
+                            _ = idle(&moved, limits.idle) => Err(format!("nothing moved for {:?}", limits.idle)),
                         };
                         if let Err(e) = result {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -192,12 +287,159 @@ impl CheckServer {
             }
         }
         let _ = stop_tx.send(true);
-        while tasks.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(limits.grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(connections = tasks.len(), grace = ?limits.grace, "connections cut at the end of the grace period");
+            tasks.shutdown().await;
+        }
         Ok(())
     }
 }
 
-async fn serve_one<I, S>(io: I, service: S, mut stop: watch::Receiver<bool>) -> Result<(), String>
+/// A connection's socket, noting when bytes last moved either way (ms
+/// since the server's clock origin).
+struct Watched<T> {
+    inner: T,
+    moved: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The origin of [`Watched`] times.
+fn clock() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+}
+
+impl<T> Watched<T> {
+    fn new(inner: T) -> (Watched<T>, Arc<std::sync::atomic::AtomicU64>) {
+        let moved = Arc::new(std::sync::atomic::AtomicU64::new(clock()));
+        (Watched { inner, moved: moved.clone() }, moved)
+    }
+
+    fn note<R>(&self, moved: bool, r: R) -> R {
+        if moved {
+            self.moved.store(clock(), std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let moved = matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        self.note(moved, r)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let moved = matches!(r, Poll::Ready(Ok(n)) if n > 0);
+        self.note(moved, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let moved = matches!(r, Poll::Ready(Ok(n)) if n > 0);
+        self.note(moved, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Completes once nothing has moved on a [`Watched`] socket for `limit`.
+async fn idle(moved: &std::sync::atomic::AtomicU64, limit: Duration) {
+    let limit_ms = limit.as_millis() as u64;
+    loop {
+        let quiet = clock().saturating_sub(moved.load(std::sync::atomic::Ordering::Relaxed));
+        if quiet >= limit_ms {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(limit_ms - quiet)).await;
+    }
+}
+
+/// A connection counted against its client's address; uncounted on drop.
+struct ClientSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { counts: counts.clone(), ip })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// `accept` failing in a row (out of descriptors, typically): a back-off
+/// from 10 ms to 1 s, and a log line at most once a second.
+#[derive(Default)]
+struct AcceptErrors {
+    in_a_row: u32,
+    said: Option<std::time::Instant>,
+    unsaid: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, e: &impl std::fmt::Display) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.unsaid += 1;
+        if self.said.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            tracing::warn!(error = %e, failures = self.unsaid, "accept failed");
+            self.said = Some(std::time::Instant::now());
+            self.unsaid = 0;
+        }
+        Duration::from_millis(10u64 << self.in_a_row.min(7).saturating_sub(1)).min(Duration::from_secs(1))
+    }
+
+    fn accepted(&mut self) {
+        self.in_a_row = 0;
+    }
+}
+
+async fn serve_one<I, S>(
+    io: I,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+    limits: &ServerLimits,
+) -> Result<(), String>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<BoxBody<Bytes, Infallible>>, Error = Infallible>
@@ -205,7 +447,13 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.header_read)
+        .keep_alive_timeout(limits.header_read);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     tokio::select! {
@@ -294,7 +542,8 @@ async fn answer(
         full(StatusCode::OK, "text/plain; charset=utf-8", list)
     } else if let Some(size) = path.strip_prefix("/files/") {
         match content::parse_size(size) {
-            Ok(size) => file(size, hashes).await,
+            // A HEAD costs no hashing: it gets the hash only if known.
+            Ok(size) => file(size, hashes, !head).await,
             Err(e) => full(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", format!("{e}\n")),
         }
     } else {
@@ -329,15 +578,15 @@ fn check(req: &Request<Incoming>, telemetry: &Telemetry, peer: SocketAddr, tls: 
     }
 }
 
-async fn file(size: u64, hashes: &HashCache) -> Response<Body> {
-    let hash = hashes.get(size).await;
-    Response::builder()
+async fn file(size: u64, hashes: &HashCache, compute_hash: bool) -> Response<Body> {
+    let mut response = Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, "application/octet-stream")
-        .header(CONTENT_LENGTH, size)
-        .header(HASH_HEADER, hash)
-        .body(FileBody { offset: 0, size }.boxed())
-        .expect("valid response")
+        .header(CONTENT_LENGTH, size);
+    if let Some(hash) = hashes.get(size, compute_hash).await {
+        response = response.header(HASH_HEADER, hash);
+    }
+    response.body(FileBody { offset: 0, size }.boxed()).expect("valid response")
 }
 
 /// The bytes of `/files/<size>`, made as they are sent.
