@@ -530,7 +530,7 @@ fn serve_stops_within_its_grace_period() {
 
 /// `HEAD` of a huge file costs the server nothing: no hash is made for
 /// it, and files beyond 256 MiB get none (a GET's first byte would wait
-/// for it); smaller ones carry theirs.
+/// for it) unless listed (`/files/1000M`); smaller ones carry theirs.
 #[test]
 fn serve_spends_no_hashing_on_head_or_huge_files() {
     let server = Server::start();

@@ -105,9 +105,10 @@ fn fingerprint(cert: &CertificateDer<'_>) -> String {
 
 /// SHA-256 of each file size served, computed once (a blocking task:
 /// ~0.6 s of CPU per GB) and shared by concurrent first requests. Only
-/// sizes up to [`HASHED_UP_TO`] get a hash: beyond, the wait before the
-/// first byte and the CPU a client could make the server spend (a `HEAD`
-/// costs nothing) are not worth it. At most [`HASHES_KEPT`] are kept.
+/// sizes up to [`HASHED_UP_TO`] and the listed ones (`/files/1000M`) get a
+/// hash: for any other size the wait before the first byte, and the CPU a
+/// client could make the server spend, are not worth it. A `HEAD` costs
+/// nothing. At most [`HASHES_KEPT`] are kept.
 #[derive(Default)]
 struct HashCache(Mutex<HashMap<u64, Arc<tokio::sync::OnceCell<String>>>>);
 
@@ -120,7 +121,8 @@ impl HashCache {
     /// The hash of `size`, computed if need be (and `compute`), or `None`
     /// beyond [`HASHED_UP_TO`] or when not known yet and not to be computed.
     async fn get(&self, size: u64, compute: bool) -> Option<String> {
-        if size > HASHED_UP_TO {
+        let listed = content::LISTED.iter().any(|l| content::parse_size(l) == Ok(size));
+        if size > HASHED_UP_TO && !listed {
             return None;
         }
         let cell = {
