@@ -199,7 +199,10 @@ fn mptcp_get(url: &str, cacert: &Path, verify: bool) -> Result<f64> {
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("mptcp get's JSON")?;
     if verify && v["verified"] != serde_json::json!(true) {
-        bail!("mptcp get {url}: content not verified: {v}");
+        bail!(
+            "mptcp get {url}: content not verified (mptcp serve sends a hash only for files up to 256 MiB and the listed \
+             ones, such as 1000M): {v}"
+        );
     }
     v["throughput_mbit_s"].as_f64().context("throughput in mptcp get's JSON")
 }
