@@ -75,6 +75,25 @@ mod tests {
         assert_eq!(parse("x:unlimited:0ms").unwrap().up.rate_bps, None);
     }
 
+    /// Random specs made of the grammar's own characters: an error or a
+    /// path, never a panic (overflowing numbers included).
+    #[test]
+    fn random_specs_never_panic() {
+        let alphabet: Vec<char> = "wifi:20mbit%.-0123456789kKgGsu :".chars().collect();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 32) as usize;
+            let spec: String = (0..len)
+                .map(|i| alphabet[((state >> (i % 50)) as usize).wrapping_mul(31 + i) % alphabet.len()])
+                .collect();
+            let _ = parse(&spec);
+        }
+        let _ = parse("w:99999999999999999999999gbit:99999999999999999999ms:999%");
+    }
+
     #[test]
     fn refuses_bad_specs() {
         for bad in ["wifi", "wifi:20:20ms", "wifi:20mbit:20", "wifi:-1mbit:2ms", "wifi:1mbit:1ms:5", "a:b:c:d:e"] {

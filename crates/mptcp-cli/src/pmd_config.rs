@@ -160,6 +160,41 @@ mod tests {
         assert_eq!(a.policy, b.policy);
     }
 
+    /// The documented file with characters replaced, cut or repeated: an
+    /// error (naming where, for TOML) or a configuration, never a panic.
+    #[test]
+    fn mangled_files_are_refused_cleanly() {
+        let doc: Vec<char> = DOCUMENTED.chars().collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let noise = ['"', '=', '[', ']', '\n', '#', '0', '-', 'x', '\\', '.', ' ', '\u{0}', 'é'];
+        for _ in 0..3_000 {
+            let mut text = doc.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % text.len() as u64) as usize;
+                match next() % 3 {
+                    0 => text[at] = noise[(next() % noise.len() as u64) as usize],
+                    1 => text.truncate(at),
+                    _ => text.insert(at, noise[(next() % noise.len() as u64) as usize]),
+                }
+                if text.is_empty() {
+                    break;
+                }
+            }
+            let text: String = text.into_iter().collect();
+            if let Err(e) = parse(&text) {
+                assert!(!format!("{e:#}").is_empty());
+            }
+        }
+        let e = parse("socket = \"/x\"\n[limits\n").unwrap_err();
+        assert!(format!("{e:#}").contains("line 2"), "{e:#}");
+    }
+
     #[test]
     fn the_documented_file_states_the_defaults() {
         same(&parse(DOCUMENTED).unwrap(), &defaults());
