@@ -217,6 +217,16 @@ impl Core {
             sf.state = SubflowState::Established;
             let health = conn.health.entry(sf.path.clone()).or_default();
             *health = PathHealth::default();
+            return;
+        }
+        // A subflow the core is not waiting for: a join it gave up on (a
+        // timeout, its path down) whose SYN got through once the path came
+        // back. Left alone, such joins piled up under a flapping wifi (8
+        // established subflows, each a path the connection never uses).
+        // It goes, unless it is the connection's only working subflow.
+        if conn.subflows.iter().any(|s| s.state == SubflowState::Established) {
+            tracing::debug!(token, %local, loc_id, "a subflow the core gave up on came up: destroyed");
+            self.out.push_back(Command::SubflowDestroy { token, local, remote: conn.remote });
         }
     }
 

@@ -822,6 +822,31 @@ fn a_connection_is_judged_between_measurements_on_when_anything_arrived() {
     assert_eq!(threshold(&slow), Some(Duration::from_millis(200)));
 }
 
+/// A join given up on (its path went down before it came up) whose SYN
+/// gets through later is destroyed when it comes up, not left to pile up.
+#[test]
+fn a_join_given_up_on_is_destroyed_when_it_comes_up_late() {
+    let (mut sim, cell_sf) = handover_ready();
+    // Wifi goes: the connection moves to cell; wifi returns and a join
+    // from it is asked for; wifi goes again before the join is up.
+    sim.input(Input::PathDown { name: "wifi".into() });
+    sim.input(Input::SubflowClosed { token: TOKEN, local: addr(WIFI_INITIAL), loc_id: 0 });
+    let cmds = sim.input(Input::PathUp(wifi()));
+    let Some(Command::SubflowCreate { local, .. }) = cmds.iter().find(|c| matches!(c, Command::SubflowCreate { .. }))
+    else {
+        panic!("{cmds:?}")
+    };
+    let join_id = local.id;
+    let cmds = sim.input(Input::PathDown { name: "wifi".into() });
+    assert!(cmds.contains(&Command::Remove { token: TOKEN, loc_id: join_id }), "{cmds:?}");
+    // Its SYN got through after all.
+    let late = addr("10.1.0.2:41000");
+    let cmds = sim.input(Input::SubflowEstablished { token: TOKEN, local: late, loc_id: join_id });
+    assert_eq!(cmds, [Command::SubflowDestroy { token: TOKEN, local: late, remote: server() }]);
+    // The connection's only working subflow is never destroyed.
+    let _ = cell_sf;
+}
+
 /// Under load, the echo waits in the same queue as the data: a loaded
 /// path answers late, and must not be taken for dead (1,000 busy
 /// connections on a full wifi once failed over 1,600 times in 5 s).
