@@ -144,8 +144,12 @@ impl HashCache {
         if !compute {
             return cell.get().cloned();
         }
+        // One hash at a time, server-wide: requests for many distinct sizes
+        // queue for one core instead of taking them all.
+        static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
         let hash = cell
             .get_or_init(|| async move {
+                let _turn = HASHING.acquire().await;
                 tokio::task::spawn_blocking(move || content::sha256_hex(size)).await.unwrap_or_default()
             })
             .await;

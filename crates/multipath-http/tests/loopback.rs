@@ -350,11 +350,17 @@ impl<T> futures_core::Stream for ReceiverStream<T> {
 async fn head_gives_the_headers_without_the_body_and_other_methods_are_refused() {
     let (addr, _stop) = server(None).await;
     let s = Session::new(SessionConfig::default().multipath_service_type(ServiceType::Handover));
-    let r = s.request(http::Method::HEAD, &format!("http://{addr}/files/1M")).send().await.unwrap();
+    let head = || s.request(http::Method::HEAD, &format!("http://{addr}/files/1M")).send();
+    let r = head().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-length"], "1000000");
-    assert!(r.headers().contains_key(HASH_HEADER));
+    // A HEAD costs the server no hashing: the hash comes once a GET made it.
+    assert!(!r.headers().contains_key(HASH_HEADER));
     assert!(r.bytes().await.unwrap().is_empty());
+    let got = s.get(&format!("http://{addr}/files/1M")).send().await.unwrap();
+    assert!(got.headers().contains_key(HASH_HEADER));
+    drop(got);
+    assert!(head().await.unwrap().headers().contains_key(HASH_HEADER));
     let r = s.request(http::Method::POST, &format!("http://{addr}/")).body("x").send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, HEAD");
