@@ -383,7 +383,7 @@ fn a_redirect_loop_is_reported_as_one_whatever_the_server_does_with_connections(
         let _ = sock.write_all(b"HTTP/1.1 302 Found\r\nlocation: /again\r\ncontent-length: 5\r\n\r\nagain");
         // Closed without `connection: close`.
     });
-    for run in 0..10 {
+    for run in 0..30 {
         let o = mptcp(&["get", "-s", &format!("http://{looping}/")]);
         assert_eq!(code(&o), 12, "run {run}: {}", String::from_utf8_lossy(&o.stderr));
     }

@@ -109,6 +109,29 @@ impl HttpError {
         }
     }
 
+    /// Whether `e` is a connection the server had closed, found out only
+    /// when the request went out on it (a reused keep-alive connection):
+    /// a fresh connection may well succeed.
+    pub(crate) fn is_stale_connection(e: &hyper_util::client::legacy::Error) -> bool {
+        if e.is_connect() {
+            return false;
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(h) = s.downcast_ref::<hyper::Error>() {
+                if h.is_canceled() || h.is_incomplete_message() {
+                    return true;
+                }
+            }
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind::*;
+                return matches!(io.kind(), BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof);
+            }
+            source = s.source();
+        }
+        false
+    }
+
     pub(crate) fn from_hyper(e: &hyper::Error) -> Self {
         let mut text = e.to_string();
         if let Some(cause) = std::error::Error::source(e) {

@@ -371,6 +371,8 @@ impl RequestBuilder<'_> {
         let config = &session.config;
         let work = async {
             let mut redirects = 0;
+            // Whether this hop was already sent again on a fresh connection.
+            let mut retried = false;
             loop {
                 let this_body = body.take().unwrap_or_else(RequestBody::empty);
                 let again = this_body.again();
@@ -389,7 +391,23 @@ impl RequestBuilder<'_> {
                     request = request.version(Version::HTTP_2);
                 }
                 let request = request.body(this_body.body).map_err(|e| HttpError::Body(e.to_string()))?;
-                let response = session.client.request(request).await.map_err(HttpError::from_client)?;
+                let response = match session.client.request(request).await {
+                    Ok(r) => r,
+                    // A pooled connection the server had closed: once more
+                    // on a fresh one, if the request can be sent again
+                    // without harm (idempotent, its body kept).
+                    Err(e) if !retried && method.is_idempotent() && HttpError::is_stale_connection(&e) => {
+                        if let Some(b) = again {
+                            tracing::debug!(%uri, error = %e, "the connection was closed under the request; once more");
+                            retried = true;
+                            body = Some(b);
+                            continue;
+                        }
+                        return Err(HttpError::from_client(e));
+                    }
+                    Err(e) => return Err(HttpError::from_client(e)),
+                };
+                retried = false;
                 let status = response.status();
                 let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok()).map(str::to_owned);
                 if let (true, Some(location)) = (status.is_redirection(), location) {
