@@ -118,3 +118,69 @@ fn plain_tcp_server_in_the_lab_reports_fallback_and_keeps_bytes_intact() {
         assert_eq!(subflows.len(), 1, "plain TCP has one flow: {subflows:#?}");
     });
 }
+
+/// Adds a rule to the lab router that strips MPTCP's option (kind 30)
+/// from forwarded TCP segments: SYNs only (`syn`), or every other one.
+fn strip_mptcp_options(lab: &Lab, syn: bool) {
+    let mut rule = vec!["-t", "mangle", "-A", "FORWARD", "-p", "tcp"];
+    rule.extend(if syn { vec!["--syn"] } else { vec!["!", "--syn"] });
+    rule.extend(["-j", "TCPOPTSTRIP", "--strip-options", "30"]);
+    let out = lab.router().command("iptables").args(&rule).output().expect("iptables (Debian's iptables) runs");
+    assert!(out.status.success(), "iptables {rule:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// 500 KB echoed over `conn`, compared byte for byte.
+async fn echo_intact(conn: Connection) -> Connection {
+    let payload: Vec<u8> = (0..500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let (mut r, mut w) = conn.into_split();
+    let sent = payload.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await.unwrap();
+        w
+    });
+    let mut back = vec![0u8; payload.len()];
+    r.read_exact(&mut back).await.unwrap();
+    let w = writer.await.unwrap();
+    assert!(back == payload, "bytes changed in transit");
+    r.unsplit(w).unwrap_or_else(|_| panic!("halves of one connection"))
+}
+
+/// A middlebox that strips MPTCP from SYNs: the connection is plain TCP,
+/// says so, and loses nothing.
+#[test]
+fn a_middlebox_stripping_mptcp_from_syns_gives_tcp_said_and_nothing_lost() {
+    let Some(_one_at_a_time) = lab_test("a_middlebox_stripping_mptcp_from_syns_gives_tcp_said_and_nothing_lost") else {
+        return;
+    };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    lab.add_kernel_endpoint("cell", false).unwrap();
+    let server = echo_server(&lab, true);
+    strip_mptcp_options(&lab, true);
+    block_on_in(lab.client(), async {
+        let conn = Connection::connect(server, &handover()).await.unwrap();
+        assert_eq!(conn.multipath_status().transport, Transport::FellBackToTcp);
+        let conn = echo_intact(conn).await;
+        assert_eq!(conn.subflows().unwrap().len(), 1, "plain TCP has one flow");
+    });
+}
+
+/// A middlebox that lets MPTCP's handshake through and strips the option
+/// from every later segment: the kernel falls back to TCP mid-connection;
+/// nothing is lost, and the status says what the kernel says.
+#[test]
+fn a_middlebox_stripping_mptcp_after_the_handshake_loses_nothing() {
+    let Some(_one_at_a_time) = lab_test("a_middlebox_stripping_mptcp_after_the_handshake_loses_nothing") else {
+        return;
+    };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let server = echo_server(&lab, true);
+    strip_mptcp_options(&lab, false);
+    block_on_in(lab.client(), async {
+        let conn = Connection::connect(server, &handover()).await.unwrap();
+        let conn = echo_intact(conn).await;
+        let status = conn.multipath_status();
+        let fell_back = conn.mptcp_info().map(|i| i.flags & multipath::MptcpInfo::FLAG_FALLBACK != 0).unwrap_or(true);
+        assert_eq!(status.transport == Transport::FellBackToTcp, fell_back, "{status}");
+        eprintln!("after the handshake, options stripped: {status}");
+    });
+}
