@@ -70,7 +70,9 @@ impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Transport::Multipath => f.write_str("multipath"),
-            Transport::FellBackToTcp => f.write_str("fell back to TCP (peer without MPTCP)"),
+            Transport::FellBackToTcp => {
+                f.write_str("fell back to TCP (the peer, or a middlebox on the way, does not speak MPTCP)")
+            }
             Transport::TcpByRequest => f.write_str("TCP by request (service type none)"),
             Transport::TcpMptcpUnavailable { reason } => write!(f, "TCP, MPTCP unavailable on this host: {reason}"),
         }
