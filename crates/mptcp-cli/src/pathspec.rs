@@ -80,15 +80,10 @@ mod tests {
     #[test]
     fn random_specs_never_panic() {
         let alphabet: Vec<char> = "wifi:20mbit%.-0123456789kKgGsu :".chars().collect();
-        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = multipath_lab::testing::SeededRng::new(11);
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 32) as usize;
-            let spec: String = (0..len)
-                .map(|i| alphabet[((state >> (i % 50)) as usize).wrapping_mul(31 + i) % alphabet.len()])
-                .collect();
+            let len = rng.below(32);
+            let spec: String = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
             let _ = parse(&spec);
         }
         let _ = parse("w:99999999999999999999999gbit:99999999999999999999ms:999%");

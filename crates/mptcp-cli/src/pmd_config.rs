@@ -165,13 +165,8 @@ mod tests {
     #[test]
     fn mangled_files_are_refused_cleanly() {
         let doc: Vec<char> = DOCUMENTED.chars().collect();
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = multipath_lab::testing::SeededRng::new(7);
+        let mut next = || rng.next_u64();
         let noise = ['"', '=', '[', ']', '\n', '#', '0', '-', 'x', '\\', '.', ' ', '\u{0}', 'é'];
         for _ in 0..3_000 {
             let mut text = doc.clone();

@@ -93,3 +93,33 @@ pub fn become_user(uid: u32) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A small seeded generator (xorshift64*) for tests that want varied but
+/// repeatable inputs: scripts of failures, hostile bytes.
+#[derive(Clone, Debug)]
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    /// A generator seeded with `seed` (0 is replaced: xorshift stays at 0).
+    pub fn new(seed: u64) -> SeededRng {
+        SeededRng(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}

@@ -10,26 +10,24 @@ use std::time::{Duration, Instant};
 
 use multipath::daemon_client::{Reply, Request};
 use multipath::ServiceType;
+use multipath_lab::testing::SeededRng;
 use multipath_pm::netlink::{codec, ctrl, mptcp_pm, route, sock_diag};
 
 /// Inputs per decoder.
 const ROUNDS: usize = 100_000;
 
-/// xorshift64*: small, seeded, good enough to spread inputs.
-struct Rng(u64);
+/// The shared seeded generator, with the lengths netlink payloads have.
+struct Rng(SeededRng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next_u64()
     }
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.below(n)
     }
     fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
+        self.0.bytes(n)
     }
     /// Lengths netlink payloads have (0, 1, 2, 4, 8, 16) or any.
     fn payload_len(&mut self) -> usize {
@@ -98,7 +96,7 @@ fn attr_input(rng: &mut Rng) -> Vec<u8> {
 
 /// Runs `decode` on `ROUNDS` inputs; how long it took.
 fn feed(name: &str, seed: u64, mut make: impl FnMut(&mut Rng) -> Vec<u8>, mut decode: impl FnMut(&[u8])) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng(SeededRng::new(seed));
     let started = Instant::now();
     for _ in 0..ROUNDS {
         let input = make(&mut rng);

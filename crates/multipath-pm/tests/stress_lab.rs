@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use multipath::{blocking, Parameters, ServiceType};
-use multipath_lab::testing::lab_test;
+use multipath_lab::testing::{lab_test, SeededRng};
 use multipath_lab::{Lab, LabConfig};
 use multipath_pm::policy::PolicyConfig;
 use multipath_pm::{Command, Manager};
@@ -23,19 +23,9 @@ fn byte_at(i: u64) -> u8 {
 /// Flaps of wifi: how many, and the seed of their kinds and lengths.
 const FLAPS: usize = 50;
 
-/// xorshift64*, seeded: the same script every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.next() % (to - from))
-    }
+/// A duration in `from..to` ms from the seeded script.
+fn millis(rng: &mut SeededRng, from: u64, to: u64) -> Duration {
+    Duration::from_millis(from + rng.next_u64() % (to - from))
 }
 
 fn flapping(name: &str, service: ServiceType) {
@@ -74,9 +64,10 @@ fn flapping(name: &str, service: ServiceType) {
 
     // The script, in its own thread: fail, restore, FLAPS times.
     let script = {
-        let mut rng = Rng(0x5eed ^ service as u64);
-        let steps: Vec<(bool, Duration, Duration)> =
-            (0..FLAPS).map(|_| (rng.next().is_multiple_of(2), rng.millis(200, 2000), rng.millis(200, 1000))).collect();
+        let mut rng = SeededRng::new(0x5eed ^ service as u64);
+        let steps: Vec<(bool, Duration, Duration)> = (0..FLAPS)
+            .map(|_| (rng.next_u64().is_multiple_of(2), millis(&mut rng, 200, 2000), millis(&mut rng, 200, 1000)))
+            .collect();
         let lab = &lab;
         let done = std::sync::atomic::AtomicBool::new(false);
         let done = &done;

@@ -106,15 +106,8 @@ fn plain_tcp_server_in_the_lab_reports_fallback_and_keeps_bytes_intact() {
     block_on_in(lab.client(), async {
         let conn = Connection::connect(server, &handover()).await.unwrap();
         assert_eq!(conn.multipath_status().transport, Transport::FellBackToTcp);
-        let payload: Vec<u8> = (0..500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-        let (mut r, mut w) = conn.into_split();
-        let sent = payload.clone();
-        let writer = tokio::spawn(async move { w.write_all(&sent).await.unwrap() });
-        let mut back = vec![0u8; payload.len()];
-        r.read_exact(&mut back).await.unwrap();
-        writer.await.unwrap();
-        assert!(back == payload, "bytes changed in transit");
-        let subflows = r.subflows().unwrap();
+        let conn = echo_intact(conn).await;
+        let subflows = conn.subflows().unwrap();
         assert_eq!(subflows.len(), 1, "plain TCP has one flow: {subflows:#?}");
     });
 }
