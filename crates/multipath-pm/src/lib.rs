@@ -10,6 +10,8 @@
 pub mod daemon;
 mod echo;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod manager;
 pub mod netlink;
 pub mod policy;

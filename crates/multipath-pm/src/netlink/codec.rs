@@ -348,7 +348,8 @@ fn parse_done(header: Header, body: &[u8]) -> Message<'_> {
             }
         }
     }
-    Message::Error { seq: header.seq, errno: -error, message }
+    // Saturating: a corrupt i32::MIN must not overflow.
+    Message::Error { seq: header.seq, errno: error.saturating_neg(), message }
 }
 
 /// `struct nlmsgerr`: errno, the request's header (and body unless
@@ -360,6 +361,9 @@ fn parse_error(header: Header, body: &[u8]) -> Result<Message<'_>, DecodeError> 
     let error = i32::from_ne_bytes(body[0..4].try_into().expect("4 bytes"));
     if error == 0 {
         return Ok(Message::Ack { seq: header.seq });
+    }
+    if error > 0 {
+        return Err(DecodeError::new("error message with a positive errno"));
     }
     let mut message = None;
     if header.flags & NLM_F_ACK_TLVS != 0 {
@@ -375,7 +379,7 @@ fn parse_error(header: Header, body: &[u8]) -> Result<Message<'_>, DecodeError> 
             }
         }
     }
-    Ok(Message::Error { seq: header.seq, errno: -error, message })
+    Ok(Message::Error { seq: header.seq, errno: error.saturating_neg(), message })
 }
 
 #[cfg(test)]
