@@ -1,4 +1,5 @@
-//! `mptcp monitor`: the kernel's path-manager events and path changes, live.
+//! `mptcp monitor`: the kernel's path-manager events and path changes, live,
+//! and the sizes of the namespace daemon's tables whenever they change.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -17,11 +18,21 @@ pub fn run(args: MonitorArgs) -> Result<()> {
     let mut routes = RouteWatcher::open().context("subscribing to link and route changes")?;
     let paths = routes.paths()?;
     print_paths(&paths, args.json);
-    // Path changes are checked between event reads.
+    // Path changes and the daemon's tables are checked between event reads.
     events.set_timeout(Some(std::time::Duration::from_millis(200)))?;
+    let daemon = multipath::daemon_client::Daemon::discover();
+    let (mut tables, mut tables_at) = (None, None::<std::time::Instant>);
     loop {
         if routes.changed()? {
             print_paths(&routes.paths()?, args.json);
+        }
+        if tables_at.is_none_or(|t| t.elapsed() >= TABLES_EVERY) {
+            tables_at = Some(std::time::Instant::now());
+            let now = daemon.tables().map_err(|e| e.to_string());
+            if tables.as_ref() != Some(&now) {
+                print_tables(&now, args.json);
+                tables = Some(now);
+            }
         }
         match events.recv() {
             Ok(list) => list.iter().for_each(|e| print_event(e, args.json)),
@@ -32,6 +43,23 @@ pub fn run(args: MonitorArgs) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// How often the daemon's tables are asked for.
+const TABLES_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The daemon's table sizes, or why they could not be read.
+fn print_tables(tables: &Result<Vec<(String, u64)>, String>, as_json: bool) {
+    let (value, text) = match tables {
+        Ok(counts) => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                counts.iter().map(|(name, n)| (name.clone(), json!(n))).collect();
+            let text: Vec<String> = counts.iter().map(|(name, n)| format!("{name}={n}")).collect();
+            (json!({"daemon": map}), format!("daemon tables: {}", text.join(" ")))
+        }
+        Err(e) => (json!({"daemon": null, "reason": e}), format!("daemon: {e}")),
+    };
+    println!("{}", line(as_json, value, &text));
 }
 
 fn line(as_json: bool, value: serde_json::Value, text: &str) -> String {

@@ -37,6 +37,7 @@ struct Entitlements {
 #[serde(deny_unknown_fields, default)]
 struct Limits {
     max_registrations_per_uid: Option<usize>,
+    event_buffer_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -76,6 +77,7 @@ struct Joins {
 pub fn defaults() -> DaemonConfig {
     DaemonConfig {
         policy: PolicyConfig { default_service: Some(ServiceType::Aggregate), ..PolicyConfig::default() },
+        event_buffer: Some(multipath_pm::EventSocket::DEFAULT_BUFFER),
         ..DaemonConfig::default()
     }
 }
@@ -100,6 +102,11 @@ pub fn parse(text: &str) -> Result<DaemonConfig> {
     match file.limits.max_registrations_per_uid {
         Some(0) => bail!("limits.max_registrations_per_uid must be above 0"),
         Some(n) => config.max_per_uid = n,
+        None => {}
+    }
+    match file.limits.event_buffer_bytes {
+        Some(n) if !(1024..=1 << 30).contains(&n) => bail!("limits.event_buffer_bytes must be between 1024 and 1 GiB"),
+        Some(n) => config.event_buffer = Some(n),
         None => {}
     }
     if let Some(service) = file.default_service {
@@ -155,6 +162,7 @@ mod tests {
     fn same(a: &DaemonConfig, b: &DaemonConfig) {
         assert_eq!(a.socket, b.socket);
         assert_eq!(a.max_per_uid, b.max_per_uid);
+        assert_eq!(a.event_buffer, b.event_buffer);
         assert_eq!(a.aggregate_uids, b.aggregate_uids);
         assert_eq!(a.aggregate_executables, b.aggregate_executables);
         assert_eq!(a.policy, b.policy);
@@ -216,6 +224,8 @@ mod tests {
             hysteresis_margin = 0.3
             [joins]
             retry_max_ms = 4000
+            [limits]
+            event_buffer_bytes = 8192
             "#,
         )
         .unwrap();
@@ -229,6 +239,7 @@ mod tests {
         assert_eq!(c.policy.silence, Duration::from_millis(70));
         assert_eq!(c.policy.hysteresis.margin, 0.3);
         assert_eq!(c.policy.retry_max, Duration::from_secs(4));
+        assert_eq!(c.event_buffer, Some(8192));
         assert_eq!(c.policy.probe_timeout, defaults().policy.probe_timeout, "untouched keys keep defaults");
     }
 
@@ -246,6 +257,7 @@ mod tests {
             ("[paths\nprimary = []", "TOML"),
             ("socket = \"pmd.sock\"", "not an absolute path"),
             ("[limits]\nmax_registrations_per_uid = 0", "must be above 0"),
+            ("[limits]\nevent_buffer_bytes = 10", "between 1024 and 1 GiB"),
         ];
         for (text, expect) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());

@@ -4,6 +4,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::io::{Read, Write};
@@ -16,12 +18,17 @@ const MPTCP: &str = env!("CARGO_BIN_EXE_mptcp");
 
 /// `mptcp pmd` in the lab's client namespace, once it says it manages;
 /// killed on drop if still running.
-struct Pmd(Child);
+struct Pmd(Child, Arc<Mutex<Vec<String>>>);
 
 impl Pmd {
     fn start(lab: &Lab) -> Pmd {
+        Pmd::start_with(lab, &[])
+    }
+
+    fn start_with(lab: &Lab, args: &[&str]) -> Pmd {
         let mut child = Command::new("ip")
             .args(["netns", "exec", lab.client().name(), MPTCP, "pmd"])
+            .args(args)
             .stderr(Stdio::piped())
             .spawn()
             .expect("mptcp pmd starts");
@@ -32,9 +39,16 @@ impl Pmd {
                 break;
             }
         }
-        // Keep draining what it says, so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Pmd(child)
+        // Keep what it says, so it never blocks on a full pipe.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| kept.lock().unwrap().push(l)));
+        Pmd(child, log)
+    }
+
+    /// Whether it said something containing `what` so far.
+    fn said(&self, what: &str) -> bool {
+        self.1.lock().unwrap().iter().any(|l| l.contains(what))
     }
 
     fn stop(mut self) -> std::process::ExitStatus {
@@ -116,4 +130,267 @@ fn a_crash_and_a_restart_leave_the_namespace_as_it_was() {
     eventually("a new wifi subflow for the adopted connection", || on(&mut conn, wifi));
     assert!(restarted.stop().success());
     assert_eq!(pm_type(&lab), original, "the value from before the first daemon is back");
+}
+
+/// `mptcp monitor --json` in the lab's client namespace, keeping the
+/// latest table sizes of the daemon it reports.
+struct Monitor {
+    child: Child,
+    tables: Arc<Mutex<Option<serde_json::Value>>>,
+}
+
+impl Monitor {
+    fn start(lab: &Lab) -> Monitor {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", lab.client().name(), MPTCP, "monitor", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mptcp monitor starts");
+        let tables = Arc::new(Mutex::new(None));
+        let latest = tables.clone();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let value: serde_json::Value = serde_json::from_str(&line).expect("monitor prints JSON lines");
+                if let Some(daemon) = value.get("daemon") {
+                    *latest.lock().unwrap() = Some(daemon.clone());
+                }
+            }
+        });
+        Monitor { child, tables }
+    }
+
+    /// The latest size of table `name`, as the monitor printed it.
+    fn table(&self, name: &str) -> Option<u64> {
+        self.tables.lock().unwrap().as_ref()?.get(name)?.as_u64()
+    }
+
+    /// Whether the latest tables printed are all empty.
+    fn all_empty(&self) -> bool {
+        let tables = self.tables.lock().unwrap();
+        let Some(serde_json::Value::Object(map)) = tables.as_ref() else { return false };
+        !map.is_empty() && map.values().all(|v| v.as_u64() == Some(0))
+    }
+
+    fn latest(&self) -> String {
+        format!("{:?}", self.tables.lock().unwrap())
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits up to `within` for `check`, polling the monitor's output.
+fn within(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// On a failure, what the daemon said last.
+struct DumpOnPanic<'a>(&'a Pmd);
+
+impl Drop for DumpOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.0 .1.lock().unwrap();
+            eprintln!("mptcp pmd said, last:\n{}", log[log.len().saturating_sub(40)..].join("\n"));
+        }
+    }
+}
+
+/// The client's subflows by state and MPTCP flags (`ss -M`: `e` is fully
+/// established, `b` backup), counted: what a failure looked like.
+fn subflow_kinds(lab: &Lab) -> String {
+    let out = Command::new("ip").args(["netns", "exec", lab.client().name(), "ss", "-tniH"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut state = "";
+    for line in text.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            state = line.split_whitespace().next().unwrap_or("");
+        } else if let Some(flags) = line.split_whitespace().find_map(|w| w.strip_prefix("flags:")) {
+            *kinds.entry(format!("{state} {flags}")).or_insert(0) += 1;
+        }
+    }
+    format!("{kinds:?}")
+}
+
+/// Connections in the churn tests.
+const CHURN: usize = 1000;
+/// Threads opening and driving them; at most the daemon's 8 registrations
+/// in progress per user.
+const DRIVERS: usize = 8;
+
+/// A connection of either kind: the library's, or a plain socket's.
+trait Stream: Read + Write + std::os::fd::AsFd + Send {}
+impl<T: Read + Write + std::os::fd::AsFd + Send> Stream for T {}
+
+/// One request and its echoed response, on each of a driver's connections
+/// at once (all requests out, then all responses in: one RTT per round).
+fn exchange_round(conns: &mut [Box<dyn Stream>], round: u64) -> std::io::Result<()> {
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.write_all(&[round.to_be_bytes(), (i as u64).to_be_bytes()].concat())?;
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let mut echo = [0u8; 16];
+        c.read_exact(&mut echo)?;
+        assert_eq!(echo, *[round.to_be_bytes(), (i as u64).to_be_bytes()].concat(), "echo intact");
+    }
+    Ok(())
+}
+
+/// `CHURN` connections through the daemon doing request/response while
+/// wifi goes down and comes back: every one survives both, and once they
+/// close, the daemon's tables, as `mptcp monitor --json` shows them, are
+/// empty again. `registered`: the library registers each for handover;
+/// otherwise they are plain MPTCP sockets (any program's) the daemon
+/// learns of from the kernel's events, managed with the configured default.
+///
+/// The lab's echo server listens with a backlog of 64, as many programs
+/// do: the burst overflows it, the server answers with SYN cookies, and a
+/// few dozen joins are lost to collisions in the kernel's join-cookie
+/// table (the client sees them established; the server never completes
+/// them). The daemon must find and replace those, or the connections
+/// relying on them die with wifi: that is what this test first caught.
+fn churn(name: &str, registered: bool, pmd_args: &[&str], pmd_said: Option<&str>) {
+    let Some(_one_at_a_time) = lab_test(name) else { return };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let pmd = Pmd::start_with(&lab, pmd_args);
+    let dump = DumpOnPanic(&pmd);
+    let monitor = Monitor::start(&lab);
+    within("the monitor shows the daemon's tables", Duration::from_secs(5), || monitor.table("connections").is_some());
+    let server = echo_server(&lab, true);
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+
+    // Opened by DRIVERS threads in the client's namespace, a burst.
+    let started = Instant::now();
+    let mut groups: Vec<Vec<Box<dyn Stream>>> = lab.client().run(|| {
+        std::thread::scope(|scope| {
+            let openers: Vec<_> = (0..DRIVERS)
+                .map(|_| {
+                    let params = &params;
+                    scope.spawn(move || {
+                        (0..CHURN / DRIVERS)
+                            .map(|_| {
+                                if registered {
+                                    let conn = blocking::Connection::connect(server, params).expect("connect");
+                                    let status = conn.multipath_status();
+                                    assert!(status.enforced && status.path_manager == PathManager::Daemon, "{status}");
+                                    Box::new(conn) as Box<dyn Stream>
+                                } else {
+                                    let s = socket2::Socket::new(
+                                        socket2::Domain::IPV4,
+                                        socket2::Type::STREAM,
+                                        Some(socket2::Protocol::MPTCP),
+                                    )
+                                    .expect("an MPTCP socket");
+                                    s.connect(&server.into()).expect("connect");
+                                    Box::new(std::net::TcpStream::from(s))
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            openers.into_iter().map(|t| t.join().unwrap()).collect()
+        })
+    });
+    eprintln!("{name}: {CHURN} connections open in {:?}", started.elapsed());
+    for c in groups.iter().flatten() {
+        socket2::SockRef::from(&c.as_fd()).set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+
+    // Request/response on every connection, round after round, until told.
+    let stop = AtomicBool::new(false);
+    let rounds: Vec<AtomicU64> = (0..DRIVERS).map(|_| AtomicU64::new(0)).collect();
+    let fewest = || rounds.iter().map(|r| r.load(Ordering::SeqCst)).min().unwrap();
+    std::thread::scope(|scope| {
+        for (conns, done) in groups.iter_mut().zip(&rounds) {
+            let stop = &stop;
+            let lab = &lab;
+            scope.spawn(move || {
+                let mut round = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    if let Err(e) = exchange_round(conns, round) {
+                        panic!("{name}: round {round}: {e}\nsubflows: {}", subflow_kinds(lab));
+                    }
+                    round += 1;
+                    done.store(round, Ordering::SeqCst);
+                }
+            });
+        }
+        let after = |what: &str| {
+            let from = fewest();
+            within(what, Duration::from_secs(30), || fewest() >= from + 3);
+        };
+        after("three rounds on every connection");
+        // (The kernel tells of a client connection only once data went
+        // both ways: an unregistered one is known from then on.)
+        within("the daemon manages every connection", Duration::from_secs(20), || {
+            monitor.table("connections") == Some(CHURN as u64)
+        });
+        assert_eq!(
+            monitor.table("registered"),
+            Some(if registered { CHURN as u64 } else { 0 }),
+            "{}",
+            monitor.latest()
+        );
+        if let Some(what) = pmd_said {
+            assert!(pmd.said(what), "the daemon never said {what:?}");
+        }
+        lab.set_link("wifi", false).unwrap();
+        let down = Instant::now();
+        after("three rounds on every connection with wifi down");
+        eprintln!("{name}: every connection answered 3 times over cell within {:?}", down.elapsed());
+        lab.set_link("wifi", true).unwrap();
+        after("three rounds on every connection with wifi back");
+        stop.store(true, Ordering::SeqCst);
+    });
+    assert_eq!(monitor.table("connections"), Some(CHURN as u64), "all still managed: {}", monitor.latest());
+
+    drop(groups);
+    let closed = Instant::now();
+    let deadline = closed + Duration::from_secs(15);
+    while !monitor.all_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{name}: tables not empty 15 s after the last close: {}\nsubflows: {}",
+            monitor.latest(),
+            subflow_kinds(&lab)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("{name}: tables empty {:?} after the last close", closed.elapsed());
+    drop(dump);
+    assert!(pmd.stop().success());
+}
+
+#[test]
+fn a_thousand_registered_connections_survive_wifi_failing_and_leave_nothing_behind() {
+    churn("a_thousand_registered_connections_survive_wifi_failing_and_leave_nothing_behind", true, &[], None);
+}
+
+/// The event socket's buffer shrunk to a few kilobytes (a config key for
+/// exactly this): the burst of connections overflows it, the daemon says
+/// so, resynchronises from the kernel's socket lists, and no connection is
+/// left unmanaged (an unmanaged one would die with wifi: nothing else opens
+/// a cell subflow under the userspace path manager).
+#[test]
+fn lost_events_leave_no_connection_unmanaged() {
+    // Cargo's scratch directory for this package's tests, not the shared /tmp.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pmd-lost-events-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("pmd.toml");
+    std::fs::write(&config, "default_service = \"handover\"\n[limits]\nevent_buffer_bytes = 1024\n").unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    churn("lost_events_leave_no_connection_unmanaged", false, &["--config", &config], Some("events lost"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -57,6 +57,9 @@ pub struct DaemonConfig {
     pub policy: PolicyConfig,
     /// Where to report every command sent (see [`Manager::start_with_log`]).
     pub command_log: Option<std::sync::mpsc::SyncSender<crate::manager::SentCommand>>,
+    /// The kernel-event socket's receive buffer (see
+    /// [`crate::ManagerOptions::event_buffer`]).
+    pub event_buffer: Option<usize>,
 }
 
 impl Default for DaemonConfig {
@@ -69,6 +72,7 @@ impl Default for DaemonConfig {
             state_dir: None,
             policy: PolicyConfig::default(),
             command_log: None,
+            event_buffer: None,
         }
     }
 }
@@ -106,7 +110,8 @@ impl Daemon {
         let mut policy = config.policy.clone();
         // Unregistered connections behave as under the kernel's manager.
         policy.default_service.get_or_insert(ServiceType::Aggregate);
-        let manager = Arc::new(Manager::start_with_log(policy, config.command_log.clone())?);
+        let options = crate::ManagerOptions { log: config.command_log.clone(), event_buffer: config.event_buffer };
+        let manager = Arc::new(Manager::start_with(policy, options)?);
         let registry = match dir {
             Some(dir) => {
                 let (mut registry, recorded) = Registry::open(dir)?;
@@ -397,17 +402,24 @@ impl Server {
             }
             Err(e) => return Some(Reply::Refused { reason: format!("reading the request: {e}") }),
         };
-        Some(match self.register(p, got, &buf) {
-            Ok(token) => Reply::Managed { token },
-            Err(reason) => Reply::Refused { reason },
+        if got.truncated {
+            return Some(Reply::Refused { reason: format!("request longer than {MAX_MESSAGE} bytes") });
+        }
+        Some(match Request::decode(&buf[..got.len]) {
+            Err(e) => Reply::Refused { reason: e.to_string() },
+            // Sizes only: nothing in them names a connection or a user.
+            Ok(Request::Tables) => match self.manager.tables() {
+                Ok(t) => Reply::Tables(t.counts().iter().map(|&(name, n)| (name.to_owned(), n as u64)).collect()),
+                Err(e) => Reply::Refused { reason: e.to_string() },
+            },
+            Ok(Request::Manage { service }) => match self.register(p, got, service) {
+                Ok(token) => Reply::Managed { token },
+                Err(reason) => Reply::Refused { reason },
+            },
         })
     }
 
-    fn register(&self, p: &Pending, got: unix::Received, buf: &[u8]) -> Result<u32, String> {
-        if got.truncated {
-            return Err(format!("request longer than {MAX_MESSAGE} bytes"));
-        }
-        let Request::Manage { service } = Request::decode(&buf[..got.len]).map_err(|e| e.to_string())?;
+    fn register(&self, p: &Pending, got: unix::Received, service: ServiceType) -> Result<u32, String> {
         if got.fds_truncated || got.fds.len() > 1 {
             return Err("attach exactly one descriptor, the connection's socket".into());
         }

@@ -31,6 +31,11 @@ pub(crate) struct Echoes {
 }
 
 impl Echoes {
+    /// Echoes awaiting an answer.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Sends the echo `probe` asks for.
     pub fn send(&mut self, probe: &Probe, now: Instant) -> io::Result<()> {
         let socket = match self.sockets.entry(probe.from) {

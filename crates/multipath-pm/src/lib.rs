@@ -20,7 +20,7 @@ mod unix;
 
 pub use daemon::{Daemon, DaemonConfig};
 pub use error::PmError;
-pub use manager::{Manager, SentCommand};
+pub use manager::{Manager, ManagerOptions, SentCommand, Tables};
 pub use netlink::mptcp_pm::{Command, ConnectionEvent, Event, LocalAddr, SubflowEvent};
 pub use netlink::socket::{EventSocket, PmSocket, RouteSnapshot, RouteWatcher, SocketKiller};
 pub use state::NamespaceState;

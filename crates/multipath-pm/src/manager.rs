@@ -66,6 +66,71 @@ enum Request {
     Paths {
         reply: mpsc::Sender<Vec<LocalPath>>,
     },
+    Tables {
+        reply: mpsc::Sender<Tables>,
+    },
+}
+
+/// The sizes of the path manager's tables, to show that nothing
+/// accumulates: once every managed connection has closed, all are zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tables {
+    /// Connections managed by the policy core.
+    pub connections: usize,
+    /// Of them, pending deadlines (retries, timeouts, probes).
+    pub timers: usize,
+    /// Latest probes per path and peer.
+    pub path_probes: usize,
+    /// Peer addresses of managed connections.
+    pub peers: usize,
+    /// Decisions not yet sent.
+    pub queued: usize,
+    /// Connections measured.
+    pub measured: usize,
+    /// Of them, with a look scheduled (the others are parked until a sweep
+    /// sees their counters move).
+    pub scheduled: usize,
+    /// ICMP echoes awaiting an answer (forgotten after a few seconds).
+    pub echoes: usize,
+    /// Registered connections with an owner.
+    pub registered: usize,
+    /// Users with registered connections.
+    pub users: usize,
+}
+
+impl Tables {
+    /// Each table's name and size.
+    pub fn counts(&self) -> [(&'static str, usize); 10] {
+        [
+            ("connections", self.connections),
+            ("timers", self.timers),
+            ("path_probes", self.path_probes),
+            ("peers", self.peers),
+            ("queued", self.queued),
+            ("measured", self.measured),
+            ("scheduled", self.scheduled),
+            ("echoes", self.echoes),
+            ("registered", self.registered),
+            ("users", self.users),
+        ]
+    }
+
+    /// Whether every table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.counts().iter().all(|(_, n)| *n == 0)
+    }
+}
+
+/// How a [`Manager`] runs, beyond its policy.
+#[derive(Clone, Debug, Default)]
+pub struct ManagerOptions {
+    /// Where to report every command sent (see [`Manager::start_with_log`]).
+    pub log: Option<mpsc::SyncSender<SentCommand>>,
+    /// The kernel-event socket's receive buffer, bytes; `None`:
+    /// [`EventSocket::DEFAULT_BUFFER`]. Events beyond it are lost in a
+    /// burst, and the manager then resynchronises from the kernel's socket
+    /// lists.
+    pub event_buffer: Option<usize>,
 }
 
 /// A netlink command the manager sent: its decisions, as observers
@@ -92,8 +157,17 @@ impl Manager {
         config: PolicyConfig,
         log: Option<mpsc::SyncSender<SentCommand>>,
     ) -> Result<Manager, PmError> {
+        Manager::start_with(config, ManagerOptions { log, ..ManagerOptions::default() })
+    }
+
+    /// Like [`Manager::start`], with `options`.
+    pub fn start_with(config: PolicyConfig, options: ManagerOptions) -> Result<Manager, PmError> {
         let mut driver = Driver::open(config)?;
-        driver.log = log;
+        driver.log = options.log;
+        if let Some(bytes) = options.event_buffer {
+            let granted = driver.events.set_receive_buffer(bytes)?;
+            tracing::info!(asked = bytes, granted, "event socket receive buffer");
+        }
         let (tx, rx) = mpsc::channel();
         let (doorbell, bell) = UnixDatagram::pair()?;
         doorbell.set_nonblocking(true)?;
@@ -159,6 +233,13 @@ impl Manager {
         answer.recv().map_err(|_| stopped())
     }
 
+    /// The sizes of the manager's tables.
+    pub fn tables(&self) -> Result<Tables, PmError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::Tables { reply })?;
+        answer.recv().map_err(|_| stopped())
+    }
+
     fn send(&self, request: Request) -> Result<(), PmError> {
         self.requests.as_ref().expect("sender lives until drop").send(request).map_err(|_| stopped())?;
         // A full doorbell already rings.
@@ -216,6 +297,10 @@ impl Registration {
     }
 }
 
+/// `TCP_CLOSE`: the state of a connection that is over, as `sock_diag`
+/// lists it until the kernel frees it.
+const TCP_CLOSE: u8 = 7;
+
 /// Connections gone through per turn of the loop, from a sweep.
 const SWEEP_BATCH: usize = 512;
 
@@ -263,6 +348,9 @@ fn start_sweeper(families: Families) -> Result<mpsc::Receiver<Snapshot>, PmError
             let mut seen = HashMap::new();
             for v6 in [false, true].into_iter().filter(|&v6| families.has(v6)) {
                 let result = diag.dump(Query::AllConnections { v6 }, |msg| {
+                    if msg.state == TCP_CLOSE {
+                        return;
+                    }
                     if let Some(info) = msg.info.and_then(|b| multipath::MptcpInfo::decode(b).ok()) {
                         seen.insert(info.token, Activity::of(&info));
                     }
@@ -297,6 +385,7 @@ fn subflow_sample(msg: &InetDiagMsg<'_>) -> Option<SubflowSample> {
         last_data_recv_ms: tcp.last_data_recv_ms,
         last_ack_recv_ms: tcp.last_ack_recv_ms,
         established: tcp.state == multipath::TcpState::Established,
+        fully_established: msg.subflow_of.is_none_or(|s| s.fully_established),
     })
 }
 
@@ -512,6 +601,21 @@ impl Driver {
             Request::Paths { reply } => {
                 let _ = reply.send(self.paths.clone());
             }
+            Request::Tables { reply } => {
+                let core = self.core.tables();
+                let _ = reply.send(Tables {
+                    connections: core.connections,
+                    timers: core.timers,
+                    path_probes: core.path_probes,
+                    peers: core.peers,
+                    queued: core.queued,
+                    measured: self.sampler.len(),
+                    scheduled: self.sampler.scheduled(),
+                    echoes: self.echoes.waiting(),
+                    registered: self.owners.len(),
+                    users: self.per_owner.len(),
+                });
+            }
         }
     }
 
@@ -594,6 +698,8 @@ impl Driver {
                     self.sampler.add(*token, now);
                 }
                 Input::Closed { token } => self.forget(*token),
+                // Measured soon: whether the peer completes the join.
+                Input::SubflowEstablished { token, .. } => self.sampler.postpone(*token, now),
                 _ => {}
             }
             self.core.handle(input, now);
@@ -659,6 +765,10 @@ impl Driver {
         let families = &self.families;
         if let Err(e) = self.diag.query(&queries, |i, answer| {
             infos[i] = match answer {
+                // Over, and only waiting out its timer (as an orphan, for
+                // up to a minute): closed, whether or not its CLOSED event
+                // comes.
+                Ok(msg) if msg.state == TCP_CLOSE => Some(Err(())),
                 Ok(msg) => {
                     // The socket's own family (a v4 connection may live on
                     // an IPv6 socket): the one its sweeps must dump.
@@ -690,13 +800,16 @@ impl Driver {
             };
             let look = Look::of(&info);
             let next_look = |core: &Core| pace(core.silence_watch(token), look.heard_ms, now);
+            // A join not yet known to be complete is measured at every
+            // look, moving or not, until it is (or is replaced).
+            let awaits = self.core.awaits_confirmation(token);
             let needs = self.core.needs_samples(token, now);
-            if !self.sampler.looked(token, look.activity, needs, || next_look(&self.core), now) {
+            if !awaits && !self.sampler.looked(token, look.activity, needs, || next_look(&self.core), now) {
                 continue;
             }
             let full = self.core.service_of(token).map_or(SAMPLE_EVERY, full_every);
             match look.heard_ms {
-                Some(heard_ms) if !self.sampler.wants_subflows(token, &look, full, now) => {
+                Some(heard_ms) if !awaits && !self.sampler.wants_subflows(token, &look, full, now) => {
                     self.cost.counters_only += 1;
                     self.core.handle(Input::Heard { token, heard_ms }, now);
                     self.sampler.looked_quickly(token, look.activity, next_look(&self.core), now);
@@ -835,6 +948,10 @@ impl Driver {
                 // A still connection the core watches (a silent active path
                 // to probe) gets its last measurements aged: no kernel query
                 // for it.
+                // A join not yet known to be complete is measured, still
+                // or not: a stalled connection whose only subflow the peer
+                // dropped moves no counter that would wake it.
+                Some(_) if self.core.awaits_confirmation(token) => self.sampler.postpone(token, now),
                 Some(activity)
                     if self.sampler.swept(token, activity, now) == Swept::Still
                         && self.core.needs_samples(token, now) =>

@@ -540,3 +540,83 @@ fn a_path_whose_interface_is_down_is_quarantined_until_it_returns_or_the_manager
     eventually(Duration::from_secs(2), "wifi gone", || manager.paths().unwrap().len() == 1);
     assert!(quarantine_rules(&lab).is_empty());
 }
+
+/// Adds a rule to the lab router that strips MPTCP's option (kind 30)
+/// from forwarded TCP segments: SYNs only (`syn`), or every other one.
+fn strip_mptcp_options(lab: &Lab, syn: bool) {
+    let mut rule = vec!["-t", "mangle", "-A", "FORWARD", "-p", "tcp"];
+    rule.extend(if syn { vec!["--syn"] } else { vec!["!", "--syn"] });
+    rule.extend(["-j", "TCPOPTSTRIP", "--strip-options", "30"]);
+    let out = lab.router().command("iptables").args(&rule).output().expect("iptables (Debian's iptables) runs");
+    assert!(out.status.success(), "iptables {rule:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Echoes `size` bytes of the pattern over `conn`: how many came back
+/// intact before the end or an error (a corrupted byte fails the test).
+fn echo_prefix(conn: &mut blocking::Connection, size: usize) -> (usize, Option<std::io::Error>) {
+    let payload: Vec<u8> = (0..size).map(byte_at).collect();
+    let mut writer = conn.try_clone().expect("a second handle on the socket");
+    let sender = std::thread::spawn(move || writer.write_all(&payload));
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let error = loop {
+        if got == size {
+            break None;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => break Some(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+            Ok(n) => {
+                assert!(buf[..n].iter().enumerate().all(|(i, b)| *b == byte_at(got + i)), "bytes changed in transit");
+                got += n;
+            }
+            Err(e) => break Some(e),
+        }
+    };
+    let _ = sender.join();
+    (got, error)
+}
+
+/// Middleboxes meet a path manager that adds subflows. One strips MPTCP
+/// from SYNs: the connection is plain TCP, the manager is told so and
+/// leaves it alone, and it works. One strips MPTCP from every segment once
+/// the connection has its cell join: the status must say what the kernel
+/// did, and no byte may arrive altered.
+#[test]
+fn middleboxes_meet_a_path_manager_adding_subflows() {
+    let Some(_one_at_a_time) = lab_test("middleboxes_meet_a_path_manager_adding_subflows") else { return };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
+    let server = echo_server(&lab, true);
+    let manager = Arc::new(lab.client().run(|| Manager::start(PolicyConfig::default())).unwrap());
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover).path_manager(manager.clone());
+    let read_timeout = |c: &blocking::Connection| {
+        socket2::SockRef::from(c).set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    };
+
+    // Stripped after the handshake, with a cell join in place.
+    let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params)).unwrap();
+    read_timeout(&conn);
+    assert!(conn.multipath_status().enforced, "{}", conn.multipath_status());
+    eventually(Duration::from_secs(5), "the cell backup subflow", || {
+        conn.write_all(b"ping").unwrap();
+        conn.read_exact(&mut [0u8; 4]).unwrap();
+        conn.subflows().unwrap().iter().filter(|s| s.is_open()).count() == 2
+    });
+    strip_mptcp_options(&lab, false);
+    let (got, error) = echo_prefix(&mut conn, 2_000_000);
+    let status = conn.multipath_status();
+    let fell_back = conn.mptcp_info().map(|i| i.flags & multipath::MptcpInfo::FLAG_FALLBACK != 0).unwrap_or(true);
+    eprintln!("options stripped after the join: {got} B echoed intact, error {error:?}; {status}");
+    assert_eq!(status.transport == multipath::Transport::FellBackToTcp, fell_back, "{status}");
+    assert!(error.is_none() || got < 2_000_000);
+
+    // Stripped from SYNs: plain TCP, refused by the manager with a reason.
+    strip_mptcp_options(&lab, true);
+    let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params)).unwrap();
+    read_timeout(&conn);
+    let status = conn.multipath_status();
+    assert_eq!(status.transport, multipath::Transport::FellBackToTcp, "{status}");
+    assert!(!status.enforced, "nothing to enforce on TCP: {status}");
+    let (got, error) = echo_prefix(&mut conn, 500_000);
+    assert!(error.is_none() && got == 500_000, "{got} B, {error:?}");
+}

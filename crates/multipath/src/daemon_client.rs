@@ -10,7 +10,9 @@
 //!
 //! Protocol, one `SOCK_SEQPACKET` message each way, typed here for both
 //! sides ([`Request`], [`Reply`]): `manage <service>` with one descriptor
-//! attached; `ok <token>` or `error <reason>`.
+//! attached; `ok <token>` or `error <reason>`. And `tables`, which anyone
+//! may ask: `tables <name>=<count> ...`, the sizes of the daemon's tables
+//! (no token, address or user in them).
 
 use std::fmt;
 use std::io;
@@ -40,6 +42,8 @@ pub enum Request {
         /// The service type asked for.
         service: ServiceType,
     },
+    /// The sizes of the daemon's tables.
+    Tables,
 }
 
 /// The daemon's answer.
@@ -55,6 +59,8 @@ pub enum Reply {
         /// The daemon's reason, for the user.
         reason: String,
     },
+    /// Each table's name (lowercase letters and `_`) and size.
+    Tables(Vec<(String, u64)>),
 }
 
 /// Bytes that are not a message of the protocol.
@@ -67,7 +73,7 @@ pub enum ProtocolError {
     #[error("request is not text")]
     NotText,
     /// Not a known request or reply.
-    #[error("malformed request {0:?} (expected `manage <service>`)")]
+    #[error("malformed request {0:?} (expected `manage <service>` or `tables`)")]
     Malformed(String),
     /// A service type this version does not know.
     #[error(transparent)]
@@ -86,12 +92,16 @@ impl Request {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Request::Manage { service } => format!("manage {service}").into_bytes(),
+            Request::Tables => b"tables".to_vec(),
         }
     }
 
     /// Reads a request.
     pub fn decode(bytes: &[u8]) -> Result<Request, ProtocolError> {
         let text = text(bytes)?;
+        if text == "tables" {
+            return Ok(Request::Tables);
+        }
         match text.split_once(' ') {
             Some(("manage", service)) => Ok(Request::Manage { service: service.trim().parse()? }),
             _ => Err(ProtocolError::Malformed(text.to_owned())),
@@ -115,6 +125,18 @@ impl Reply {
                 }
                 out.into_bytes()
             }
+            Reply::Tables(counts) => {
+                let mut out = String::from("tables");
+                for (name, n) in counts {
+                    // What does not fit is left out whole.
+                    let item = format!(" {name}={n}");
+                    if out.len() + item.len() > MAX_MESSAGE {
+                        break;
+                    }
+                    out.push_str(&item);
+                }
+                out.into_bytes()
+            }
         }
     }
 
@@ -125,10 +147,25 @@ impl Reply {
             let token = token.parse().map_err(|_| ProtocolError::Malformed(text.to_owned()))?;
             return Ok(Reply::Managed { token });
         }
-        match text.strip_prefix("error ") {
-            Some(reason) => Ok(Reply::Refused { reason: reason.to_owned() }),
-            None => Err(ProtocolError::Malformed(text.to_owned())),
+        if let Some(reason) = text.strip_prefix("error ") {
+            return Ok(Reply::Refused { reason: reason.to_owned() });
         }
+        let malformed = || ProtocolError::Malformed(text.to_owned());
+        let counts = match text.strip_prefix("tables") {
+            Some(counts) if counts.is_empty() || counts.starts_with(' ') => counts,
+            _ => return Err(malformed()),
+        };
+        let name_ok = |name: &str| !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        counts
+            .split_whitespace()
+            .map(|item| match item.split_once('=') {
+                Some((name, n)) if name_ok(name) && !n.starts_with('+') => {
+                    Ok((name.to_owned(), n.parse().map_err(|_| malformed())?))
+                }
+                _ => Err(malformed()),
+            })
+            .collect::<Result<_, _>>()
+            .map(Reply::Tables)
     }
 }
 
@@ -202,8 +239,31 @@ impl Daemon {
     pub fn register(&self, socket: BorrowedFd<'_>, service: ServiceType) -> io::Result<u32> {
         let conn = self.connect()?;
         sys::send_with_fd(conn.as_fd(), &Request::Manage { service }.encode(), socket)?;
+        match self.reply(&conn)? {
+            Reply::Managed { token } => Ok(token),
+            Reply::Refused { reason } => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the path-manager daemon refused: {reason}"),
+            )),
+            Reply::Tables(_) => Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
+        }
+    }
+
+    /// The sizes of the daemon's tables, by name (see `multipath_pm::Tables`).
+    pub fn tables(&self) -> io::Result<Vec<(String, u64)>> {
+        let conn = self.connect()?;
+        io::Write::write_all(&mut &conn, &Request::Tables.encode())?;
+        match self.reply(&conn)? {
+            Reply::Tables(counts) => Ok(counts),
+            Reply::Refused { reason } => Err(io::Error::other(format!("the path-manager daemon said: {reason}"))),
+            Reply::Managed { .. } => Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
+        }
+    }
+
+    /// The daemon's one reply on `conn`.
+    fn reply(&self, conn: &UnixStream) -> io::Result<Reply> {
         let mut reply = [0u8; MAX_MESSAGE];
-        let n = match io::Read::read(&mut &conn, &mut reply) {
+        let n = match io::Read::read(&mut &*conn, &mut reply) {
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -212,14 +272,8 @@ impl Daemon {
             }
             r => r?,
         };
-        match Reply::decode(&reply[..n]) {
-            Ok(Reply::Managed { token }) => Ok(token),
-            Ok(Reply::Refused { reason }) => Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!("the path-manager daemon refused: {reason}"),
-            )),
-            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("the path-manager daemon said: {e}"))),
-        }
+        Reply::decode(&reply[..n])
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("the path-manager daemon said: {e}")))
     }
 
     /// Connects to the daemon, within [`REGISTER_WITHIN`] (a full backlog
@@ -300,7 +354,10 @@ mod tests {
             let r = Request::Manage { service };
             assert_eq!(Request::decode(&r.encode()), Ok(r));
         }
-        for reply in [Reply::Managed { token: u32::MAX }, Reply::Refused { reason: "no entitlement".into() }] {
+        assert_eq!(Request::decode(&Request::Tables.encode()), Ok(Request::Tables));
+        let tables = Reply::Tables(vec![("connections".into(), 1000), ("path_probes".into(), 0)]);
+        assert_eq!(tables.encode(), b"tables connections=1000 path_probes=0");
+        for reply in [Reply::Managed { token: u32::MAX }, Reply::Refused { reason: "no entitlement".into() }, tables] {
             assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
         }
     }
@@ -315,6 +372,10 @@ mod tests {
         assert!(e.to_string().contains("unknown multipath service type"), "{e}");
         assert!(matches!(Reply::decode(b"ok x"), Err(ProtocolError::Malformed(_))));
         assert!(matches!(Reply::decode(b"maybe"), Err(ProtocolError::Malformed(_))));
+        for bad in ["tablesx=1", "tables x", "tables x=", "tables X=1", "tables x=-1", "tables x=+1", "tables =1"] {
+            assert!(matches!(Reply::decode(bad.as_bytes()), Err(ProtocolError::Malformed(_))), "{bad}");
+        }
+        assert!(matches!(Request::decode(b"tables please"), Err(ProtocolError::Malformed(_))));
     }
 
     #[test]

@@ -63,14 +63,33 @@ fn kernel_endpoint_gives_a_second_subflow_with_path_rtts() {
     }
 }
 
+/// `net.mptcp.enabled = 0` set in the middle of a run: the connection
+/// already open stays multipath and loses nothing; new ones fall back to
+/// TCP and say why, or fail in strict mode.
 #[test]
 fn mptcp_disabled_on_the_host_falls_back_or_fails_strictly() {
     let Some(_one_at_a_time) = lab_test("mptcp_disabled_on_the_host_falls_back_or_fails_strictly") else { return };
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     let server = echo_server(&lab, true);
-    lab.client().sysctl("net.mptcp.enabled", "0").unwrap();
-
     block_on_in(lab.client(), async {
+        let mut before = Connection::connect(server, &handover()).await.unwrap();
+        before.write_all(b"before").await.unwrap();
+        before.read_exact(&mut [0u8; 6]).await.unwrap();
+        assert!(before.multipath_status().is_multipath(), "{}", before.multipath_status());
+        lab.client().sysctl("net.mptcp.enabled", "0").unwrap();
+
+        // Open before the switch: untouched by it.
+        let pattern: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (mut rd, mut wr) = tokio::io::split(&mut before);
+        let (written, echoed) = tokio::join!(wr.write_all(&pattern), async {
+            let mut back = vec![0u8; pattern.len()];
+            rd.read_exact(&mut back).await.map(|_| back)
+        });
+        written.unwrap();
+        assert!(echoed.unwrap() == pattern, "the open connection's bytes intact");
+        let status = before.multipath_status();
+        assert!(status.is_multipath(), "still multipath: {status}");
+
         let mut conn = Connection::connect(server, &handover()).await.unwrap();
         let status = conn.multipath_status();
         match &status.transport {

@@ -49,6 +49,9 @@ const SUBFLOW_ATTR_ID_LOC: u16 = 10;
 const SUBFLOW_ATTR_FLAGS: u16 = 8;
 /// `MPTCP_SUBFLOW_FLAG_BKUP_LOC`: this end marked the subflow backup.
 const SUBFLOW_FLAG_BKUP_LOC: u32 = 1 << 5;
+/// `MPTCP_SUBFLOW_FLAG_FULLY_ESTABLISHED`: the peer acknowledged the
+/// handshake's last ACK (for a join, its HMAC checked out).
+const SUBFLOW_FLAG_FULLY_ESTABLISHED: u32 = 1 << 6;
 /// `idiag_ext` bit asking for `INET_DIAG_INFO` (and, for TCP, ULP info).
 const EXT_INFO: u8 = 1 << (INET_DIAG_INFO - 1);
 /// Every TCP state.
@@ -225,6 +228,10 @@ pub struct SubflowOf {
     pub loc_id: u8,
     /// This end marked it backup.
     pub backup: bool,
+    /// The peer acknowledged the handshake's last ACK. A join the peer
+    /// dropped (its SYN-cookie state lost, say) stays established here
+    /// without ever becoming fully established, and carries nothing.
+    pub fully_established: bool,
 }
 
 impl<'a> InetDiagMsg<'a> {
@@ -274,7 +281,8 @@ fn parse_ulp(attrs: Attrs<'_>) -> Result<Option<SubflowOf>, DecodeError> {
                 }
             }
             let backup = flags & SUBFLOW_FLAG_BKUP_LOC != 0;
-            return Ok(token.map(|token| SubflowOf { token, loc_id, backup }));
+            let fully_established = flags & SUBFLOW_FLAG_FULLY_ESTABLISHED != 0;
+            return Ok(token.map(|token| SubflowOf { token, loc_id, backup, fully_established }));
         }
     }
     Ok(None)
@@ -376,7 +384,8 @@ mod tests {
         let s = InetDiagMsg::parse(body(&m)).unwrap();
         assert_eq!((s.local, s.remote, s.inode, s.state, s.interface), (local, remote, 777, 1, 3));
         assert_eq!(s.info.map(<[u8]>::len), Some(280));
-        assert_eq!(s.subflow_of, Some(SubflowOf { token: 0xfeed, loc_id: 4, backup: true }));
+        // 0xe3: MP_CAPABLE both ways, backup here, fully established, connected.
+        assert_eq!(s.subflow_of, Some(SubflowOf { token: 0xfeed, loc_id: 4, backup: true, fully_established: true }));
 
         let plain = reply(libc::AF_INET6 as u8, "[fd00::1]:1".parse().unwrap(), "[fd00::2]:2".parse().unwrap(), |_| {});
         let s = InetDiagMsg::parse(body(&plain)).unwrap();

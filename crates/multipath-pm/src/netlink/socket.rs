@@ -124,9 +124,40 @@ impl EventSocket {
             .group(mptcp_pm::EVENTS_GROUP)
             .ok_or_else(|| PmError::NoFamily(format!("{}/{}", mptcp_pm::FAMILY, mptcp_pm::EVENTS_GROUP)))?;
         setsockopt_int(&fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, group as i32)?;
-        // Bursts of connections produce bursts of events; lost ones force a resync.
-        let _ = setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
-        Ok(EventSocket { fd, buf: vec![0; RECV_BUF] })
+        let socket = EventSocket { fd, buf: vec![0; RECV_BUF] };
+        let _ = socket.set_receive_buffer(Self::DEFAULT_BUFFER);
+        Ok(socket)
+    }
+
+    /// The receive buffer asked for by default: bursts of connections
+    /// produce bursts of events, and lost ones force a resync.
+    pub const DEFAULT_BUFFER: usize = 4 << 20;
+
+    /// Sets the socket's receive buffer to `bytes`: beyond
+    /// `net.core.rmem_max` with CAP_NET_ADMIN (`SO_RCVBUFFORCE`), within it
+    /// otherwise. What the kernel granted (it doubles the value for its
+    /// bookkeeping, and has a floor of a few kilobytes).
+    pub fn set_receive_buffer(&self, bytes: usize) -> io::Result<usize> {
+        let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+        if setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes).is_err() {
+            setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
+        }
+        let mut granted = [0u8; 4];
+        let mut len = granted.len() as libc::socklen_t;
+        // SAFETY: `granted` is writable for `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                granted.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(i32::from_ne_bytes(granted).max(0) as usize)
     }
 
     /// Blocks for the next datagram and decodes its events. Events that

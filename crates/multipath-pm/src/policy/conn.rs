@@ -32,6 +32,15 @@ pub(super) struct Subflow {
     /// The kernel refused to change the backup flag (a join not fully
     /// established yet): ask again only after this.
     pub(super) flag_retry_at: Option<Instant>,
+    /// Refusals of a backup-flag change in a row: each doubles the wait.
+    pub(super) flag_refusals: u8,
+    /// When a join of ours was asked for; `None` for the initial subflow
+    /// and for subflows found already open.
+    pub(super) created: Option<Instant>,
+    /// Known to be fully established (the peer acknowledged the join): a
+    /// join the kernel reports established may still be dropped by the
+    /// peer, and until a measurement confirms it, it replaces nothing.
+    pub(super) confirmed: bool,
 }
 
 /// Per path, per connection: failures and when to try again.
@@ -92,6 +101,9 @@ pub(super) fn adopt(
             backup,
             state: SubflowState::Established,
             flag_retry_at: None,
+            flag_refusals: 0,
+            created: None,
+            confirmed: true,
         });
     }
     let next_id = subflows.iter().map(|s| s.loc_id).max()?.checked_add(1)?;
@@ -141,7 +153,8 @@ pub(super) const READY_WITHIN: Duration = Duration::from_secs(1);
 /// is un-backed (MP_PRIO), so the peer handles the RM_ADDR first.
 pub(super) const UNBACKUP_AFTER_WITHDRAWAL: Duration = Duration::from_millis(30);
 
-/// Wait before asking again for a backup-flag change the kernel refused.
+/// Wait before asking again for a backup-flag change the kernel refused,
+/// doubling with each refusal in a row up to 32 times this.
 pub(super) const FLAG_RETRY: Duration = Duration::from_millis(20);
 
 /// The earliest time one connection has something to do: a join timing

@@ -30,6 +30,10 @@ pub struct SubflowSample {
     pub last_ack_recv_ms: u32,
     /// The subflow is established (not still joining).
     pub established: bool,
+    /// The peer acknowledged the handshake's last ACK (MPTCP's "fully
+    /// established"): only then does a join carry data or take a backup
+    /// flag change. True where the kernel does not say.
+    pub fully_established: bool,
 }
 
 /// An ICMP echo the driver should send from a path to the peer, to tell a

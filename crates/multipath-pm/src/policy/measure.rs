@@ -11,7 +11,9 @@ use super::{PolicyConfig, SubflowSample};
 /// Samples are the kernel's truth about which subflows exist: they repair
 /// what lost events (a netlink overrun) left stale. A join reported
 /// established is promoted; a subflow the kernel no longer lists is gone.
-pub(super) fn sync(config: &PolicyConfig, conn: &mut Conn, samples: &[SubflowSample], now: Instant) {
+/// The local address ids of those gone (the kernel still lists their
+/// address under that id until it is removed).
+pub(super) fn sync(config: &PolicyConfig, conn: &mut Conn, samples: &[SubflowSample], now: Instant) -> Vec<u8> {
     for sample in samples.iter().filter(|s| s.established) {
         if conn.subflows.iter().any(|s| s.local == sample.local) {
             continue;
@@ -25,19 +27,22 @@ pub(super) fn sync(config: &PolicyConfig, conn: &mut Conn, samples: &[SubflowSam
         }
     }
     let listed = |sf: &Subflow| samples.iter().any(|s| s.local == sf.local);
-    let gone: Vec<String> = conn
+    let gone: Vec<(String, u8)> = conn
         .subflows
         .iter()
         .filter(|s| s.state == SubflowState::Established && !listed(s))
-        .map(|s| s.path.clone())
+        .map(|s| (s.path.clone(), s.loc_id))
         .collect();
     if gone.is_empty() {
-        return;
+        return Vec::new();
     }
     conn.subflows.retain(|s| s.state != SubflowState::Established || listed(s));
-    for path in gone {
-        backoff(config, conn.health.entry(path).or_default(), now);
-    }
+    gone.into_iter()
+        .map(|(path, loc_id)| {
+            backoff(config, conn.health.entry(path).or_default(), now);
+            loc_id
+        })
+        .collect()
 }
 
 /// Reads measurements: failure of the active path, RTTs and loss for the

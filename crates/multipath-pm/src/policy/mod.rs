@@ -61,8 +61,26 @@ pub struct Core {
     /// The latest probe from each path to each peer, shared by all the
     /// connections between the two: one echo answers for all of them.
     path_probes: HashMap<(String, IpAddr), PathProbe>,
+    /// Managed connections per peer address: a peer's probes are forgotten
+    /// with its last connection.
+    peers: HashMap<IpAddr, usize>,
     out: VecDeque<Command>,
     probes: VecDeque<Probe>,
+}
+
+/// The sizes of the core's tables (see [`Core::tables`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoreTables {
+    /// Managed connections.
+    pub connections: usize,
+    /// Connections with a deadline pending (retries, timeouts, probes).
+    pub timers: usize,
+    /// Latest probes, per path and peer.
+    pub path_probes: usize,
+    /// Peer addresses of managed connections.
+    pub peers: usize,
+    /// Commands and probes decided and not yet taken by the driver.
+    pub queued: usize,
 }
 
 impl Core {
@@ -74,6 +92,7 @@ impl Core {
             conns: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             path_probes: HashMap::new(),
+            peers: HashMap::new(),
             out: VecDeque::new(),
             probes: VecDeque::new(),
         }
@@ -105,7 +124,7 @@ impl Core {
             Input::Adopt { token, service, remote, subflows } => {
                 if !self.conns.contains_key(&token) && service != ServiceType::None {
                     if let Some(conn) = adopt(&self.paths, service, remote, &subflows) {
-                        self.conns.insert(token, conn);
+                        self.insert_conn(token, conn);
                     }
                 }
                 Some(Some(token))
@@ -138,9 +157,7 @@ impl Core {
             Input::Still { token } => self.still(token, None, now).then_some(Some(token)),
             Input::Heard { token, heard_ms } => self.still(token, Some(heard_ms), now).then_some(Some(token)),
             Input::Closed { token } => {
-                if let Some(at) = self.conns.remove(&token).and_then(|c| c.deadline) {
-                    self.deadlines.remove(&(at, token));
-                }
+                self.remove_conn(token);
                 Some(Some(token))
             }
         };
@@ -192,6 +209,9 @@ impl Core {
             backup: false,
             state: SubflowState::Established,
             flag_retry_at: None,
+            flag_refusals: 0,
+            created: None,
+            confirmed: true,
         };
         let conn = Conn {
             service,
@@ -206,8 +226,58 @@ impl Core {
             joins_from: (!ready).then(|| now + READY_WITHIN),
             last_samples: None,
         };
-        self.conns.insert(token, conn);
+        self.insert_conn(token, conn);
         true
+    }
+
+    fn insert_conn(&mut self, token: u32, conn: Conn) {
+        *self.peers.entry(conn.remote.ip()).or_default() += 1;
+        if let Some(old) = self.conns.insert(token, conn) {
+            self.forget(token, old);
+        }
+    }
+
+    fn remove_conn(&mut self, token: u32) {
+        if let Some(conn) = self.conns.remove(&token) {
+            self.forget(token, conn);
+        }
+    }
+
+    /// What `conn` (no longer under `token`) left in the other tables.
+    fn forget(&mut self, token: u32, conn: Conn) {
+        if let Some(at) = conn.deadline {
+            self.deadlines.remove(&(at, token));
+        }
+        let peer = conn.remote.ip();
+        let last = match self.peers.get_mut(&peer) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            _ => {
+                self.peers.remove(&peer);
+                true
+            }
+        };
+        if last {
+            self.path_probes.retain(|(_, to), _| *to != peer);
+        } else {
+            for (_, probe) in self.path_probes.iter_mut().filter(|((_, to), _)| *to == peer) {
+                probe.waiting.retain(|&t| t != token);
+            }
+        }
+    }
+
+    /// The sizes of the core's tables: all zero once every connection is
+    /// gone and the driver took what was decided.
+    pub fn tables(&self) -> CoreTables {
+        CoreTables {
+            connections: self.conns.len(),
+            timers: self.deadlines.len(),
+            path_probes: self.path_probes.len(),
+            peers: self.peers.len(),
+            queued: self.out.len() + self.probes.len(),
+        }
     }
 
     fn subflow_established(&mut self, token: u32, local: SocketAddr, loc_id: u8) {
@@ -233,11 +303,11 @@ impl Core {
     fn subflow_closed(&mut self, token: u32, local: SocketAddr, loc_id: u8, now: Instant) {
         let Some(conn) = self.conns.get_mut(&token) else { return };
         let closed = |s: &Subflow| s.loc_id == loc_id && s.local.ip() == local.ip();
-        if let Some(sf) = conn.subflows.iter().find(|s| closed(s)) {
-            let path = sf.path.clone();
-            backoff(&self.config, conn.health.entry(path).or_default(), now);
-        }
+        let Some(sf) = conn.subflows.iter().find(|s| closed(s)) else { return };
+        let path = sf.path.clone();
+        backoff(&self.config, conn.health.entry(path).or_default(), now);
         conn.subflows.retain(|s| !closed(s));
+        forget_address(token, conn, loc_id, &mut self.out);
     }
 
     fn ready(&mut self, token: u32) {
@@ -288,8 +358,14 @@ impl Core {
 
     fn samples(&mut self, token: u32, subflows: Vec<SubflowSample>, now: Instant) {
         let Some(conn) = self.conns.get_mut(&token) else { return };
-        sync(&self.config, conn, &subflows, now);
+        for loc_id in sync(&self.config, conn, &subflows, now) {
+            forget_address(token, conn, loc_id, &mut self.out);
+        }
+        for sf in &mut conn.subflows {
+            sf.confirmed |= subflows.iter().any(|s| s.local == sf.local && s.fully_established);
+        }
         observe(&self.config, conn, &subflows, now);
+        broken_joins(&self.config, token, conn, &subflows, now, &mut self.out);
         if let Some(arrived) = active_heard_at(conn, &subflows, now) {
             self.heard_on_active(token, arrived, now);
         }
@@ -474,6 +550,15 @@ impl Core {
         Some((conn.remote, locals))
     }
 
+    /// Whether `token` has a join the kernel reports established that no
+    /// measurement has shown fully established yet: the driver measures
+    /// its subflows at every look until one does.
+    pub fn awaits_confirmation(&self, token: u32) -> bool {
+        self.conns.get(&token).is_some_and(|c| {
+            c.subflows.iter().any(|s| s.state == SubflowState::Established && !s.confirmed && s.local.port() != 0)
+        })
+    }
+
     /// The service type enforced on `token`.
     pub fn service_of(&self, token: u32) -> Option<ServiceType> {
         self.conns.get(&token).map(|c| c.service)
@@ -492,10 +577,7 @@ impl Core {
     fn command_failed(&mut self, command: Command, refusal: Refusal, now: Instant) {
         if refusal == Refusal::UnknownConnection {
             // Closed before its CLOSED event reached us: forget it.
-            let token = command.token();
-            if let Some(at) = self.conns.remove(&token).and_then(|c| c.deadline) {
-                self.deadlines.remove(&(at, token));
-            }
+            self.remove_conn(command.token());
             return;
         }
         match command {
@@ -512,9 +594,27 @@ impl Core {
             // reconcile asks again.
             Command::SetBackup { token, local, backup, .. } => {
                 let Some(conn) = self.conns.get_mut(&token) else { return };
+                // "Subflow not found" for a join of ours past its join
+                // timeout: the peer never completed it (a stalled
+                // connection gives no fresh samples to tell).
+                let timeout = self.config.join_timeout;
+                if let Some(sf) = conn.subflows.iter().find(|s| {
+                    s.local == local
+                        && s.state == SubflowState::Established
+                        && s.created.is_some_and(|t| now >= t + timeout)
+                }) {
+                    let loc_id = sf.loc_id;
+                    withdraw_join(&self.config, token, conn, loc_id, now, &mut self.out);
+                    return;
+                }
                 if let Some(sf) = conn.subflows.iter_mut().find(|s| s.local == local) {
                     sf.backup = !backup;
-                    sf.flag_retry_at = Some(now + FLAG_RETRY);
+                    // Doubling: a join that never becomes fully established
+                    // must not be asked every turn (it is replaced after
+                    // the join timeout, see `broken_joins`).
+                    let doubling = 1u32 << sf.flag_refusals.min(5);
+                    sf.flag_refusals = sf.flag_refusals.saturating_add(1);
+                    sf.flag_retry_at = Some(now + FLAG_RETRY * doubling);
                 }
             }
             // The subflow or address is already gone: nothing to undo.
@@ -554,5 +654,63 @@ impl Core {
         if let Some(at) = next {
             self.deadlines.insert((at, token));
         }
+    }
+}
+
+/// Joins of ours still not fully established a join timeout after they
+/// were asked for: the peer dropped them (a SYN-cookie collision under a
+/// burst of connections, a middlebox), so they carry nothing and take no
+/// backup flag. Withdrawn (the address first, so the peer drops its side
+/// too, then the socket) and asked for again after a backoff: counted on,
+/// such a join leaves the connection with nothing when the other path
+/// fails.
+fn broken_joins(
+    config: &PolicyConfig,
+    token: u32,
+    conn: &mut Conn,
+    samples: &[SubflowSample],
+    now: Instant,
+    out: &mut VecDeque<Command>,
+) {
+    let broken: Vec<u8> = conn
+        .subflows
+        .iter()
+        .filter(|sf| {
+            sf.state == SubflowState::Established && sf.created.is_some_and(|t| now >= t + config.join_timeout)
+        })
+        .filter(|sf| samples.iter().any(|s| s.local == sf.local && !s.fully_established))
+        .map(|sf| sf.loc_id)
+        .collect();
+    for loc_id in broken {
+        withdraw_join(config, token, conn, loc_id, now, out);
+    }
+}
+
+/// Withdraws a join the peer never completed, and backs its path off.
+fn withdraw_join(
+    config: &PolicyConfig,
+    token: u32,
+    conn: &mut Conn,
+    loc_id: u8,
+    now: Instant,
+    out: &mut VecDeque<Command>,
+) {
+    let Some(i) = conn.subflows.iter().position(|s| s.loc_id == loc_id) else { return };
+    let sf = conn.subflows.remove(i);
+    tracing::info!(token, path = %sf.path, local = %sf.local, "a join was never completed by the peer; replacing it");
+    out.push_back(Command::Remove { token, loc_id });
+    out.push_back(Command::SubflowDestroy { token, local: sf.local, remote: conn.remote });
+    backoff(config, conn.health.entry(sf.path).or_default(), now);
+}
+
+/// A subflow closed by the kernel or the peer (a reset, a dead path): the
+/// kernel still lists its local address under `loc_id` for the connection,
+/// and refuses a join from that address under any other id ("did not match
+/// address and id") until the id is removed. Removed, unless another
+/// subflow still uses the id (the peer then hears RM_ADDR for an address
+/// that no longer works, which is true).
+fn forget_address(token: u32, conn: &Conn, loc_id: u8, out: &mut VecDeque<Command>) {
+    if !conn.subflows.iter().any(|s| s.loc_id == loc_id) {
+        out.push_back(Command::Remove { token, loc_id });
     }
 }

@@ -78,7 +78,23 @@ pub(super) fn reconcile(
         .collect();
     let active = match conn.service {
         ServiceType::Aggregate | ServiceType::None => None,
-        ServiceType::Handover => established.first().map(|s| s.to_string()),
+        // A better path takes over once the peer completed its join (one it
+        // dropped is established on this side only, and the secondary
+        // withdrawn for it would leave nothing working); a failed active
+        // path is left at once.
+        ServiceType::Handover => {
+            let confirmed = |name: &str| {
+                conn.subflows.iter().any(|s| s.path == name && s.state == SubflowState::Established && s.confirmed)
+            };
+            match (established.first(), conn.active.as_deref()) {
+                (Some(best), Some(current))
+                    if *best != current && established.contains(&current) && !confirmed(best) =>
+                {
+                    Some(current.to_owned())
+                }
+                (best, _) => best.map(|s| s.to_string()),
+            }
+        }
         ServiceType::Interactive => {
             conn.interactive.choose(conn.active.as_deref(), &established, &config.hysteresis, now)
         }
@@ -178,6 +194,9 @@ pub(super) fn reconcile(
             backup,
             state: SubflowState::Joining(now),
             flag_retry_at: None,
+            flag_refusals: 0,
+            created: Some(now),
+            confirmed: false,
         };
         conn.subflows.push(joining);
     }

@@ -224,6 +224,11 @@ impl Sampler {
         self.entries.is_empty()
     }
 
+    /// Looks scheduled (one per connection that is not parked).
+    pub fn scheduled(&self) -> usize {
+        self.queue.len()
+    }
+
     /// Every connection measured.
     pub fn tokens(&self) -> impl Iterator<Item = u32> + '_ {
         self.entries.keys().copied()

@@ -83,6 +83,17 @@ impl Sim {
         (sock, self.input(Input::SubflowEstablished { token: TOKEN, local: sock, loc_id: local.id }))
     }
 
+    /// The kernel reports the join `create` asked for as established, and a
+    /// measurement of every established subflow then shows the peer
+    /// completed it.
+    fn joined_and_confirmed(&mut self, create: &Command, port: u16) -> (SocketAddr, Vec<Command>) {
+        let (sock, mut cmds) = self.joined(create, port);
+        let (_, ends) = self.core.subflow_ends(TOKEN).unwrap();
+        let samples: Vec<SubflowSample> = ends.into_iter().map(|(local, _)| sample(local, 20)).collect();
+        cmds.extend(self.sample(&samples));
+        (sock, cmds)
+    }
+
     fn sample(&mut self, samples: &[SubflowSample]) -> Vec<Command> {
         self.input(Input::Samples { token: TOKEN, subflows: samples.to_vec() })
     }
@@ -99,6 +110,7 @@ fn sample(local: SocketAddr, rtt_ms: u32) -> SubflowSample {
         last_data_recv_ms: 5,
         last_ack_recv_ms: 5,
         established: true,
+        fully_established: true,
     }
 }
 
@@ -176,6 +188,9 @@ fn handover_wifi_back_withdraws_cell_then_rejoins_it_as_backup() {
     assert_eq!(local.id, 2, "a new address id, never the dead one's");
     assert_eq!(sim.core.active_path(TOKEN), Some("cell"), "cell carries on until wifi is up");
     let (wifi_sf, cmds) = sim.joined(&cmds[0], 40001);
+    assert!(cmds.is_empty(), "nothing changes before the peer completed the wifi join: {cmds:?}");
+    assert_eq!(sim.core.active_path(TOKEN), Some("cell"));
+    let cmds = sim.sample(&[sample(cell_sf, 60), sample(wifi_sf, 20)]);
     assert_eq!(
         cmds,
         vec![
@@ -199,7 +214,7 @@ fn handover_left_without_a_path_rejoins_the_withdrawn_secondary_at_once() {
     sim.input(Input::PathDown { name: "wifi".into() });
     sim.advance(Duration::from_millis(30));
     let cmds = sim.input(Input::PathUp(wifi()));
-    sim.joined(&cmds[0], 40001);
+    sim.joined_and_confirmed(&cmds[0], 40001);
     sim.advance(Duration::from_millis(50));
     let cmds = sim.input(Input::PathDown { name: "wifi".into() });
     assert!(cmds.iter().any(|c| create_on(c, &cell(), false)), "{cmds:?}");
@@ -245,7 +260,7 @@ fn handover_blackholed_wifi_is_retried_with_backoff_then_used_again() {
     };
     let last = next;
     assert!(create_on(&last, &wifi(), true), "a probing join is backup until it works: {last:?}");
-    let (wifi_sf, cmds) = sim.joined(&last, 40002);
+    let (wifi_sf, cmds) = sim.joined_and_confirmed(&last, 40002);
     assert_eq!(cmds[1], Command::SubflowDestroy { token: TOKEN, local: cell_sf, remote: server() }, "{cmds:?}");
     let cmds = sim.advance(Duration::from_millis(30));
     assert_eq!(cmds, vec![Command::SetBackup { token: TOKEN, local: wifi_sf, remote: server(), backup: false }]);
@@ -336,7 +351,9 @@ fn the_last_working_subflow_stays_until_a_replacement_is_established() {
     // The join fails: still nothing removed.
     let Command::SubflowCreate { local, .. } = cmds[0] else { panic!("{cmds:?}") };
     let closed = Input::SubflowClosed { token: TOKEN, local: SocketAddr::new(local.addr, 0), loc_id: local.id };
-    assert!(sim.input(closed).is_empty());
+    // Its address id goes (the kernel keeps it listed otherwise, and
+    // refuses the next join from that address under a new id).
+    assert_eq!(sim.input(closed), vec![Command::Remove { token: TOKEN, loc_id: local.id }]);
     let retry = sim.advance(Duration::from_secs(1));
     assert!(matches!(retry.as_slice(), [Command::SubflowCreate { .. }]), "{retry:?}");
     let (_, cmds) = sim.joined(&retry[0], 50001);
@@ -390,7 +407,7 @@ fn failed_joins_back_off_and_a_refused_create_is_retried() {
     assert_eq!(retry.len(), 1, "retried after 250 ms: {retry:?}");
     // The join went out and was refused by the peer.
     let closed = Input::SubflowClosed { token: TOKEN, local: SocketAddr::new(local.addr, 0), loc_id: local.id + 1 };
-    assert!(sim.input(closed).is_empty());
+    assert_eq!(sim.input(closed), vec![Command::Remove { token: TOKEN, loc_id: local.id + 1 }], "its id goes");
     assert!(sim.advance(Duration::from_millis(400)).is_empty(), "second delay is 500 ms");
     assert_eq!(sim.advance(Duration::from_millis(100)).len(), 1);
 }
@@ -404,8 +421,64 @@ fn a_refused_set_backup_is_asked_again() {
     assert!(matches!(unbackup, Command::SetBackup { backup: false, .. }), "{cmds:?}");
     let again = sim.input(Input::CommandFailed { command: unbackup.clone(), refusal: Refusal::Transient });
     assert!(again.is_empty(), "not at once: {again:?}");
-    assert_eq!(sim.advance(Duration::from_millis(20)), vec![unbackup], "re-issued after a short wait");
+    assert_eq!(sim.advance(Duration::from_millis(20)), vec![unbackup.clone()], "re-issued after a short wait");
+    // Refused again and again: the waits double (40, 80, 160 ms), no storm.
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        sim.input(Input::CommandFailed { command: unbackup.clone(), refusal: Refusal::Transient });
+        let from = sim.now;
+        let mut cmds = Vec::new();
+        while cmds.is_empty() {
+            cmds = sim.advance(Duration::from_millis(10));
+        }
+        assert_eq!(cmds, vec![unbackup.clone()]);
+        waits.push((sim.now - from).as_millis());
+    }
+    assert_eq!(waits, [40, 80, 160], "doubling waits");
     let _ = cell_sf;
+}
+
+#[test]
+fn a_join_the_peer_never_completed_is_replaced() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    let half_open = SubflowSample { fully_established: false, ..sample(cell_sf, 60) };
+    let timeout = PolicyConfig::default().join_timeout;
+    // Within the join timeout, a join may still be completing.
+    sim.advance(timeout / 2);
+    assert!(sim.sample(&[sample(wifi_sf, 20), half_open]).is_empty());
+    // Past it: withdrawn, address first, then asked for again after a backoff.
+    sim.advance(timeout);
+    let cmds = sim.sample(&[sample(wifi_sf, 20), half_open]);
+    assert_eq!(
+        cmds,
+        vec![
+            Command::Remove { token: TOKEN, loc_id: 1 },
+            Command::SubflowDestroy { token: TOKEN, local: cell_sf, remote: server() }
+        ]
+    );
+    let again = sim.advance(PolicyConfig::default().retry_min + Duration::from_millis(1));
+    assert!(again.len() == 1 && create_on(&again[0], &cell(), true), "a fresh cell join: {again:?}");
+    // Or, in a stalled connection, told by the kernel's refusal of its
+    // backup flag ("subflow not found") past the join timeout.
+    let (mut sim, cell_sf) = handover_ready();
+    sim.advance(timeout);
+    sim.input(Input::PathDown { name: "wifi".into() });
+    let cmds = sim.advance(Duration::from_millis(30));
+    let unbackup = Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: false };
+    assert!(cmds.contains(&unbackup), "{cmds:?}");
+    let cmds = sim.input(Input::CommandFailed { command: unbackup, refusal: Refusal::Transient });
+    assert_eq!(
+        cmds[..2],
+        [
+            Command::Remove { token: TOKEN, loc_id: 1 },
+            Command::SubflowDestroy { token: TOKEN, local: cell_sf, remote: server() }
+        ]
+    );
+    // A join that completed is left alone, however old.
+    let (mut sim, cell_sf) = handover_ready();
+    sim.advance(timeout * 3);
+    assert!(sim.sample(&[sample(wifi_sf, 20), sample(cell_sf, 60)]).is_empty());
 }
 
 #[test]
@@ -506,7 +579,7 @@ fn no_subflow_leaks_after_flaps() {
         let cmds = sim.input(Input::PathUp(wifi()));
         let create = cmds.iter().find(|c| matches!(c, Command::SubflowCreate { .. })).unwrap().clone();
         port += 1;
-        sim.joined(&create, port);
+        sim.joined_and_confirmed(&create, port);
     }
     let conn = sim.core.conns.get(&TOKEN).unwrap();
     assert_eq!(conn.subflows.len(), 2, "{:?}", conn.subflows);
@@ -574,7 +647,7 @@ fn samples_repair_what_lost_events_left_stale() {
     );
     // SUB_CLOSED of cell was lost too: it vanishes from the samples.
     let cmds = sim.sample(&[sample(addr(WIFI_INITIAL), 20)]);
-    assert!(cmds.is_empty(), "re-created only after a backoff: {cmds:?}");
+    assert_eq!(cmds, vec![Command::Remove { token: TOKEN, loc_id: 1 }], "its id goes; re-created only after a backoff");
     let cmds = sim.advance(Duration::from_millis(300));
     assert!(cmds.iter().any(|c| create_on(c, &cell(), true)), "{cmds:?}");
 }
@@ -932,4 +1005,19 @@ fn a_probe_sent_late_is_waited_for_from_when_it_left() {
     sim.input(Input::ProbeAnswered { token: TOKEN, path: "wifi".into() });
     assert!(sim.advance(Duration::from_millis(200)).is_empty());
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+}
+
+#[test]
+fn a_closed_connection_leaves_nothing_behind() {
+    let (mut sim, cell_sf) = handover_ready();
+    let wifi_sf = addr(WIFI_INITIAL);
+    sim.advance(Duration::from_millis(100));
+    sim.sample(&wifi_silent_for(60, wifi_sf, cell_sf));
+    assert!(sim.core.poll_probe().is_some());
+    let t = sim.core.tables();
+    assert_eq!((t.connections, t.path_probes, t.peers), (1, 1, 1), "{t:?}");
+    assert!(t.timers > 0, "the probe's wait is a deadline: {t:?}");
+    sim.input(Input::Closed { token: TOKEN });
+    sim.drain();
+    assert_eq!(sim.core.tables(), CoreTables::default(), "the probe of its only peer goes with it");
 }
