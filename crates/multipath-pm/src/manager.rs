@@ -850,6 +850,11 @@ impl Driver {
             // After the samples: they may have changed the threshold.
             let next_look = pace(self.core.silence_watch(token), look.heard_ms, now);
             self.sampler.measured(token, look.activity, in_flight, next_look, now);
+            // A join the peer has not completed yet: looked at again at
+            // once, so a handover back to its path waits one look at most.
+            if self.core.awaits_confirmation(token) {
+                self.sampler.postpone(token, now);
+            }
         }
         self.sampler.due(now, 1).len() == 1
     }
