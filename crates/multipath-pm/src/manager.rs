@@ -21,7 +21,7 @@ use crate::netlink::socket::poll_any;
 use crate::netlink::socket::{Diag, DIAG_BATCH};
 use crate::policy::quarantine::Quarantine;
 use crate::policy::sampling::{full_every, pace, Activity, Look, Sampler, Swept, SAMPLE_EVERY, SWEEP_EVERY};
-use crate::policy::{input_for_event, Core, Input, LocalPath, PolicyConfig, Refusal, SubflowSample};
+use crate::policy::{input_for_event, Core, Input, LocalPath, PolicyConfig, Refusal, SubflowSample, WhenStill};
 use crate::{Command, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
 
 /// Connections looked at per turn of the loop, between looks at the events.
@@ -698,11 +698,18 @@ impl Driver {
                     self.sampler.add(*token, now);
                 }
                 Input::Closed { token } => self.forget(*token),
-                // Measured soon: whether the peer completes the join.
-                Input::SubflowEstablished { token, .. } => self.sampler.postpone(*token, now),
                 _ => {}
             }
+            let joined = match input {
+                Input::SubflowEstablished { token, .. } => Some(token),
+                _ => None,
+            };
             self.core.handle(input, now);
+            // Measured soon where it matters: whether the peer completes
+            // the join a handover waits on.
+            if let Some(token) = joined.filter(|&t| self.core.awaits_confirmation(t)) {
+                self.sampler.postpone(token, now);
+            }
         }
         // This datagram's commands out before the next one is read.
         self.flush(now);
@@ -953,15 +960,15 @@ impl Driver {
                 // A still connection the core watches (a silent active path
                 // to probe) gets its last measurements aged: no kernel query
                 // for it.
-                // A join not yet known to be complete is measured, still
-                // or not: a stalled connection whose only subflow the peer
-                // dropped moves no counter that would wake it.
-                Some(_) if self.core.awaits_confirmation(token) => self.sampler.postpone(token, now),
-                Some(activity)
-                    if self.sampler.swept(token, activity, now) == Swept::Still
-                        && self.core.needs_samples(token, now) =>
-                {
-                    self.core.handle(Input::Still { token }, now);
+                Some(activity) if self.sampler.swept(token, activity, now) == Swept::Still => {
+                    match self.core.when_still(token, now) {
+                        // A join not yet known to be complete: a stalled
+                        // connection whose only subflow the peer dropped
+                        // moves no counter that would wake it.
+                        WhenStill::Measure => self.sampler.postpone(token, now),
+                        WhenStill::Age => self.core.handle(Input::Still { token }, now),
+                        WhenStill::Nothing => {}
+                    }
                 }
                 Some(_) => {}
                 // Not in the dump (closed, or missed while the kernel's

@@ -79,6 +79,13 @@ pub(super) struct Conn {
     /// The latest measurements and when they were taken: aged by
     /// [`Input::Still`] instead of measured again while nothing moves.
     pub(super) last_samples: Option<(Instant, Vec<SubflowSample>)>,
+    /// A handover holds its active path until the peer completes the join
+    /// of a better one: measured at every look meanwhile.
+    pub(super) waits_for_join: bool,
+    /// It waits on a join's confirmation (see `Core::awaits_confirmation`),
+    /// as of the last reconcile: a sweep asks every parked connection each
+    /// second, and this answers without walking its subflows.
+    pub(super) awaits: bool,
 }
 
 /// A connection found open, if every subflow is on a known path and the
@@ -119,6 +126,8 @@ pub(super) fn adopt(
         deadline: None,
         joins_from: None,
         last_samples: None,
+        waits_for_join: false,
+        awaits: false,
     })
 }
 

@@ -68,6 +68,31 @@ pub struct Core {
     probes: VecDeque<Probe>,
 }
 
+/// What a sweep does with a connection whose counters stood still (see
+/// [`Core::when_still`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenStill {
+    /// Measure its subflows now.
+    Measure,
+    /// Age its last measurements ([`Input::Still`]).
+    Age,
+    /// Nothing.
+    Nothing,
+}
+
+/// See [`Core::needs_samples`].
+fn needs_samples(conn: &Conn, now: Instant) -> bool {
+    match conn.service {
+        ServiceType::Aggregate | ServiceType::None => false,
+        _ => conn.prober.quiet_until.is_none_or(|t| now >= t),
+    }
+}
+
+/// See [`Core::awaits_confirmation`]: as of the last reconcile.
+fn awaits_confirmation(conn: &Conn) -> bool {
+    conn.awaits
+}
+
 /// The sizes of the core's tables (see [`Core::tables`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CoreTables {
@@ -225,6 +250,8 @@ impl Core {
             deadline: None,
             joins_from: (!ready).then(|| now + READY_WITHIN),
             last_samples: None,
+            waits_for_join: false,
+            awaits: false,
         };
         self.insert_conn(token, conn);
         true
@@ -513,11 +540,7 @@ impl Core {
     /// (it watches no path), nor while an answered probe has shown the
     /// active path alive and the connection merely idle.
     pub fn needs_samples(&self, token: u32, now: Instant) -> bool {
-        let Some(conn) = self.conns.get(&token) else { return false };
-        match conn.service {
-            ServiceType::Aggregate | ServiceType::None => false,
-            _ => conn.prober.quiet_until.is_none_or(|t| now >= t),
-        }
+        self.conns.get(&token).is_some_and(|c| needs_samples(c, now))
     }
 
     /// What the driver's looks at `token` must catch: how long its active
@@ -550,13 +573,26 @@ impl Core {
         Some((conn.remote, locals))
     }
 
-    /// Whether `token` has a join the kernel reports established that no
-    /// measurement has shown fully established yet: the driver measures
-    /// its subflows at every look until one does.
+    /// Whether `token` waits on a join the kernel reports established that
+    /// no measurement has shown fully established yet: a handover holding
+    /// its active path for a better one's join, or an active path whose
+    /// only subflow is such a join (the peer may have dropped it). The
+    /// driver then measures its subflows at every look, moving or not.
+    /// (A backup join waits for the regular measurements.)
     pub fn awaits_confirmation(&self, token: u32) -> bool {
-        self.conns.get(&token).is_some_and(|c| {
-            c.subflows.iter().any(|s| s.state == SubflowState::Established && !s.confirmed && s.local.port() != 0)
-        })
+        self.conns.get(&token).is_some_and(awaits_confirmation)
+    }
+
+    /// What a sweep that found `token` still should do: measure it (it
+    /// awaits a join's confirmation), age its last measurements (the core
+    /// watches its silence), or nothing. One lookup: a sweep asks this of
+    /// every parked connection each second.
+    pub fn when_still(&self, token: u32, now: Instant) -> WhenStill {
+        match self.conns.get(&token) {
+            Some(c) if awaits_confirmation(c) => WhenStill::Measure,
+            Some(c) if needs_samples(c, now) => WhenStill::Age,
+            _ => WhenStill::Nothing,
+        }
     }
 
     /// The service type enforced on `token`.

@@ -86,14 +86,16 @@ pub(super) fn reconcile(
             let confirmed = |name: &str| {
                 conn.subflows.iter().any(|s| s.path == name && s.state == SubflowState::Established && s.confirmed)
             };
-            match (established.first(), conn.active.as_deref()) {
+            let held = match (established.first(), conn.active.as_deref()) {
                 (Some(best), Some(current))
                     if *best != current && established.contains(&current) && !confirmed(best) =>
                 {
                     Some(current.to_owned())
                 }
-                (best, _) => best.map(|s| s.to_string()),
-            }
+                _ => None,
+            };
+            conn.waits_for_join = held.is_some();
+            held.or_else(|| established.first().map(|s| s.to_string()))
         }
         ServiceType::Interactive => {
             conn.interactive.choose(conn.active.as_deref(), &established, &config.hysteresis, now)
@@ -218,5 +220,12 @@ pub(super) fn reconcile(
         conn.prober.active_since = active.clone().map(|a| (a, now));
         conn.prober.outstanding = None;
     }
+    let unconfirmed_active = conn.subflows.iter().any(|s| {
+        !s.confirmed
+            && s.state == SubflowState::Established
+            && s.local.port() != 0
+            && active.as_deref() == Some(&s.path)
+    });
+    conn.awaits = conn.waits_for_join || unconfirmed_active;
     conn.active = active;
 }

@@ -136,6 +136,7 @@ fn handover_ready() -> (Sim, SocketAddr) {
     assert!(create_on(&cmds[0], &cell(), true), "cell joins at once, as backup: {cmds:?}");
     let (cell_sf, cmds) = sim.joined(&cmds[0], 50000);
     assert!(cmds.is_empty(), "nothing more to do: {cmds:?}");
+    assert!(!sim.core.awaits_confirmation(TOKEN), "a backup join waits for the regular measurements");
     assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
     (sim, cell_sf)
 }
@@ -190,7 +191,9 @@ fn handover_wifi_back_withdraws_cell_then_rejoins_it_as_backup() {
     let (wifi_sf, cmds) = sim.joined(&cmds[0], 40001);
     assert!(cmds.is_empty(), "nothing changes before the peer completed the wifi join: {cmds:?}");
     assert_eq!(sim.core.active_path(TOKEN), Some("cell"));
+    assert!(sim.core.awaits_confirmation(TOKEN), "measured at every look meanwhile");
     let cmds = sim.sample(&[sample(cell_sf, 60), sample(wifi_sf, 20)]);
+    assert!(!sim.core.awaits_confirmation(TOKEN));
     assert_eq!(
         cmds,
         vec![
