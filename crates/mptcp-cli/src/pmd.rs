@@ -116,11 +116,19 @@ pub fn run(args: PmdArgs) -> Result<()> {
         }
         None => eprintln!("mptcp pmd: managing MPTCP connections; register on @{ABSTRACT_NAME}"),
     }
-    shutdown.wait();
+    // A daemon whose path manager died (a bug) must not linger half alive:
+    // it stops, puts the namespace back, and says so.
+    let signalled = shutdown.wait_while(|| daemon.is_running());
+    if !signalled {
+        eprintln!("mptcp pmd: the path manager stopped unexpectedly (see above); stopping");
+    }
     let restored = daemon.stop().context("restoring net.mptcp.pm_type")?;
     if let Some(t) = log_thread {
         let _ = t.join();
     }
     eprintln!("mptcp pmd: stopped; net.mptcp.pm_type restored to {}", restored.unwrap_or_default());
+    if !signalled {
+        anyhow::bail!("the path manager stopped unexpectedly");
+    }
     Ok(())
 }

@@ -24,6 +24,23 @@ impl Shutdown {
         Ok(Shutdown { rt, signals })
     }
 
+    /// Blocks until one of them arrives, or until `running` turns false
+    /// (checked every 200 ms): whether a signal ended the wait.
+    pub fn wait_while(self, running: impl Fn() -> bool) -> bool {
+        let Shutdown { rt, signals: [mut int, mut term, mut hup] } = self;
+        rt.block_on(async {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    _ = int.recv() => return true,
+                    _ = term.recv() => return true,
+                    _ = hup.recv() => return true,
+                    _ = tick.tick() => if !running() { return false },
+                }
+            }
+        })
+    }
+
     /// Blocks until one of them arrives (or already has).
     pub fn wait(self) {
         let Shutdown { rt, signals: [mut int, mut term, mut hup] } = self;

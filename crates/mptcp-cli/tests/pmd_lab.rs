@@ -194,6 +194,15 @@ fn within(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Sets its flag when dropped, a panic included.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// On a failure, what the daemon said last.
 struct DumpOnPanic<'a>(&'a Pmd);
 
@@ -201,7 +210,7 @@ impl Drop for DumpOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let log = self.0 .1.lock().unwrap();
-            eprintln!("mptcp pmd said, last:\n{}", log[log.len().saturating_sub(40)..].join("\n"));
+            eprintln!("mptcp pmd said, last:\n{}", log[log.len().saturating_sub(80)..].join("\n"));
         }
     }
 }
@@ -313,6 +322,9 @@ fn churn(name: &str, registered: bool, pmd_args: &[&str], pmd_said: Option<&str>
     let rounds: Vec<AtomicU64> = (0..DRIVERS).map(|_| AtomicU64::new(0)).collect();
     let fewest = || rounds.iter().map(|r| r.load(Ordering::SeqCst)).min().unwrap();
     std::thread::scope(|scope| {
+        // A failed check below must stop the drivers, or the scope would
+        // wait for them forever.
+        let _stop_on_panic = StopOnDrop(&stop);
         for (conns, done) in groups.iter_mut().zip(&rounds) {
             let stop = &stop;
             let lab = &lab;

@@ -165,6 +165,12 @@ impl Daemon {
         }
     }
 
+    /// Whether the daemon still serves: its listener's thread and its path
+    /// manager both running.
+    pub fn is_running(&self) -> bool {
+        self.manager.is_running() && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// The path manager behind the daemon.
     pub fn manager(&self) -> &Arc<Manager> {
         &self.manager

@@ -233,6 +233,12 @@ impl Manager {
         answer.recv().map_err(|_| stopped())
     }
 
+    /// Whether the manager's thread is still running (it stops only when
+    /// dropped, or on a bug).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// The sizes of the manager's tables.
     pub fn tables(&self) -> Result<Tables, PmError> {
         let (reply, answer) = mpsc::channel();

@@ -328,7 +328,9 @@ impl Sampler {
             self.queue.remove(&(next, token));
         }
         let idle = now.duration_since(e.still_since) >= IDLE_AFTER;
-        e.every = if idle { e.every * 2 } else { SAMPLE_EVERY };
+        // Bounded: a parked connection looked at again and again (a join
+        // it waits on) must not double its way to an overflow.
+        e.every = if idle { (e.every * 2).min(PARK_AFTER * 2) } else { SAMPLE_EVERY };
         let gap = if idle { e.every } else { pace.max(SAMPLE_EVERY) };
         e.next = (e.every <= PARK_AFTER).then(|| now + gap);
         if let Some(next) = e.next {
@@ -465,5 +467,18 @@ mod tests {
         s.remove(3);
         assert!(s.is_empty() && s.next_due().is_none() && s.due(now, 64).is_empty());
         assert!(!s.looked(3, act(5), true, || SAMPLE_EVERY, now));
+    }
+
+    #[test]
+    fn a_parked_connection_looked_at_again_and_again_never_overflows() {
+        let mut s = Sampler::new();
+        let mut now = Instant::now();
+        s.add(7, now);
+        for _ in 0..200 {
+            now += Duration::from_secs(1);
+            s.postpone(7, now);
+            s.measured(7, act(1), false, SAMPLE_EVERY, now);
+        }
+        assert!(s.entries[&7].every <= PARK_AFTER * 2);
     }
 }
