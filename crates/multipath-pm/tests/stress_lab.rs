@@ -1,4 +1,4 @@
-//! The path manager under a flapping wifi: a long download, handover and
+//! The path manager under a flapping wifi: a 200 MB download, handover and
 //! aggregate, while wifi fails 50 times (link down and blackhole mixed,
 //! each for 0.2-2 s, back for 0.2-1 s). Every byte is checked, the
 //! subflows are counted all along, and the commands sent are counted: no
@@ -19,6 +19,9 @@ use multipath_pm::{Command, Manager};
 fn byte_at(i: u64) -> u8 {
     (i.wrapping_mul(2_654_435_761) >> 13) as u8
 }
+
+/// The download verified under the flaps, at least.
+const DOWNLOAD: u64 = 200_000_000;
 
 /// Flaps of wifi: how many, and the seed of their kinds and lengths.
 const FLAPS: usize = 50;
@@ -91,12 +94,13 @@ fn flapping(name: &str, service: ServiceType) {
                 }
                 done.store(true, std::sync::atomic::Ordering::SeqCst);
             });
-            // Read and check every byte while the script runs, and 3 s more.
+            // Read and check every byte while the script runs and 3 s more,
+            // and at least `DOWNLOAD` bytes in all.
             let mut buf = vec![0u8; 64 * 1024];
             let (mut got, mut most_subflows, mut longest_gap) = (0u64, 0usize, Duration::ZERO);
             let (mut last, mut sampled) = (Instant::now(), Instant::now());
             let mut ended: Option<Instant> = None;
-            while ended.is_none_or(|t| t.elapsed() < Duration::from_secs(3)) {
+            while got < DOWNLOAD || ended.is_none_or(|t| t.elapsed() < Duration::from_secs(3)) {
                 let n = conn.read(&mut buf).unwrap_or_else(|e| panic!("{service}: after {got} B: {e}"));
                 assert!(n > 0, "{service}: closed after {got} B");
                 for (i, b) in buf[..n].iter().enumerate() {
@@ -147,7 +151,6 @@ fn flapping(name: &str, service: ServiceType) {
         got as f64 / 1e6,
         commands.len()
     );
-    assert!(got > 20_000_000, "{service}: only {got} B in {FLAPS} flaps");
     assert!(most_subflows <= 4, "{service}: {most_subflows} subflows open at once (two paths)");
     // Each flap needs a few commands (withdraw, join, flags, and back):
     // many more would be a retry storm.
