@@ -43,13 +43,6 @@ impl Shutdown {
 
     /// Blocks until one of them arrives (or already has).
     pub fn wait(self) {
-        let Shutdown { rt, signals: [mut int, mut term, mut hup] } = self;
-        rt.block_on(async {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
-        });
+        self.wait_while(|| true);
     }
 }

@@ -79,12 +79,8 @@ fn quarantine_rules(lab: &Lab) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("proto 77")).count()
 }
 
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} did not happen within 5 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn eventually(what: &str, check: impl FnMut() -> bool) {
+    within(what, Duration::from_secs(5), check);
 }
 
 #[test]

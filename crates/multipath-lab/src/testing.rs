@@ -123,3 +123,14 @@ impl SeededRng {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+/// A middlebox in the lab's router: an iptables rule stripping MPTCP's
+/// option (kind 30) from forwarded TCP segments, from SYNs only (`syn`) or
+/// from every other one. Needs Debian's iptables.
+pub fn strip_mptcp_options(lab: &crate::Lab, syn: bool) {
+    let mut rule = vec!["-t", "mangle", "-A", "FORWARD", "-p", "tcp"];
+    rule.extend(if syn { vec!["--syn"] } else { vec!["!", "--syn"] });
+    rule.extend(["-j", "TCPOPTSTRIP", "--strip-options", "30"]);
+    let out = lab.router().command("iptables").args(&rule).output().expect("iptables (Debian's iptables) runs");
+    assert!(out.status.success(), "iptables {rule:?}: {}", String::from_utf8_lossy(&out.stderr));
+}

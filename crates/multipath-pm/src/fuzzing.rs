@@ -14,40 +14,62 @@ const MESSAGES: usize = 256;
 pub fn netlink(data: &[u8]) {
     let Some((&how, buf)) = data.split_first() else { return };
     match how % 4 {
-        0 => {
-            for m in codec::messages(buf).take(MESSAGES) {
-                if let Ok(codec::Message::Genl { cmd, attrs, .. }) = m {
-                    let _ = mptcp_pm::decode_event(cmd, attrs);
-                    let _ = mptcp_pm::decode_addr_reply(attrs);
-                    let _ = ctrl::parse_family(attrs);
-                }
-            }
-        }
-        1 => {
-            for m in codec::route_messages(buf).take(MESSAGES) {
-                if let Ok(codec::Message::Data { header, body }) = m {
-                    let _ = route::parse(header.ty, body);
-                    let _ = route::parse_quarantine(header.ty, body);
-                }
-            }
-        }
+        0 => genl(buf),
+        1 => rtnetlink(buf),
         2 => {
             for m in codec::route_messages(buf).take(MESSAGES) {
                 if let Ok(codec::Message::Data { body, .. }) = m {
-                    if let Ok(msg) = sock_diag::InetDiagMsg::parse(body) {
-                        if let Some(info) = msg.info {
-                            kernel_structs(info);
-                        }
-                    }
+                    inet_diag(body);
                 }
             }
         }
         _ => {
             let Some((&ty, attrs)) = buf.split_first() else { return };
-            let _ = mptcp_pm::decode_event(ty, attrs);
-            let _ = route::parse(16 + u16::from(ty % 24), attrs);
-            let _ = route::parse_quarantine(16 + u16::from(ty % 24), attrs);
-            let _ = sock_diag::InetDiagMsg::parse(attrs);
+            attributes(ty, attrs);
+            route_body(16 + u16::from(ty % 24), attrs);
+            inet_diag(attrs);
+        }
+    }
+}
+
+/// A generic netlink datagram: each message's attributes as a path-manager
+/// event, an address reply and a family lookup.
+pub fn genl(buf: &[u8]) {
+    for m in codec::messages(buf).take(MESSAGES) {
+        if let Ok(codec::Message::Genl { cmd, attrs, .. }) = m {
+            attributes(cmd, attrs);
+        }
+    }
+}
+
+/// Attributes of generic netlink command `cmd`, read every way the daemon
+/// reads them.
+pub fn attributes(cmd: u8, attrs: &[u8]) {
+    let _ = mptcp_pm::decode_event(cmd, attrs);
+    let _ = mptcp_pm::decode_addr_reply(attrs);
+    let _ = ctrl::parse_family(attrs);
+}
+
+/// An rtnetlink datagram: each message's body by its type.
+pub fn rtnetlink(buf: &[u8]) {
+    for m in codec::route_messages(buf).take(MESSAGES) {
+        if let Ok(codec::Message::Data { header, body }) = m {
+            route_body(header.ty, body);
+        }
+    }
+}
+
+/// An rtnetlink message body of type `ty` (links, addresses, routes, rules).
+pub fn route_body(ty: u16, body: &[u8]) {
+    let _ = route::parse(ty, body);
+    let _ = route::parse_quarantine(ty, body);
+}
+
+/// A sock_diag reply body, with the kernel structs it carries.
+pub fn inet_diag(body: &[u8]) {
+    if let Ok(msg) = sock_diag::InetDiagMsg::parse(body) {
+        if let Some(info) = msg.info {
+            kernel_structs(info);
         }
     }
 }

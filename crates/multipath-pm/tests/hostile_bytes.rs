@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use multipath::daemon_client::{Reply, Request};
 use multipath::ServiceType;
 use multipath_lab::testing::SeededRng;
-use multipath_pm::netlink::{codec, ctrl, mptcp_pm, route, sock_diag};
+use multipath_pm::fuzzing;
 
 /// Inputs per decoder.
 const ROUNDS: usize = 100_000;
@@ -132,18 +132,8 @@ fn generic_netlink_messages_and_events() {
             }
         },
         |buf| {
-            for m in codec::messages(buf).take(64) {
-                if let Ok(codec::Message::Genl { cmd, attrs, .. }) = m {
-                    let _ = mptcp_pm::decode_event(cmd, attrs);
-                    let _ = ctrl::parse_family(attrs);
-                }
-            }
-            for m in codec::route_messages(buf).take(64) {
-                if let Ok(codec::Message::Data { header, body }) = m {
-                    let _ = route::parse(header.ty, body);
-                    let _ = route::parse_quarantine(header.ty, body);
-                }
-            }
+            fuzzing::genl(buf);
+            fuzzing::rtnetlink(buf);
         },
     );
 }
@@ -153,9 +143,7 @@ fn path_manager_events_and_replies() {
     let mut cmd = 0u8;
     feed("mptcp_pm events", 2, attr_input, |attrs| {
         cmd = cmd.wrapping_add(1) % 24;
-        let _ = mptcp_pm::decode_event(cmd, attrs);
-        let _ = mptcp_pm::decode_addr_reply(attrs);
-        let _ = ctrl::parse_family(attrs);
+        fuzzing::attributes(cmd, attrs);
     });
 }
 
@@ -173,8 +161,7 @@ fn route_and_diag_bodies() {
         },
         |body| {
             ty = if ty >= 34 { 16 } else { ty + 1 };
-            let _ = route::parse(ty, body);
-            let _ = route::parse_quarantine(ty, body);
+            fuzzing::route_body(ty, body);
         },
     );
     feed(
@@ -191,14 +178,7 @@ fn route_and_diag_bodies() {
                 msg
             }
         },
-        |body| {
-            if let Ok(msg) = sock_diag::InetDiagMsg::parse(body) {
-                if let Some(info) = msg.info {
-                    let _ = multipath::MptcpInfo::decode(info);
-                    let _ = multipath::TcpInfo::decode(info);
-                }
-            }
-        },
+        fuzzing::inet_diag,
     );
 }
 
@@ -211,10 +191,7 @@ fn kernel_structs() {
             let n = [0, 47, 48, 79, 80, 88, 96, 104, 231, 232, 248, 256, rng.below(400)][rng.below(13)];
             rng.bytes(n)
         },
-        |buf| {
-            let _ = multipath::MptcpInfo::decode(buf);
-            let _ = multipath::TcpInfo::decode(buf);
-        },
+        fuzzing::kernel_structs,
     );
 }
 
@@ -239,10 +216,7 @@ fn daemon_protocol() {
                 mutate(rng, seed)
             }
         },
-        |buf| {
-            let _ = Request::decode(buf);
-            let _ = Reply::decode(buf);
-        },
+        fuzzing::daemon_protocol,
     );
     // What was valid still decodes to what it was.
     assert_eq!(Request::decode(&valid[0]), Ok(Request::Manage { service: ServiceType::Handover }));
@@ -253,7 +227,6 @@ fn daemon_protocol() {
 /// decoder, replayed through the same entry point: each was a bug once.
 #[test]
 fn fuzz_regressions_stay_fixed() {
-    use multipath_pm::fuzzing;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions");
     type Decode = fn(&[u8]);
     let targets: [(&str, Decode); 3] = [

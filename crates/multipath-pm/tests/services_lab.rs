@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use multipath::daemon_client::Daemon as DaemonClient;
 use multipath::{blocking, Parameters, PathManager, ServiceType};
-use multipath_lab::testing::{become_user, echo_server, lab_test};
+use multipath_lab::testing::{become_user, echo_server, lab_test, strip_mptcp_options};
 use multipath_lab::{Lab, LabConfig};
 use multipath_pm::policy::PolicyConfig;
 use multipath_pm::{Daemon, DaemonConfig, Manager};
@@ -539,16 +539,6 @@ fn a_path_whose_interface_is_down_is_quarantined_until_it_returns_or_the_manager
     // The manager has seen wifi come and go once its path list says so.
     eventually(Duration::from_secs(2), "wifi gone", || manager.paths().unwrap().len() == 1);
     assert!(quarantine_rules(&lab).is_empty());
-}
-
-/// Adds a rule to the lab router that strips MPTCP's option (kind 30)
-/// from forwarded TCP segments: SYNs only (`syn`), or every other one.
-fn strip_mptcp_options(lab: &Lab, syn: bool) {
-    let mut rule = vec!["-t", "mangle", "-A", "FORWARD", "-p", "tcp"];
-    rule.extend(if syn { vec!["--syn"] } else { vec!["!", "--syn"] });
-    rule.extend(["-j", "TCPOPTSTRIP", "--strip-options", "30"]);
-    let out = lab.router().command("iptables").args(&rule).output().expect("iptables (Debian's iptables) runs");
-    assert!(out.status.success(), "iptables {rule:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Echoes `size` bytes of the pattern over `conn`: how many came back

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use multipath::{Connection, Error, Parameters, ServiceType, SubflowInfo, TcpState, Transport};
-use multipath_lab::testing::{echo_server, lab_test};
+use multipath_lab::testing::{echo_server, lab_test, strip_mptcp_options};
 use multipath_lab::{Lab, LabConfig, Netns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -129,16 +129,6 @@ fn plain_tcp_server_in_the_lab_reports_fallback_and_keeps_bytes_intact() {
         let subflows = conn.subflows().unwrap();
         assert_eq!(subflows.len(), 1, "plain TCP has one flow: {subflows:#?}");
     });
-}
-
-/// Adds a rule to the lab router that strips MPTCP's option (kind 30)
-/// from forwarded TCP segments: SYNs only (`syn`), or every other one.
-fn strip_mptcp_options(lab: &Lab, syn: bool) {
-    let mut rule = vec!["-t", "mangle", "-A", "FORWARD", "-p", "tcp"];
-    rule.extend(if syn { vec!["--syn"] } else { vec!["!", "--syn"] });
-    rule.extend(["-j", "TCPOPTSTRIP", "--strip-options", "30"]);
-    let out = lab.router().command("iptables").args(&rule).output().expect("iptables (Debian's iptables) runs");
-    assert!(out.status.success(), "iptables {rule:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// 500 KB echoed over `conn`, compared byte for byte.

@@ -138,26 +138,12 @@ impl EventSocket {
     /// otherwise. What the kernel granted (it doubles the value for its
     /// bookkeeping, and has a floor of a few kilobytes).
     pub fn set_receive_buffer(&self, bytes: usize) -> io::Result<usize> {
-        let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
-        if setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes).is_err() {
-            setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes)?;
+        let sock = socket2::SockRef::from(&self.fd);
+        let forced = i32::try_from(bytes).unwrap_or(i32::MAX);
+        if setsockopt_int(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, forced).is_err() {
+            sock.set_recv_buffer_size(bytes)?;
         }
-        let mut granted = [0u8; 4];
-        let mut len = granted.len() as libc::socklen_t;
-        // SAFETY: `granted` is writable for `len` bytes.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                granted.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(i32::from_ne_bytes(granted).max(0) as usize)
+        sock.recv_buffer_size()
     }
 
     /// Blocks for the next datagram and decodes its events. Events that
