@@ -1,7 +1,7 @@
 //! `mptcp`: the multipath command line.
 //!
 //! - `mptcp lab up|down|status`: multi-path test networks in namespaces.
-//! - `mptcp demo` (also `mptcp lab demo`): a lab, an MPTCP connection across it, its subflows.
+//! - `mptcp demo` (also `mptcp lab demo`): each service type and the kernel through a failing Wi-Fi.
 //! - `mptcp pmd`: the path-manager daemon.
 //! - `mptcp monitor`: live path-manager events and path changes.
 //! - `mptcp get`, `mptcp check`, `mptcp serve`: HTTP over multipath.
@@ -45,7 +45,8 @@ enum Command {
         #[command(subcommand)]
         command: lab::LabCommand,
     },
-    /// Build a lab, open an MPTCP connection across it and show its subflows (needs root).
+    /// The same download through a failing Wi-Fi under each service type and the kernel,
+    /// with a table, sentences and pictures (needs root).
     Demo(demo::DemoArgs),
     /// Print the kernel's path-manager events and path changes as they happen (needs root).
     Monitor(monitor::MonitorArgs),
@@ -86,7 +87,9 @@ fn run() -> Result<()> {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour only for a person at a terminal, never into a file or a pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     match cli.command {
         Command::Lab { command } => lab::run(command),
         Command::Demo(args) => demo::run(args),

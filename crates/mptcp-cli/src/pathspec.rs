@@ -27,7 +27,7 @@ pub fn parse(spec: &str) -> Result<PathConfig> {
     Ok(path)
 }
 
-fn rate_mbit(s: &str) -> Result<Option<f64>> {
+pub(crate) fn rate_mbit(s: &str) -> Result<Option<f64>> {
     if s == "unlimited" {
         return Ok(None);
     }
@@ -44,7 +44,7 @@ fn rate_mbit(s: &str) -> Result<Option<f64>> {
     bail!("rate {s:?} must end in kbit, mbit or gbit, or be `unlimited`")
 }
 
-fn duration(s: &str) -> Result<Duration> {
+pub(crate) fn duration(s: &str) -> Result<Duration> {
     let (n, scale) = if let Some(n) = s.strip_suffix("ms") {
         (n, 1e-3)
     } else if let Some(n) = s.strip_suffix("us") {
