@@ -315,7 +315,7 @@ action = "rate unlimited"
             ("seconds = -1\n".into(), "t.toml:1:", "between 0"),
             ("seconds = 10\n[[event]]\nat = 1\npath = \"wifi\"\n".into(), "t.toml:", "action"),
             ("seconds = 10\nsecs = 3\n".into(), "t.toml:2:", "unknown field"),
-            ("seconds = 10\n[[event]]\nat = \"soon\"\n".into(), "t.toml:3:", "float"),
+            ("seconds = 10\n[[event]]\nat = \"soon\"\n".into(), "t.toml:3:", "expected f64"),
             ("seconds = \n".into(), "t.toml:1:", ""),
         ];
         for (text, place, what) in cases {
