@@ -36,7 +36,32 @@ struct Verdict {
 }
 
 pub fn run(args: CheckArgs) -> Result<()> {
-    get::exit_with(check(&args))
+    get::exit_with(async {
+        match check(&args).await {
+            // With --json, a failure is JSON too (on stdout, where the
+            // verdict would have been), with the same exit code.
+            Err(e) if args.json => {
+                println!("{}", serde_json::json!({ "url": args.url, "error": format!("{e:#}"), "exit_code": 1 }));
+                Ok(1)
+            }
+            other => other,
+        }
+    })
+}
+
+/// Reports a request's failure, as a line on stderr or JSON on stdout;
+/// the exit code.
+fn failed(args: &CheckArgs, e: &multipath_http::HttpError) -> i32 {
+    let code = get::exit_code(e);
+    if args.json {
+        println!("{}", serde_json::json!({ "url": args.url, "error": e.to_string(), "exit_code": code }));
+    } else {
+        eprintln!("error: {e}");
+        if let Some(hint) = get::hint(e) {
+            eprintln!("hint: {hint}");
+        }
+    }
+    code
 }
 
 async fn check(args: &CheckArgs) -> Result<i32> {
@@ -44,18 +69,12 @@ async fn check(args: &CheckArgs) -> Result<i32> {
     // check.mptcp.dev answers curl with one plain-text line.
     let response = match session.get(&args.url).header("user-agent", "curl/8 (mptcp check)").send().await {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(get::exit_code(&e));
-        }
+        Err(e) => return Ok(failed(args, &e)),
     };
     let metrics = response.metrics();
     let text = match response.text().await {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(get::exit_code(&e));
-        }
+        Err(e) => return Ok(failed(args, &e)),
     };
     let line = text.lines().find(|l| l.contains("MPTCP")).unwrap_or(text.trim()).trim().to_owned();
     let server_mptcp = if line.contains("are not using MPTCP") {
@@ -74,8 +93,12 @@ async fn check(args: &CheckArgs) -> Result<i32> {
         println!("server: {}", verdict.server_says);
         let status = verdict.metrics.status.as_ref().map_or("unknown".into(), |s| s.to_string());
         println!("socket: {status}");
-        let open = verdict.metrics.subflows.iter().filter(|s| s.is_open()).count();
-        println!("subflows: {open}");
+        if local_mptcp {
+            let open = verdict.metrics.subflows.iter().filter(|s| s.is_open()).count();
+            println!("subflows: {open}");
+        } else {
+            println!("subflows: none (TCP)");
+        }
         if !agree {
             println!(
                 "DISAGREE: the server says {}, the socket says {}",

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use http::header::CONTENT_TYPE;
 use http::Method;
 use multipath::{ServiceType, TlsOptions};
 use multipath_http::content::{Sha256, HASH_HEADER};
@@ -58,7 +59,8 @@ pub struct GetArgs {
     pub url: String,
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Write the body to FILE (through a temporary file renamed only when complete).
+    /// Write the body to FILE (through a temporary file renamed only when complete);
+    /// `-o -` writes it to stdout even when that is a terminal and the body is binary.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Extra header, `Name: value` (repeatable).
@@ -123,6 +125,8 @@ pub mod exit {
     pub const REDIRECTS: i32 = 12;
     /// HTTP status of 400 or more with --fail (as curl).
     pub const HTTP_STATUS: i32 = 22;
+    /// A binary body refused to a terminal (as curl's write error).
+    pub const BINARY_TO_TERMINAL: i32 = 23;
     /// A body beyond a limit (--max-decoded-size, --max-decoded-ratio), as
     /// curl's "maximum file size exceeded".
     pub const TOO_LARGE: i32 = 63;
@@ -314,6 +318,15 @@ async fn get(args: &GetArgs) -> Result<i32> {
         eprintln!("error: the server answered {}", response.status());
         return Ok(exit::HTTP_STATUS);
     }
+    let to_terminal = args.output.is_none() && !args.json && std::io::stdout().is_terminal();
+    if to_terminal && !is_text(response.headers()) {
+        // As curl: binary bytes would garble the terminal and the progress bar.
+        let kind = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("no content type");
+        eprintln!(
+            "error: the body is binary ({kind}) and stdout is a terminal; use -o FILE, or -o - to print it anyway"
+        );
+        return Ok(exit::BINARY_TO_TERMINAL);
+    }
     let mut sink = Sink::open(args.output.as_deref(), !args.json)?;
     let expected = response.headers().get(HASH_HEADER).and_then(|h| h.to_str().ok()).map(str::to_owned);
     let expected = expected.filter(|_| !args.no_verify);
@@ -348,9 +361,30 @@ async fn get(args: &GetArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Whether the body is declared text a terminal can show.
+fn is_text(headers: &http::HeaderMap) -> bool {
+    let Some(kind) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let kind = kind.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    kind.starts_with("text/") || ["json", "xml", "javascript", "x-www-form-urlencoded"].iter().any(|t| kind.contains(t))
+}
+
 fn failed(e: &HttpError) -> i32 {
     eprintln!("error: {e}");
+    if let Some(hint) = hint(e) {
+        eprintln!("hint: {hint}");
+    }
     exit_code(e)
+}
+
+/// What the user can do about `e`, when there is something.
+pub fn hint(e: &HttpError) -> Option<&'static str> {
+    match e {
+        HttpError::Tls { failure: multipath::tls::TlsFailure::Certificate, .. } => Some(
+            "the server's certificate is not trusted here: pass its CA with --cacert FILE \
+             (`mptcp serve --cert-out FILE` writes its own), or -k to skip verification",
+        ),
+        _ => None,
+    }
 }
 
 /// Streams the body into the sink, hashing it when asked; the byte count,
@@ -394,7 +428,19 @@ fn report(s: &Summary) {
         m.tls_version.as_deref().map(|v| format!(" over {v}")).unwrap_or_default(),
     );
     eprintln!("connection: {transport}");
-    for sf in &m.subflows {
+    if !m.is_multipath {
+        // A TCP socket's own figures, not a subflow's.
+        if let Some(sf) = m.subflows.first() {
+            eprintln!(
+                "  TCP, no subflows: {} -> {}: received {}, sent {}",
+                sf.local,
+                sf.remote,
+                human(sf.tcp.bytes_received.unwrap_or(0)),
+                human(sf.tcp.bytes_acked.unwrap_or(0))
+            );
+        }
+    }
+    for sf in m.subflows.iter().filter(|_| m.is_multipath) {
         eprintln!(
             "  subflow {} {} -> {}{}: received {}, sent {}",
             sf.id,
@@ -433,6 +479,7 @@ enum Sink {
 impl Sink {
     fn open(output: Option<&Path>, stdout: bool) -> Result<Sink> {
         Ok(match output {
+            Some(dash) if dash == Path::new("-") => Sink::Stdout(std::io::BufWriter::new(std::io::stdout())),
             Some(target) => match special_file(target)? {
                 Some(file) => Sink::Stream { file: std::io::BufWriter::new(file), target: target.to_owned() },
                 None => {

@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// Private key (PEM) of --cert.
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// Write the HTTPS certificate (PEM) to FILE, for clients' --cacert
+    /// (created exclusively: an existing file is never replaced).
+    #[arg(long, value_name = "FILE")]
+    cert_out: Option<PathBuf>,
     /// A name the self-signed certificate covers (repeatable; localhost,
     /// 127.0.0.1 and ::1 always are).
     #[arg(long = "name", value_name = "NAME")]
@@ -102,6 +106,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         eprintln!("self-signed certificate for {}; SHA-256 fingerprint {}", names.join(", "), tls.fingerprint());
         Some(tls)
     };
+    if let Some(out) = &args.cert_out {
+        let Some(tls) = &tls else { bail!("--cert-out needs --https") };
+        write_certificate(out, tls.certificate_pem())?;
+        eprintln!("certificate written to {} (mptcp get --cacert {0} https://...)", out.display());
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     let listeners = http.iter().map(|a| (*a, None)).chain(args.https.iter().map(|a| (*a, tls.clone())));
@@ -138,6 +147,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         _ = int.recv() => now(),
         _ = term.recv() => now(),
     }
+}
+
+/// Writes the certificate to a new file: exclusively, so neither an
+/// existing file nor a planted symlink is followed or replaced.
+fn write_certificate(path: &std::path::Path, pem: &str) -> Result<()> {
+    use std::io::Write;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create_new(true).open(path).with_context(|| {
+            format!("--cert-out {}: creating it (an existing file is never replaced)", path.display())
+        })?;
+    f.write_all(pem.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A second signal: stop at once.

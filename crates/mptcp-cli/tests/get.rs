@@ -556,3 +556,78 @@ fn serve_spends_no_hashing_on_head_or_huge_files() {
     assert!(small.contains("x-content-sha256"), "{small}");
     assert!(ask("HEAD", "/files/1M").contains("x-content-sha256"), "known by now: sent with HEAD too");
 }
+
+/// Runs `args` on a terminal (a pty from util-linux's `script`): what the
+/// terminal showed, and the exit code.
+fn on_terminal(args: &str) -> (String, i32) {
+    let o = Command::new("script")
+        .args(["-qec", &format!("'{MPTCP}' {args}"), "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .output()
+        .expect("util-linux's `script` (package bsdutils) runs");
+    (String::from_utf8_lossy(&o.stdout).into_owned(), code(&o))
+}
+
+/// As curl: a binary body is not poured onto a terminal unless asked for
+/// with `-o -`; text is.
+#[test]
+fn a_binary_body_is_refused_to_a_terminal_unless_asked_for() {
+    let server = Server::start();
+    let (tty, code) = on_terminal(&format!("get http://{}/files/1K", server.addr));
+    assert_eq!(code, 23, "{tty}");
+    assert!(tty.contains("binary (application/octet-stream)") && tty.contains("-o -"), "{tty:?}");
+    let (tty, code) = on_terminal(&format!("get -s -o - http://{}/files/1K", server.addr));
+    assert_eq!(code, 0, "{tty}");
+    let (tty, code) = on_terminal(&format!("get -s http://{}/", server.addr));
+    assert_eq!(code, 0, "{tty}");
+    assert!(tty.contains("You are using MPTCP"), "text is shown: {tty:?}");
+}
+
+/// `serve --cert-out` writes the certificate a client then trusts with
+/// `--cacert`; without it, the TLS error says what to do.
+#[test]
+fn a_self_signed_server_tells_its_clients_how_to_trust_it() {
+    let scratch = Scratch::new("cert-out");
+    let cert = scratch.0.join("serve.pem");
+    let server = Server::start_with("--https", &["--cert-out", cert.to_str().unwrap()]);
+    let url = format!("https://{}/", server.addr);
+    let o = mptcp(&["get", "-s", &url]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 6, "{err}");
+    assert!(err.contains("hint:") && err.contains("--cacert") && err.contains("-k"), "{err}");
+    let o = mptcp(&["get", "-s", "--cacert", cert.to_str().unwrap(), &url]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("using MPTCP"));
+    // An existing file is never replaced.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let o = mptcp(&["serve", "--https", &format!("127.0.0.1:{port}"), "--cert-out", cert.to_str().unwrap()]);
+    assert_ne!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("never replaced"));
+}
+
+/// Errors say each thing once; `check --json` fails in JSON; a TCP
+/// connection is not said to have a subflow.
+#[test]
+fn errors_and_summaries_read_cleanly() {
+    let refused = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let o = mptcp(&["get", &format!("http://{refused}/")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches(&refused.to_string()).count(), 1, "the address once: {err}");
+
+    let o = mptcp(&["check", "--json", &format!("http://{refused}/")]);
+    assert_eq!(code(&o), 5);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a failure in JSON on stdout");
+    assert!(v["error"].as_str().unwrap().contains("cannot connect"), "{v}");
+    assert_eq!(v["exit_code"], 5);
+
+    let server = Server::start();
+    let o = mptcp(&["check", "--service", "none", &format!("http://{}/", server.addr)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("subflows: none (TCP)"), "{out}");
+    let o = mptcp(&["get", "-s", "-H", "Accept: text/html", "--service", "none", &format!("http://{}/", server.addr)]);
+    let html = String::from_utf8_lossy(&o.stdout);
+    assert!(html.contains("is TCP, no subflows") && !html.contains("subflow(s)"), "{html}");
+    let o = mptcp(&["get", "-o", "/dev/null", "--service", "none", &format!("http://{}/files/1K", server.addr)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("TCP, no subflows") && !err.contains("  subflow "), "{err}");
+}

@@ -29,7 +29,24 @@ pub async fn fetch(url: &str) -> Result<(u16, bool, String), Error> {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The error and its causes as sentences, not `Debug`.
+            eprint!("error: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                eprint!(": {cause}");
+                source = cause.source();
+            }
+            eprintln!();
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Error> {
     let url = std::env::args().nth(1).unwrap_or_else(|| "http://check.mptcp.dev/".into());
     let (status, multipath, body) = fetch(&url).await?;
     println!("{status} (connection multipath: {multipath})");

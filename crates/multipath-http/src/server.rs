@@ -487,7 +487,7 @@ struct Verdict {
     /// `true`, `false`, or `null` when the socket could not be read.
     mptcp: Option<bool>,
     message: &'static str,
-    /// Subflows the connection has now.
+    /// Subflows the connection has now (0: plain TCP).
     subflows: Option<usize>,
     /// The client's address as the server sees it.
     client: SocketAddr,
@@ -508,7 +508,7 @@ impl Verdict {
         // MPTCP_INFO counts the joined subflows; the initial one makes one more.
         let subflows = match (count, mptcp) {
             (true, Some(true)) => telemetry.mptcp_info().ok().map(|i| 1 + usize::from(i.subflows)),
-            (true, Some(false)) => Some(1),
+            (true, Some(false)) => Some(0),
             _ => None,
         };
         Verdict { mptcp, message, subflows, client, tls }
@@ -574,11 +574,16 @@ fn check(req: &Request<Incoming>, telemetry: &Telemetry, peer: SocketAddr, tls: 
     } else {
         let html = format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>MPTCP check</title></head>\
-             <body><h1>{}</h1><p>Your connection from {} has {} subflow(s).</p>\
+             <body><h1>{}</h1><p>Your connection from {} {}.</p>\
              <p><a href=\"/files/\">Test files</a></p></body></html>\n",
             verdict.message,
             verdict.client,
-            verdict.subflows.map_or("an unknown number of".into(), |n| n.to_string()),
+            match verdict.subflows {
+                Some(0) => "is TCP, no subflows".to_owned(),
+                Some(1) => "has 1 subflow".to_owned(),
+                Some(n) => format!("has {n} subflows"),
+                None => "has an unknown number of subflows".to_owned(),
+            },
         );
         full(StatusCode::OK, "text/html; charset=utf-8", html)
     }

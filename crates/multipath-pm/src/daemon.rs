@@ -459,7 +459,10 @@ impl Server {
         }
         if service == ServiceType::Aggregate && !self.entitled(p) {
             return Err(format!(
-                "aggregate needs an entitlement; uid {} and its program ({}) are not granted one",
+                // The keys first: the reply holds 256 bytes, and a long
+                // program path may be cut.
+                "aggregate needs an entitlement (mptcp pmd --aggregate-uid, --aggregate-exe, or \
+                 [entitlements] in its configuration); uid {} and its program ({}) have none",
                 p.peer.uid,
                 p.exe.as_deref().map_or("unknown".into(), |e| e.display().to_string())
             ));

@@ -61,6 +61,7 @@ fn unprivileged_programs_register_and_aggregate_needs_an_entitlement() {
 
     let refused = connect_as(&s, 65534, ServiceType::Aggregate).unwrap_err();
     assert!(refused.contains("aggregate needs an entitlement") && refused.contains("65534"), "{refused}");
+    assert!(refused.contains("--aggregate-uid") && refused.contains("[entitlements]"), "names the keys: {refused}");
     connect_as(&s, ENTITLED_UID, ServiceType::Aggregate).expect("the entitled user gets aggregate");
 
     // With the daemon as the parameters' path manager, the status says so.

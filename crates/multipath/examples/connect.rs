@@ -8,7 +8,24 @@ use multipath::{Connection, Parameters, ServiceType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The error and its causes as sentences, not `Debug`.
+            eprint!("error: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                eprint!(": {cause}");
+                source = cause.source();
+            }
+            eprintln!();
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let endpoint = args.next().unwrap_or_else(|| "check.mptcp.dev:80".into());
     let service: ServiceType = args.next().as_deref().unwrap_or("handover").parse()?;

@@ -36,7 +36,7 @@ pub enum Error {
         family_filtered: bool,
     },
     /// Every address was tried and refused or unreachable.
-    #[error("cannot connect to {endpoint}: {}", format_attempts(.attempts))]
+    #[error("cannot connect to {endpoint}: {}", format_attempts(.endpoint, .attempts))]
     Connect {
         /// The endpoint as given.
         endpoint: String,
@@ -95,12 +95,16 @@ fn earlier_failures(attempts: &[(SocketAddr, io::Error)]) -> String {
     if attempts.is_empty() {
         return String::new();
     }
-    format!(" (before that: {})", format_attempts(attempts))
+    format!(" (before that: {})", format_attempts("", attempts))
 }
 
-fn format_attempts(attempts: &[(SocketAddr, io::Error)]) -> String {
-    if attempts.is_empty() {
-        return "no address tried".into();
+/// Each address with its error; the address left out when it is the
+/// endpoint itself, already named.
+fn format_attempts(endpoint: &str, attempts: &[(SocketAddr, io::Error)]) -> String {
+    match attempts {
+        [] => return "no address tried".into(),
+        [(a, e)] if a.to_string() == endpoint => return e.to_string(),
+        _ => {}
     }
     let parts: Vec<String> = attempts.iter().map(|(a, e)| format!("{a}: {e}")).collect();
     parts.join("; ")
@@ -112,5 +116,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub(crate) fn socket(what: impl Into<String>, source: io::Error) -> Self {
         Error::Socket { what: what.into(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One address that is the endpoint itself is named once.
+    #[test]
+    fn a_refused_address_is_named_once() {
+        let refused = || io::Error::from(io::ErrorKind::ConnectionRefused);
+        let e = Error::Connect {
+            endpoint: "127.0.0.1:1".into(),
+            attempts: vec![("127.0.0.1:1".parse().unwrap(), refused())],
+        };
+        assert_eq!(e.to_string(), format!("cannot connect to 127.0.0.1:1: {}", refused()));
+        let e = Error::Connect {
+            endpoint: "localhost:1".into(),
+            attempts: vec![("127.0.0.1:1".parse().unwrap(), refused()), ("[::1]:1".parse().unwrap(), refused())],
+        };
+        assert_eq!(e.to_string(), format!("cannot connect to localhost:1: 127.0.0.1:1: {0}; [::1]:1: {0}", refused()));
     }
 }

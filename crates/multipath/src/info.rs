@@ -266,7 +266,8 @@ pub struct TcpInfo {
     pub snd_cwnd: u32,
     /// Retransmitted segments over the connection's life.
     pub total_retrans: u32,
-    /// Pacing rate, bytes/s (Linux 3.15+).
+    /// Pacing rate, bytes/s (Linux 3.15+); `None` also when the socket is
+    /// not paced (the kernel's `~0`).
     pub pacing_rate: Option<u64>,
     /// Bytes acknowledged by the peer (4.1+).
     pub bytes_acked: Option<u64>,
@@ -274,7 +275,8 @@ pub struct TcpInfo {
     pub bytes_received: Option<u64>,
     /// Bytes not yet sent from the send buffer (4.6+).
     pub notsent_bytes: Option<u32>,
-    /// Minimum RTT seen, µs (4.6+).
+    /// Minimum RTT seen, µs (4.6+); `None` also before the first RTT sample
+    /// (the kernel's `~0`).
     pub min_rtt_us: Option<u32>,
     /// Delivery rate estimate, bytes/s (4.9+).
     pub delivery_rate: Option<u64>,
@@ -310,11 +312,13 @@ impl TcpInfo {
             rttvar_us: w(72),
             snd_cwnd: w(80),
             total_retrans: w(100),
-            pacing_rate: f.u64(104),
+            // ~0UL: no pacing, not a rate.
+            pacing_rate: f.u64(104).filter(|v| *v != u64::MAX),
             bytes_acked: f.u64(120),
             bytes_received: f.u64(128),
             notsent_bytes: f.u32(144),
-            min_rtt_us: f.u32(148),
+            // ~0U until the first RTT sample: unset, not 71 minutes.
+            min_rtt_us: f.u32(148).filter(|v| *v != u32::MAX),
             delivery_rate: f.u64(160),
             bytes_sent: f.u64(200),
             bytes_retrans: f.u64(208),
@@ -554,6 +558,18 @@ mod tests {
         assert_eq!(t.min_rtt_us, Some(19_000));
         assert_eq!(t.bytes_sent, Some(222));
         assert_eq!(t.total_rto, Some(9));
+    }
+
+    /// The kernel's "not yet" and "no pacing" (all ones) read as unset, not
+    /// as 71 minutes and 18 EB/s.
+    #[test]
+    fn unset_tcp_info_fields_are_none() {
+        let mut b = tcp_info_bytes(TCP_INFO_SIZE);
+        b[148..152].copy_from_slice(&u32::MAX.to_ne_bytes());
+        b[104..112].copy_from_slice(&u64::MAX.to_ne_bytes());
+        let t = TcpInfo::decode(&b).unwrap();
+        assert_eq!(t.min_rtt_us, None);
+        assert_eq!(t.pacing_rate, None);
     }
 
     #[test]
