@@ -16,7 +16,7 @@ use serde::Serialize;
 /// How to connect: what `mptcp get` and `mptcp check` share.
 #[derive(Args, Clone)]
 pub struct ConnectArgs {
-    /// Multipath service type of the connection.
+    /// Multipath service type of the connection: none, handover, interactive or aggregate.
     #[arg(long, default_value = "handover")]
     pub service: ServiceType,
     /// Fail instead of falling back to TCP when the connection cannot be multipath.

@@ -8,12 +8,6 @@
 //! - `mptcp bench ...`: benchmarks, each beside its baseline.
 
 mod bench;
-mod bench_aggregate;
-mod bench_handover;
-mod bench_http;
-mod bench_interactive;
-mod bench_lab;
-mod bench_scale;
 mod check;
 mod demo;
 mod get;

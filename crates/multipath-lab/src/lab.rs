@@ -458,12 +458,13 @@ impl Lab {
         for p in &self.paths {
             let (up, down) = p.shape();
             out += &format!(
-                "  path {:<6} client {:<10} {:<11} gateway {:<10} metric {}  up {}  down {}\n",
+                "  path {:<6} client {:<10} {:<11} gateway {:<10} metric {}  RTT {} ms  up {}  down {}\n",
                 p.name,
                 p.client_addr(),
                 p.client_addr6(),
                 p.gateway(),
                 p.metric(),
+                (up.delay + down.delay).as_secs_f64() * 1e3,
                 describe_shape(up),
                 describe_shape(down)
             );
@@ -532,7 +533,7 @@ fn tbf_args(rate_bps: Option<u64>) -> Option<Vec<String>> {
 
 fn describe_shape(s: LinkShape) -> String {
     let rate = s.rate_bps.map_or("unlimited".to_owned(), |r| format!("{} Mbit/s", r as f64 / 1e6));
-    format!("{rate}, {} ms, {}% loss", s.delay.as_secs_f64() * 1e3, s.loss * 100.0)
+    format!("{rate}, {} ms one way, {}% loss", s.delay.as_secs_f64() * 1e3, s.loss * 100.0)
 }
 
 /// Whether the process runs as root.

@@ -25,7 +25,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use multipath::ServiceType;
 
-use crate::bench_lab::Family;
+use crate::bench::lab::Family;
 use record::{Contender, Recording};
 use report::Outcome;
 use scenario::Scenario;

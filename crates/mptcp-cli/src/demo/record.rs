@@ -19,7 +19,7 @@ use multipath_pm::Manager;
 
 use super::live::Live;
 use super::scenario::{Action, Event, Scenario};
-use crate::bench_lab::Family;
+use crate::bench::lab::Family;
 
 /// Who runs the connection's paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

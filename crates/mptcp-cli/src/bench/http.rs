@@ -141,8 +141,8 @@ pub fn get(size: &str, rounds: usize, json: bool) -> Result<()> {
         }
         rows.push(GetRow {
             scheme: if secure { "https" } else { "http" },
-            ratio_of_medians: median(&ours) / median(&curl_runs),
-            verified_ratio_of_medians: median(&verified) / median(&curl_runs),
+            ratio_of_medians: super::stats::median(&ours) / super::stats::median(&curl_runs),
+            verified_ratio_of_medians: super::stats::median(&verified) / super::stats::median(&curl_runs),
             curl_mbit_s: curl_runs,
             mptcp_get_mbit_s: ours,
             mptcp_get_verified_mbit_s: verified,
@@ -162,10 +162,10 @@ pub fn get(size: &str, rounds: usize, json: bool) -> Result<()> {
         println!(
             "{:<6} {:>12.0} Mbit/s {:>12.0} Mbit/s ({:.2}x) {:>16.0} Mbit/s ({:.2}x)",
             r.scheme,
-            median(&r.curl_mbit_s),
-            median(&r.mptcp_get_mbit_s),
+            super::stats::median(&r.curl_mbit_s),
+            super::stats::median(&r.mptcp_get_mbit_s),
             r.ratio_of_medians,
-            median(&r.mptcp_get_verified_mbit_s),
+            super::stats::median(&r.mptcp_get_verified_mbit_s),
             r.verified_ratio_of_medians,
         );
     }
@@ -205,16 +205,6 @@ fn mptcp_get(url: &str, cacert: &Path, verify: bool) -> Result<f64> {
         );
     }
     v["throughput_mbit_s"].as_f64().context("throughput in mptcp get's JSON")
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
 }
 
 /// wrk's summary of one run.

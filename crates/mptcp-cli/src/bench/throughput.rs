@@ -1,5 +1,5 @@
-//! `mptcp bench`: measurements taken side by side with their baseline in
-//! the same run, reported as ratios.
+//! `mptcp bench throughput`: bulk upload through `multipath` connections
+//! against raw kernel MPTCP sockets, on loopback and across a lab path.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -7,160 +7,31 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Subcommand;
 use multipath::{blocking, Connection, Parameters, ServiceType};
 use multipath_lab::{Lab, LabConfig, PathConfig};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
 
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Bulk upload through `multipath` connections against raw kernel MPTCP
-    /// sockets, on loopback and (as root) across an unshaped lab path.
-    Throughput {
-        /// Seconds per transfer.
-        #[arg(long, default_value_t = 1.0)]
-        seconds: f64,
-        /// Transfers per contender, alternated. Single transfers vary by
-        /// ±30% on a shared 2-core VM; 30 rounds bring the median ratio
-        /// within about ±3%.
-        #[arg(long, default_value_t = 30)]
-        rounds: usize,
-        /// Skip the lab part.
-        #[arg(long)]
-        loopback_only: bool,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// `mptcp get` against curl (under mptcpize) fetching one file from
-    /// `mptcp serve` on loopback, HTTP and HTTPS.
-    Get {
-        /// File size (`/files/<size>`).
-        #[arg(long, default_value = "1000M")]
-        size: String,
-        /// Alternated transfers per contender and scheme.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// wrk (under mptcpize) against `mptcp serve`'s check endpoint on
-    /// loopback: requests/s and latency percentiles.
-    Serve {
-        /// Seconds of load.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        /// Concurrent keep-alive connections.
-        #[arg(long, default_value_t = 32)]
-        connections: usize,
-        /// Server worker threads.
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Bulk download: plain TCP on each path alone, kernel path manager with
-    /// both paths active, multipath aggregate (needs root).
-    Aggregate {
-        /// Seconds per transfer.
-        #[arg(long, default_value_t = 8.0)]
-        seconds: f64,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// 20 KB echo exchanges: plain TCP on each path alone, the kernel path
-    /// manager with both paths active, multipath interactive; before and
-    /// after wifi's delay rises (needs root).
-    Interactive {
-        /// Exchanges measured per phase.
-        #[arg(long, default_value_t = 100)]
-        exchanges: usize,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Many concurrent connections registered with one daemon, opened at a
-    /// steady rate, beside the kernel's path manager (needs root).
-    Scale {
-        /// Connections held open at the end.
-        #[arg(long, default_value_t = 10_000)]
-        connections: usize,
-        /// New connections per second.
-        #[arg(long, default_value_t = 1000.0)]
-        rate: f64,
-        /// Connections kept busy (100 bytes every 50 ms each) while the
-        /// daemon's CPU is measured again.
-        #[arg(long, default_value_t = 1000)]
-        busy: usize,
-        /// Service type every connection registers with.
-        #[arg(long, default_value = "handover")]
-        service: ServiceType,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// The greeting server of `bench scale`, run in the lab's server namespace.
-    #[command(hide = true)]
-    ScaleServer,
-    /// Wifi fails mid-transfer and comes back: stalls and the return to
-    /// wifi, kernel path manager against multipath's handover (needs root).
-    Handover {
-        /// How wifi fails.
-        #[arg(long, value_enum, default_value = "down")]
-        failure: crate::bench_handover::Failure,
-        /// Which way data flows.
-        #[arg(long, value_enum, default_value = "download")]
-        flow: crate::bench_handover::Flow,
-        /// The connection's family (the lab is dual stack).
-        #[arg(long, value_enum, default_value = "v4")]
-        family: crate::bench_lab::Family,
-        /// Runs per path manager.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-}
+use super::stats::quantile;
 
-pub fn run(command: BenchCommand) -> Result<()> {
-    match command {
-        BenchCommand::Scale { connections, rate, busy, service, json } => {
-            crate::bench_scale::run(connections, rate, busy, service, json)
-        }
-        BenchCommand::ScaleServer => crate::bench_scale::serve(),
-        BenchCommand::Get { size, rounds, json } => crate::bench_http::get(&size, rounds.max(1), json),
-        BenchCommand::Serve { seconds, connections, threads, json } => {
-            crate::bench_http::serve(seconds.max(1), connections.max(1), threads.max(1), json)
-        }
-        BenchCommand::Aggregate { seconds, json } => crate::bench_aggregate::run(seconds, json),
-        BenchCommand::Interactive { exchanges, json } => crate::bench_interactive::run(exchanges.max(1), json),
-        BenchCommand::Handover { failure, flow, family, rounds, json } => {
-            crate::bench_handover::run(failure, flow, family, rounds, json)
-        }
-        BenchCommand::Throughput { seconds, rounds, loopback_only, json } => {
-            if !(seconds > 0.1 && rounds > 0) {
-                bail!("--seconds must be over 0.1 and --rounds at least 1");
-            }
-            let duration = Duration::from_secs_f64(seconds);
-            let mut results = vec![("loopback", throughput(None, duration, rounds)?)];
-            if !loopback_only {
-                if multipath_lab::is_root() {
-                    let config = LabConfig::new().path(PathConfig::new("wire"));
-                    let lab = Lab::up(&config).context("building the lab")?;
-                    results.push(("lab path (unshaped)", throughput(Some(&lab), duration, rounds)?));
-                } else {
-                    eprintln!("not root: skipping the lab part (use --loopback-only to silence this)");
-                }
-            }
-            report(&results, json);
-            Ok(())
+/// `mptcp bench throughput`.
+pub fn run(seconds: f64, rounds: usize, loopback_only: bool, json: bool) -> Result<()> {
+    if !(seconds > 0.1 && rounds > 0) {
+        bail!("--seconds must be over 0.1 and --rounds at least 1");
+    }
+    let duration = Duration::from_secs_f64(seconds);
+    let mut results = vec![("loopback", throughput(None, duration, rounds)?)];
+    if !loopback_only {
+        if multipath_lab::is_root() {
+            let config = LabConfig::new().path(PathConfig::new("wire"));
+            let lab = Lab::up(&config).context("building the lab")?;
+            results.push(("lab path (unshaped)", throughput(Some(&lab), duration, rounds)?));
+        } else {
+            eprintln!("not root: skipping the lab part (use --loopback-only to silence this)");
         }
     }
+    report(&results, json);
+    Ok(())
 }
 
 /// One transfer: rate at the receiver, sender CPU per byte.
@@ -306,12 +177,6 @@ impl Sender {
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
-}
-
-pub(crate) fn quantile(v: &[f64], q: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 fn mptcp_socket() -> Result<Socket> {

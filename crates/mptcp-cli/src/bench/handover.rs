@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use multipath::{blocking, ServiceType};
 use multipath_lab::Lab;
 
-use crate::bench_lab::{any, prepare, server_ip, Contender, Family};
+use crate::bench::lab::{any, prepare, server_ip, Contender, Family};
 
 /// How wifi fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -82,7 +82,9 @@ pub fn run(failure: Failure, flow: Flow, family: Family, rounds: usize, json: bo
         println!("{}", serde_json::json!({ "handover": list }));
         return Ok(());
     }
-    println!("{failure:?} of wifi during a {flow:?} over {family:?}, lab wifi 20 Mbit/s 20 ms, cell 10 Mbit/s 60 ms");
+    println!(
+        "{failure:?} of wifi during a {flow:?} over {family:?}, lab wifi 20 Mbit/s 20 ms RTT, cell 10 Mbit/s 60 ms RTT"
+    );
     println!("{:<28} {:>16} {:>16} {:>16}", "path manager", "stall (failed)", "stall (back)", "back on wifi");
     for (m, o) in &rows {
         let name = name(*m).1;

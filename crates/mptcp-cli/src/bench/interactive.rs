@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use multipath::{blocking, Parameters, ServiceType};
 use multipath_lab::LinkShape;
 
-use crate::bench_lab::{prepare, Contender as Setup, Family, AGAINST_SINGLE_PATHS};
+use crate::bench::lab::{prepare, Contender as Setup, Family, AGAINST_SINGLE_PATHS};
 
 const SIZE: usize = 20 * 1024;
 
@@ -84,7 +84,7 @@ fn once(setup: Setup, exchanges: usize) -> Result<(Duration, Duration)> {
     while warm.elapsed() < Duration::from_secs(2) {
         exchange(&mut conn)?;
     }
-    let before = median((0..exchanges).map(|_| exchange(&mut conn)).collect::<Result<_>>()?);
+    let before = super::stats::median_duration((0..exchanges).map(|_| exchange(&mut conn)).collect::<Result<_>>()?);
     if let Ok(subflows) = conn.subflows() {
         for s in subflows.iter().filter(|s| s.is_open()) {
             let rx = s.tcp.bytes_received.unwrap_or(0);
@@ -98,11 +98,6 @@ fn once(setup: Setup, exchanges: usize) -> Result<(Duration, Duration)> {
     while swap.elapsed() < Duration::from_secs(2) {
         exchange(&mut conn)?;
     }
-    let after = median((0..exchanges).map(|_| exchange(&mut conn)).collect::<Result<_>>()?);
+    let after = super::stats::median_duration((0..exchanges).map(|_| exchange(&mut conn)).collect::<Result<_>>()?);
     Ok((before, after))
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }

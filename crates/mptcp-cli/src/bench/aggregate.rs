@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use multipath::{blocking, Parameters, ServiceType};
 use multipath_lab::Lab;
 
-use crate::bench_lab::{prepare, Contender as Setup, Family, AGAINST_SINGLE_PATHS};
+use crate::bench::lab::{prepare, Contender as Setup, Family, AGAINST_SINGLE_PATHS};
 
 pub fn run(seconds: f64, json: bool) -> Result<()> {
     if !multipath_lab::is_root() {

@@ -1,0 +1,154 @@
+//! `mptcp bench`: measurements taken side by side with their baseline in
+//! the same run, reported as ratios. One file per benchmark; `lab` sets up
+//! the contenders of the lab benchmarks, `stats` holds what they share.
+
+pub mod aggregate;
+pub mod handover;
+pub mod http;
+pub mod interactive;
+pub mod lab;
+pub mod scale;
+mod stats;
+mod throughput;
+
+pub(crate) use stats::quantile;
+
+use anyhow::Result;
+use clap::Subcommand;
+use multipath::ServiceType;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Bulk upload through `multipath` connections against raw kernel MPTCP
+    /// sockets, on loopback and (as root) across an unshaped lab path.
+    Throughput {
+        /// Seconds per transfer.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Transfers per contender, alternated. Single transfers vary by
+        /// ±30% on a shared 2-core VM; 30 rounds bring the median ratio
+        /// within about ±3%.
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+        /// Skip the lab part.
+        #[arg(long)]
+        loopback_only: bool,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// `mptcp get` against curl (under mptcpize) fetching one file from
+    /// `mptcp serve` on loopback, HTTP and HTTPS.
+    Get {
+        /// File size (`/files/<size>`).
+        #[arg(long, default_value = "1000M")]
+        size: String,
+        /// Alternated transfers per contender and scheme.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// wrk (under mptcpize) against `mptcp serve`'s check endpoint on
+    /// loopback: requests/s and latency percentiles.
+    Serve {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Server worker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bulk download: plain TCP on each path alone, kernel path manager with
+    /// both paths active, multipath aggregate (needs root).
+    Aggregate {
+        /// Seconds per transfer.
+        #[arg(long, default_value_t = 8.0)]
+        seconds: f64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// 20 KB echo exchanges: plain TCP on each path alone, the kernel path
+    /// manager with both paths active, multipath interactive; before and
+    /// after wifi's delay rises (needs root).
+    Interactive {
+        /// Exchanges measured per phase.
+        #[arg(long, default_value_t = 100)]
+        exchanges: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Many concurrent connections registered with one daemon, opened at a
+    /// steady rate, beside the kernel's path manager (needs root).
+    Scale {
+        /// Connections held open at the end.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// New connections per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Connections kept busy (100 bytes every 50 ms each) while the
+        /// daemon's CPU is measured again.
+        #[arg(long, default_value_t = 1000)]
+        busy: usize,
+        /// Service type every connection registers with: none, handover,
+        /// interactive or aggregate.
+        #[arg(long, default_value = "handover")]
+        service: ServiceType,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The greeting server of `bench scale`, run in the lab's server namespace.
+    #[command(hide = true)]
+    ScaleServer,
+    /// Wifi fails mid-transfer and comes back: stalls and the return to
+    /// wifi, kernel path manager against multipath's handover (needs root).
+    Handover {
+        /// How wifi fails.
+        #[arg(long, value_enum, default_value = "down")]
+        failure: crate::bench::handover::Failure,
+        /// Which way data flows.
+        #[arg(long, value_enum, default_value = "download")]
+        flow: crate::bench::handover::Flow,
+        /// The connection's family (the lab is dual stack).
+        #[arg(long, value_enum, default_value = "v4")]
+        family: crate::bench::lab::Family,
+        /// Runs per path manager.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Scale { connections, rate, busy, service, json } => {
+            crate::bench::scale::run(connections, rate, busy, service, json)
+        }
+        BenchCommand::ScaleServer => crate::bench::scale::serve(),
+        BenchCommand::Get { size, rounds, json } => crate::bench::http::get(&size, rounds.max(1), json),
+        BenchCommand::Serve { seconds, connections, threads, json } => {
+            crate::bench::http::serve(seconds.max(1), connections.max(1), threads.max(1), json)
+        }
+        BenchCommand::Aggregate { seconds, json } => crate::bench::aggregate::run(seconds, json),
+        BenchCommand::Interactive { exchanges, json } => crate::bench::interactive::run(exchanges.max(1), json),
+        BenchCommand::Handover { failure, flow, family, rounds, json } => {
+            crate::bench::handover::run(failure, flow, family, rounds, json)
+        }
+        BenchCommand::Throughput { seconds, rounds, loopback_only, json } => {
+            throughput::run(seconds, rounds, loopback_only, json)
+        }
+    }
+}
