@@ -139,7 +139,7 @@ pub fn exit_code(e: &HttpError) -> i32 {
             exit::BAD_REQUEST
         }
         HttpError::Dns { .. } => exit::DNS,
-        HttpError::Connect(_) => exit::CONNECT,
+        HttpError::Connect { .. } => exit::CONNECT,
         HttpError::Tls { .. } => exit::TLS,
         HttpError::Timeout(_) => exit::TIMEOUT,
         HttpError::MultipathUnavailable(_) => exit::NOT_MULTIPATH,

@@ -46,7 +46,7 @@ impl MptcpConnector {
     /// A connector opening connections with `params` (service type, strict
     /// mode, timeouts, path manager), and its TLS options for `https`.
     pub fn new(params: Parameters) -> Self {
-        let tls = params.tls_options().cloned().unwrap_or_default();
+        let tls = params.get_tls().cloned().unwrap_or_default();
         let tls = if tls.alpn_protocols().is_empty() { tls.alpn(["h2", "http/1.1"]) } else { tls };
         MptcpConnector { params, tls }
     }
@@ -65,7 +65,7 @@ impl MptcpConnector {
             let started = tokio::time::Instant::now();
             let conn = Connection::connect(endpoint.clone(), &self.params).await?;
             let handshake = TlsConnection::handshake(conn, &endpoint, &self.tls);
-            let tls = match self.params.timeout() {
+            let tls = match self.params.get_connect_timeout() {
                 Some(limit) => tokio::time::timeout_at(started + limit, handshake)
                     .await
                     .map_err(|_| HttpError::Timeout(limit))??,

@@ -5,6 +5,27 @@ use std::time::Duration;
 use multipath::tls::TlsFailure;
 use multipath::MultipathStatus;
 
+/// The cause an [`HttpError`] keeps: shared, so an error seen through a
+/// reference can be rebuilt with it. `HttpError::source()` gives the cause
+/// itself (this dereferences to it), ready to downcast.
+#[derive(Clone, Debug)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    pub(crate) fn new(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(std::sync::Arc::new(cause))
+    }
+}
+
+/// Not an error itself (an `Arc` of one would hide the cause's type from
+/// `source()`): it dereferences to the cause.
+impl std::ops::Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
 /// A failed request. Each kind of failure is its own variant, so a program
 /// (or `mptcp get`'s exit code) can tell a typo from an outage.
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +54,15 @@ pub enum HttpError {
         reason: String,
     },
     /// No connection: refused, unreachable, or timed out connecting.
-    #[error("{0}")]
-    Connect(String),
+    #[error("{message}")]
+    Connect {
+        /// What happened, its cause included.
+        message: String,
+        /// The cause, for programs that inspect it (a [`multipath::Error`],
+        /// an I/O error, hyper's).
+        #[source]
+        source: Option<Cause>,
+    },
     /// TLS failed.
     #[error("TLS: {reason}")]
     Tls {
@@ -51,8 +79,14 @@ pub enum HttpError {
     Timeout(Duration),
     /// The server broke HTTP: garbage instead of a response, oversized
     /// headers, a connection closed mid-body, a refused stream.
-    #[error("HTTP protocol error: {0}")]
-    Protocol(String),
+    #[error("HTTP protocol error: {message}")]
+    Protocol {
+        /// What happened, its cause included.
+        message: String,
+        /// The cause, for programs that inspect it.
+        #[source]
+        source: Option<Cause>,
+    },
     /// A body beyond a configured limit: a compressed body that decodes
     /// to more than the session allows, in size or in ratio.
     #[error("body too large: {0}")]
@@ -81,9 +115,17 @@ impl From<multipath::Error> for HttpError {
             }
             E::InvalidEndpoint { input, reason } => HttpError::InvalidUrl { url: input, reason },
             E::Timeout { after, .. } => HttpError::Timeout(after),
-            e @ E::Connect { .. } => HttpError::Connect(e.to_string()),
-            other => HttpError::Connect(format!("cannot connect: {other}")),
+            e @ E::Connect { .. } => HttpError::connect(e.to_string(), Some(Cause::new(e))),
+            other => HttpError::connect(format!("cannot connect: {other}"), Some(Cause::new(other))),
         }
+    }
+}
+
+/// hyper's words and its cause's.
+fn hyper_text(e: &hyper::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
@@ -91,6 +133,7 @@ impl HttpError {
     /// Sorts an error from hyper or hyper-util: the connector's own error
     /// when it is in the chain, else by what hyper says.
     pub(crate) fn from_client(e: hyper_util::client::legacy::Error) -> Self {
+        let mut hyper_says = None;
         let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
         while let Some(s) = source {
             if s.is::<HttpError>() {
@@ -98,15 +141,34 @@ impl HttpError {
                 return HttpError::reclassify(s.downcast_ref::<HttpError>().expect("checked"));
             }
             if let Some(h) = s.downcast_ref::<hyper::Error>() {
-                return HttpError::from_hyper(h);
+                hyper_says = Some(hyper_text(h));
+                break;
             }
             source = s.source();
         }
-        if e.is_connect() {
-            HttpError::Connect(format!("cannot connect: {e}"))
+        let connect = e.is_connect();
+        let message = match hyper_says {
+            Some(text) => text,
+            None if connect => format!("cannot connect: {e}"),
+            None => e.to_string(),
+        };
+        // The whole chain stays reachable through `source()`.
+        let source = Cause::new(e);
+        if connect {
+            HttpError::connect(message, Some(source))
         } else {
-            HttpError::Protocol(e.to_string())
+            HttpError::protocol(message, Some(source))
         }
+    }
+
+    /// A connection failure, with its cause.
+    pub(crate) fn connect(message: String, source: Option<Cause>) -> Self {
+        HttpError::Connect { message, source }
+    }
+
+    /// A broken exchange, with its cause.
+    pub(crate) fn protocol(message: String, source: Option<Cause>) -> Self {
+        HttpError::Protocol { message, source }
     }
 
     /// Whether `e` is a connection the server had closed, found out only
@@ -132,12 +194,9 @@ impl HttpError {
         false
     }
 
-    pub(crate) fn from_hyper(e: &hyper::Error) -> Self {
-        let mut text = e.to_string();
-        if let Some(cause) = std::error::Error::source(e) {
-            text = format!("{text}: {cause}");
-        }
-        HttpError::Protocol(text)
+    pub(crate) fn from_hyper(e: hyper::Error) -> Self {
+        let text = hyper_text(&e);
+        HttpError::protocol(text, Some(Cause::new(e)))
     }
 
     fn reclassify(e: &HttpError) -> HttpError {
@@ -148,8 +207,8 @@ impl HttpError {
             HttpError::Tls { failure, reason } => HttpError::Tls { failure: *failure, reason: reason.clone() },
             HttpError::MultipathUnavailable(s) => HttpError::MultipathUnavailable(s.clone()),
             HttpError::Timeout(d) => HttpError::Timeout(*d),
-            HttpError::Connect(s) => HttpError::Connect(s.clone()),
-            other => HttpError::Connect(format!("cannot connect: {other}")),
+            HttpError::Connect { message, source } => HttpError::connect(message.clone(), source.clone()),
+            other => HttpError::connect(format!("cannot connect: {other}"), None),
         }
     }
 }

@@ -25,7 +25,7 @@ pub mod server;
 mod session;
 
 pub use connector::{ConnectionInfo, MptcpConnector, MptcpStream};
-pub use error::HttpError;
+pub use error::{Cause, HttpError};
 pub use session::{
     DecodeLimits, HttpVersion, RequestBody, RequestBuilder, Response, Session, SessionConfig, TransactionMetrics,
 };

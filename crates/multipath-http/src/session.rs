@@ -40,19 +40,17 @@ pub enum HttpVersion {
 /// How a [`Session`] connects and behaves, like `URLSessionConfiguration`.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
-    service_type: ServiceType,
-    require_multipath: bool,
-    connect_timeout: Option<Duration>,
+    /// How every connection is opened: service type, strict mode, connect
+    /// timeout, TLS, path manager, and the socket options (keepalive, local
+    /// address, device, congestion control, mark, receive buffer).
+    params: Parameters,
     timeout: Option<Duration>,
     read_timeout: Option<Duration>,
     max_redirects: usize,
     http_version: HttpVersion,
-    tls: TlsOptions,
     user_agent: String,
-    path_manager: Option<Arc<dyn Enforcer>>,
     decompress: bool,
     decode_limits: DecodeLimits,
-    recv_buffer: Option<usize>,
 }
 
 /// Bounds on decoding a compressed body: a few megabytes of gzip can
@@ -82,39 +80,48 @@ impl Default for DecodeLimits {
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            service_type: ServiceType::None,
-            require_multipath: false,
-            connect_timeout: Some(Duration::from_secs(30)),
+            params: Parameters::tcp().nodelay(true).connect_timeout(Duration::from_secs(30)),
             timeout: Some(Duration::from_secs(60)),
             read_timeout: Some(Duration::from_secs(60)),
             max_redirects: 10,
             http_version: HttpVersion::Auto,
-            tls: TlsOptions::new(),
             user_agent: concat!("multipath/", env!("CARGO_PKG_VERSION")).into(),
-            path_manager: None,
             decompress: false,
             decode_limits: DecodeLimits::default(),
-            recv_buffer: None,
         }
     }
 }
 
 impl SessionConfig {
-    /// The service type of every connection (default `none`, as Apple's).
+    /// Every connection's [`Parameters`], replacing the current ones: the
+    /// way to set what has no shortcut here (keepalive, local address,
+    /// device, congestion control, mark). TLS ALPN is still chosen by the
+    /// session from [`http_version`](Self::http_version). The default is
+    /// `Parameters::tcp().nodelay(true).connect_timeout(30 s)`.
+    pub fn parameters(mut self, params: Parameters) -> Self {
+        self.params = params;
+        self
+    }
+    /// Every connection's [`Parameters`].
+    pub fn get_parameters(&self) -> &Parameters {
+        &self.params
+    }
+    /// The service type of every connection (default `none`, as Apple's):
+    /// [`Parameters::multipath_service_type`].
     pub fn multipath_service_type(mut self, service_type: ServiceType) -> Self {
-        self.service_type = service_type;
+        self.params = self.params.multipath_service_type(service_type);
         self
     }
     /// Fail with [`HttpError::MultipathUnavailable`] instead of falling back
-    /// to TCP.
+    /// to TCP: [`Parameters::require_multipath`].
     pub fn require_multipath(mut self, required: bool) -> Self {
-        self.require_multipath = required;
+        self.params = self.params.require_multipath(required);
         self
     }
     /// Limit on connecting (every address tried), TLS included; `None` waits
-    /// for the kernel. Default 30 s.
+    /// for the kernel. Default 30 s. [`Parameters::connect_timeout`].
     pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.connect_timeout = timeout;
+        self.params = self.params.connect_timeout(timeout);
         self
     }
     /// Limit on getting a response's head, connecting included. Default
@@ -141,8 +148,9 @@ impl SessionConfig {
     }
     /// TLS options for `https` (roots, CA, client certificate). ALPN is set
     /// by the session from [`http_version`](Self::http_version).
+    /// [`Parameters::tls`].
     pub fn tls(mut self, tls: TlsOptions) -> Self {
-        self.tls = tls;
+        self.params = self.params.tls(tls);
         self
     }
     /// The `User-Agent` sent unless a request sets its own.
@@ -152,8 +160,9 @@ impl SessionConfig {
     }
     /// A path manager enforcing the service type (in-process `Manager` or
     /// the daemon's client).
+    /// [`Parameters::path_manager`].
     pub fn path_manager(mut self, manager: Arc<dyn Enforcer>) -> Self {
-        self.path_manager = Some(manager);
+        self.params = self.params.path_manager(manager);
         self
     }
 
@@ -176,31 +185,20 @@ impl SessionConfig {
     /// ([`Parameters::recv_buffer_size`]); `None` (the default) leaves the
     /// kernel's autotuning.
     pub fn recv_buffer_size(mut self, bytes: Option<usize>) -> Self {
-        self.recv_buffer = bytes;
+        self.params = self.params.recv_buffer_size(bytes);
         self
     }
 
-    fn parameters(&self) -> Parameters {
+    /// The parameters connections are opened with: the session's, with the
+    /// ALPN its HTTP versions need.
+    fn connection_parameters(&self) -> Parameters {
         let alpn: &[&str] = match self.http_version {
             HttpVersion::Auto => &["h2", "http/1.1"],
             HttpVersion::Http1Only => &["http/1.1"],
             HttpVersion::Http2Only => &["h2"],
         };
-        let mut params = Parameters::tcp()
-            .multipath_service_type(self.service_type)
-            .require_multipath(self.require_multipath)
-            .nodelay(true)
-            .tls(self.tls.clone().alpn(alpn));
-        if let Some(t) = self.connect_timeout {
-            params = params.connect_timeout(t);
-        }
-        if let Some(pm) = &self.path_manager {
-            params = params.path_manager(pm.clone());
-        }
-        if let Some(bytes) = self.recv_buffer {
-            params = params.recv_buffer_size(bytes);
-        }
-        params
+        let tls = self.params.get_tls().cloned().unwrap_or_default().alpn(alpn);
+        self.params.clone().tls(tls)
     }
 }
 
@@ -291,7 +289,7 @@ impl Session {
         if config.http_version == HttpVersion::Http2Only {
             builder.http2_only(true);
         }
-        let client = builder.build(MptcpConnector::new(config.parameters()));
+        let client = builder.build(MptcpConnector::new(config.connection_parameters()));
         Session { client, config: Arc::new(config) }
     }
 
@@ -505,7 +503,7 @@ async fn drain(response: http::Response<Incoming>) {
 
 /// `location` resolved against the URL that answered with it.
 fn resolve(base: &Uri, location: &str) -> Result<Uri, HttpError> {
-    let bad = || HttpError::Protocol(format!("redirect to an invalid location {location:?}"));
+    let bad = || HttpError::protocol(format!("redirect to an invalid location {location:?}"), None);
     let has_scheme = location.split_once(':').is_some_and(|(scheme, _)| {
         !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
     });
@@ -684,7 +682,7 @@ impl Response {
             let frame = std::future::poll_fn(|cx| self.poll_frame(cx)).await?;
             match frame {
                 None => return Ok(None),
-                Some(Err(e)) => return Err(HttpError::from_hyper(&e)),
+                Some(Err(e)) => return Err(HttpError::from_hyper(e)),
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         if !data.is_empty() {
@@ -759,7 +757,8 @@ impl Decoder {
     /// Feeds compressed bytes; what they decode to so far.
     fn write(&mut self, compressed: &[u8]) -> Result<Vec<u8>, HttpError> {
         use std::io::Write;
-        let bad = |e: std::io::Error| HttpError::Protocol(format!("compressed body: {e}"));
+        let bad =
+            |e: std::io::Error| HttpError::protocol(format!("compressed body: {e}"), Some(crate::error::Cause::new(e)));
         match self {
             Decoder::Gzip(d) => {
                 d.write_all(compressed).map_err(bad)?;
@@ -775,7 +774,9 @@ impl Decoder {
     /// The end of the body: the last bytes, or an error if the compressed
     /// stream was cut short.
     fn finish(&mut self) -> Result<Vec<u8>, HttpError> {
-        let bad = |e: std::io::Error| HttpError::Protocol(format!("compressed body cut short: {e}"));
+        let bad = |e: std::io::Error| {
+            HttpError::protocol(format!("compressed body cut short: {e}"), Some(crate::error::Cause::new(e)))
+        };
         match self {
             Decoder::Gzip(d) => {
                 d.try_finish().map_err(bad)?;
@@ -792,6 +793,31 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shortcuts change the session's parameters and keep the rest;
+    /// connections get the ALPN of the session's HTTP versions.
+    #[test]
+    fn the_session_holds_whole_parameters() {
+        let config = SessionConfig::default()
+            .parameters(Parameters::tcp().mark(7).congestion_control("cubic").bind_device("wifi"))
+            .multipath_service_type(ServiceType::Handover)
+            .connect_timeout(None)
+            .recv_buffer_size(Some(1 << 20))
+            .http_version(HttpVersion::Http1Only);
+        let p = config.get_parameters();
+        assert_eq!(p.get_multipath_service_type(), ServiceType::Handover);
+        assert_eq!(
+            (p.get_mark(), p.get_congestion_control(), p.get_bind_device()),
+            (Some(7), Some("cubic"), Some("wifi"))
+        );
+        assert_eq!((p.get_connect_timeout(), p.get_recv_buffer_size()), (None, Some(1 << 20)));
+        let opened = config.connection_parameters();
+        assert_eq!(opened.get_tls().unwrap().alpn_protocols(), [b"http/1.1".to_vec()]);
+        assert_eq!(opened.get_mark(), Some(7));
+        let default = SessionConfig::default();
+        assert!(default.get_parameters().get_nodelay());
+        assert_eq!(default.get_parameters().get_connect_timeout(), Some(Duration::from_secs(30)));
+    }
 
     #[test]
     fn gzip_and_deflate_decode_across_chunks_and_truncation_is_an_error() {
@@ -816,7 +842,7 @@ mod tests {
         }
         let mut cut = Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new()));
         let _ = cut.write(&gz[..gz.len() / 2]).unwrap();
-        assert!(matches!(cut.finish(), Err(HttpError::Protocol(_))));
+        assert!(matches!(cut.finish(), Err(HttpError::Protocol { .. })));
         let mut garbage = Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new()));
         assert!(garbage.write(b"definitely not gzip").is_err());
     }

@@ -177,7 +177,10 @@ async fn bad_input_gets_a_clear_error_of_its_own_kind() {
     // A refused port.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let err = quick.get(&format!("http://{closed}/")).send().await.unwrap_err();
-    assert!(matches!(err, HttpError::Connect(ref m) if m.contains("refused")), "{err}");
+    assert!(matches!(err, HttpError::Connect { ref message, .. } if message.contains("refused")), "{err}");
+    // The cause is kept for programs, not only flattened into the text.
+    let cause = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<multipath::Error>());
+    assert!(matches!(cause, Some(multipath::Error::Connect { .. })), "{cause:?}");
 
     // TLS: a name the certificate does not cover, and a CA nobody trusts.
     let tls = self_signed();
@@ -203,12 +206,13 @@ async fn bad_input_gets_a_clear_error_of_its_own_kind() {
     let cut = raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly this").await;
     let r = quick.get(&format!("http://{cut}/")).send().await.unwrap();
     let err = r.bytes().await.unwrap_err();
-    assert!(matches!(err, HttpError::Protocol(_)), "{err}");
+    assert!(matches!(err, HttpError::Protocol { .. }), "{err}");
 
     // Garbage instead of HTTP.
     let garbage = raw_server(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
     let err = quick.get(&format!("http://{garbage}/")).send().await.unwrap_err();
-    assert!(matches!(err, HttpError::Protocol(_)), "{err}");
+    assert!(matches!(err, HttpError::Protocol { .. }), "{err}");
+    assert!(std::error::Error::source(&err).is_some(), "hyper's error is kept: {err:?}");
 
     // Oversized headers.
     static HUGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
@@ -220,7 +224,7 @@ async fn bad_input_gets_a_clear_error_of_its_own_kind() {
     });
     let big = raw_server(huge).await;
     let err = quick.get(&format!("http://{big}/")).send().await.unwrap_err();
-    assert!(matches!(err, HttpError::Protocol(_)), "{err}");
+    assert!(matches!(err, HttpError::Protocol { .. }), "{err}");
 
     // TLS to a server that does not speak it.
     let plain = raw_server(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
@@ -270,7 +274,7 @@ async fn shutdown_lets_requests_in_flight_finish_then_stops_accepting() {
     tokio::time::timeout(Duration::from_secs(5), serving).await.expect("serve returns").unwrap().unwrap();
     let fresh = Session::new(SessionConfig::default());
     let err = fresh.get(&format!("http://{addr}/")).send().await.unwrap_err();
-    assert!(matches!(err, HttpError::Connect(_)), "{err}");
+    assert!(matches!(err, HttpError::Connect { .. }), "{err}");
 }
 
 #[tokio::test]

@@ -256,8 +256,13 @@ impl Manager {
 
 /// Lets [`multipath::Parameters::path_manager`] hand connections over.
 impl multipath::Enforcer for Manager {
-    fn manage(&self, socket: BorrowedFd<'_>, service: ServiceType) -> Result<(), String> {
-        Manager::manage(self, socket, service).map(drop).map_err(|e| e.to_string())
+    fn manage(&self, socket: BorrowedFd<'_>, service: ServiceType) -> Result<(), multipath::EnforceError> {
+        Manager::manage(self, socket, service).map(drop).map_err(|e| match e {
+            PmError::Unservable(_) | PmError::TooMany { .. } | PmError::NotManageable(_) => {
+                multipath::EnforceError::refused(e.to_string())
+            }
+            other => multipath::EnforceError::failed(other),
+        })
     }
 
     fn kind(&self) -> multipath::PathManager {

@@ -36,8 +36,8 @@ enum Via {
 struct Nobody;
 
 impl multipath::Enforcer for Nobody {
-    fn manage(&self, _: std::os::fd::BorrowedFd<'_>, _: ServiceType) -> Result<(), String> {
-        Err("this test's connection stays unregistered".into())
+    fn manage(&self, _: std::os::fd::BorrowedFd<'_>, _: ServiceType) -> Result<(), multipath::EnforceError> {
+        Err(multipath::EnforceError::refused("this test's connection stays unregistered"))
     }
     fn kind(&self) -> PathManager {
         PathManager::Daemon

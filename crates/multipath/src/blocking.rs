@@ -33,7 +33,7 @@ impl Connection {
         let mut attempts = Vec::new();
         for addr in ordered(&endpoint, resolved, params)? {
             let connected = socket::for_attempt(addr, params)?.and_then(|(sock, meta)| {
-                match params.timeout() {
+                match params.get_connect_timeout() {
                     Some(t) => sock.connect_timeout(&addr.into(), t)?,
                     None => sock.connect(&addr.into())?,
                 }
@@ -111,7 +111,7 @@ impl Listener {
     /// Waits for the next client.
     pub fn accept(&self) -> Result<(Connection, SocketAddr)> {
         let (stream, peer) = self.listener.accept()?;
-        if self.params.is_nodelay() {
+        if self.params.get_nodelay() {
             stream.set_nodelay(true)?;
         }
         Ok((Connection { stream, meta: SocketMeta { peer: Some(peer), ..self.meta.clone() } }, peer))

@@ -76,7 +76,7 @@ impl Connection {
     /// connects), and returns the first connection established.
     pub async fn connect(endpoint: impl ToEndpoint, params: &Parameters) -> Result<Connection> {
         let endpoint = endpoint.to_endpoint()?;
-        let deadline = params.timeout().map(|after| (tokio::time::Instant::now() + after, after));
+        let deadline = params.get_connect_timeout().map(|after| (tokio::time::Instant::now() + after, after));
         let resolving = resolve(&endpoint);
         let resolved = match deadline {
             Some((at, after)) => tokio::time::timeout_at(at, resolving).await.map_err(|_| Error::Timeout {
@@ -368,7 +368,7 @@ impl Listener {
     /// the client spoke MPTCP, *fell back to TCP* otherwise.
     pub async fn accept(&self) -> Result<(Connection, SocketAddr)> {
         let (stream, peer) = self.listener.accept().await?;
-        if self.params.is_nodelay() {
+        if self.params.get_nodelay() {
             stream.set_nodelay(true)?;
         }
         let meta = Arc::new(SocketMeta { peer: Some(peer), ..self.meta.clone() });

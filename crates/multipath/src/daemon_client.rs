@@ -335,8 +335,12 @@ fn listener_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
 }
 
 impl Enforcer for Daemon {
-    fn manage(&self, socket: BorrowedFd<'_>, service: ServiceType) -> Result<(), String> {
-        self.register(socket, service).map(drop).map_err(|e| e.to_string())
+    fn manage(&self, socket: BorrowedFd<'_>, service: ServiceType) -> Result<(), crate::EnforceError> {
+        match self.register(socket, service) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(crate::EnforceError::refused(e.to_string())),
+            Err(e) => Err(crate::EnforceError::failed(e)),
+        }
     }
 
     fn kind(&self) -> PathManager {

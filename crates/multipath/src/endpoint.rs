@@ -118,7 +118,7 @@ pub(crate) fn ordered(
     params: &crate::Parameters,
 ) -> Result<Vec<SocketAddr>> {
     let total = resolved.len();
-    let ordered = interleave(resolved, params.local());
+    let ordered = interleave(resolved, params.get_local_address());
     if ordered.is_empty() {
         let host = match endpoint {
             Endpoint::Host { host, .. } => host.clone(),

@@ -12,9 +12,38 @@ use crate::{PathManager, ServiceType};
 pub trait Enforcer: Send + Sync + Debug {
     /// Starts enforcing `service` on the MPTCP connection behind `socket`.
     /// The socket is connected and speaks MPTCP with its peer.
-    fn manage(&self, socket: BorrowedFd<'_>, service: ServiceType) -> Result<(), String>;
+    fn manage(&self, socket: BorrowedFd<'_>, service: ServiceType) -> Result<(), EnforceError>;
 
     /// What [`MultipathStatus::path_manager`](crate::MultipathStatus::path_manager)
     /// reports for the connections it manages.
     fn kind(&self) -> PathManager;
+}
+
+/// Why a path manager did not take a connection. Either way the kernel's
+/// path manager keeps it, and its status says "not enforced".
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnforceError {
+    /// The path manager declined this connection: an entitlement it lacks,
+    /// a limit reached, addresses it cannot serve.
+    #[error("the path manager refused: {reason}")]
+    Refused {
+        /// Its reason, in its words.
+        reason: String,
+    },
+    /// The path manager could not be asked, or failed while taking it.
+    #[error("the path manager failed: {0}")]
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl EnforceError {
+    /// A refusal for `reason`.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        EnforceError::Refused { reason: reason.into() }
+    }
+
+    /// A failure caused by `source`.
+    pub fn failed(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        EnforceError::Failed(source.into())
+    }
 }

@@ -121,7 +121,7 @@ impl Parameters {
 
     /// The TLS options, if any were given.
     #[cfg(feature = "tls")]
-    pub fn tls_options(&self) -> Option<&crate::tls::TlsOptions> {
+    pub fn get_tls(&self) -> Option<&crate::tls::TlsOptions> {
         self.tls.as_ref()
     }
 
@@ -169,8 +169,9 @@ impl Parameters {
     /// Give up connecting after this long: all addresses together for
     /// [`Connection`](crate::Connection), each address for
     /// [`blocking::Connection`](crate::blocking::Connection).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
+    /// `None` (the default) waits as long as the kernel does.
+    pub fn connect_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.connect_timeout = timeout.into();
         self
     }
 
@@ -206,8 +207,9 @@ impl Parameters {
     ///
     /// Applies to listeners' sockets too. From 1 to [`MAX_RECV_BUFFER`]
     /// bytes; anything else fails the connection with a socket error.
-    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
-        self.recv_buffer = Some(bytes);
+    /// `None` (the default) leaves the kernel's autotuning.
+    pub fn recv_buffer_size(mut self, bytes: impl Into<Option<usize>>) -> Self {
+        self.recv_buffer = bytes.into();
         self
     }
 
@@ -220,50 +222,55 @@ impl Parameters {
         self
     }
 
-    /// The path manager connections are handed to.
-    pub fn enforcer(&self) -> Option<&Arc<dyn Enforcer>> {
-        self.path_manager.as_ref()
-    }
+    // Getters: `get_` and the setter's name, as `std::process::Command`
+    // does where a builder method holds the plain name.
 
-    /// The service type.
-    pub fn service_type(&self) -> ServiceType {
+    /// The service type ([`multipath_service_type`](Self::multipath_service_type)).
+    pub fn get_multipath_service_type(&self) -> ServiceType {
         self.service_type
     }
-    /// Whether strict mode is on (and meaningful: not for `none`).
-    pub fn requires_multipath(&self) -> bool {
+    /// Whether strict mode is on ([`require_multipath`](Self::require_multipath)),
+    /// and meaningful: never for `none`.
+    pub fn get_require_multipath(&self) -> bool {
         self.require_multipath && self.service_type.is_multipath()
     }
-    /// Whether `TCP_NODELAY` is set.
-    pub fn is_nodelay(&self) -> bool {
+    /// Whether `TCP_NODELAY` is set ([`nodelay`](Self::nodelay)).
+    pub fn get_nodelay(&self) -> bool {
         self.nodelay
     }
-    /// The keepalive settings.
-    pub fn keepalive_settings(&self) -> Option<Keepalive> {
+    /// The keepalive settings ([`keepalive`](Self::keepalive)).
+    pub fn get_keepalive(&self) -> Option<Keepalive> {
         self.keepalive
     }
-    /// The local address to bind.
-    pub fn local(&self) -> Option<SocketAddr> {
+    /// The local address to bind ([`local_address`](Self::local_address)).
+    pub fn get_local_address(&self) -> Option<SocketAddr> {
         self.local_address
     }
-    /// The device to bind.
-    pub fn device(&self) -> Option<&str> {
+    /// The device to bind ([`bind_device`](Self::bind_device)).
+    pub fn get_bind_device(&self) -> Option<&str> {
         self.bind_device.as_deref()
     }
-    /// The connect timeout.
-    pub fn timeout(&self) -> Option<Duration> {
+    /// The connect timeout ([`connect_timeout`](Self::connect_timeout)).
+    pub fn get_connect_timeout(&self) -> Option<Duration> {
         self.connect_timeout
     }
-    /// The congestion-control algorithm.
-    pub fn congestion(&self) -> Option<&str> {
+    /// The congestion-control algorithm ([`congestion_control`](Self::congestion_control)).
+    pub fn get_congestion_control(&self) -> Option<&str> {
         self.congestion_control.as_deref()
     }
-    /// The socket mark.
-    pub fn socket_mark(&self) -> Option<u32> {
+    /// The socket mark ([`mark`](Self::mark)).
+    pub fn get_mark(&self) -> Option<u32> {
         self.mark
     }
-    /// The fixed receive buffer, if one was asked for.
-    pub fn recv_buffer(&self) -> Option<usize> {
+    /// The fixed receive buffer, if one was asked for
+    /// ([`recv_buffer_size`](Self::recv_buffer_size)).
+    pub fn get_recv_buffer_size(&self) -> Option<usize> {
         self.recv_buffer
+    }
+    /// The path manager connections are handed to
+    /// ([`path_manager`](Self::path_manager)).
+    pub fn get_path_manager(&self) -> Option<&Arc<dyn Enforcer>> {
+        self.path_manager.as_ref()
     }
 }
 

@@ -48,7 +48,7 @@ fn mptcp_unsupported(err: &io::Error) -> bool {
 /// Creates and configures a stream socket for `domain` as `params` ask,
 /// falling back to TCP where MPTCP is unavailable (unless strict).
 pub(crate) fn open(domain: Domain, params: &Parameters) -> Result<(Socket, SocketMeta)> {
-    let requested = params.service_type();
+    let requested = params.get_multipath_service_type();
     let (socket, opened) = if !requested.is_multipath() {
         (tcp_socket(domain)?, Opened::TcpByRequest)
     } else {
@@ -56,7 +56,7 @@ pub(crate) fn open(domain: Domain, params: &Parameters) -> Result<(Socket, Socke
             Ok(s) => (s, Opened::Mptcp),
             Err(e) if mptcp_unsupported(&e) => {
                 let reason = format!("MPTCP socket refused: {e}");
-                if params.requires_multipath() {
+                if params.get_require_multipath() {
                     let status = status_for(&Opened::TcpUnavailable(reason), false, requested, PathManager::None);
                     return Err(Error::MultipathUnavailable { status: Box::new(status) });
                 }
@@ -67,8 +67,9 @@ pub(crate) fn open(domain: Domain, params: &Parameters) -> Result<(Socket, Socke
         }
     };
     configure(&socket, params)?;
-    let paced_badly_by_bbr = matches!(params.service_type(), ServiceType::Interactive | ServiceType::Aggregate);
-    if opened == Opened::Mptcp && paced_badly_by_bbr && params.congestion().is_none() {
+    let paced_badly_by_bbr =
+        matches!(params.get_multipath_service_type(), ServiceType::Interactive | ServiceType::Aggregate);
+    if opened == Opened::Mptcp && paced_badly_by_bbr && params.get_congestion_control().is_none() {
         keep_bbr_off_subflows(&socket);
     }
     let path_manager = if opened == Opened::Mptcp { namespace_path_manager() } else { PathManager::None };
@@ -83,23 +84,23 @@ fn tcp_socket(domain: Domain) -> Result<Socket> {
 /// sockets too (see the facts page: it refuses several others).
 fn configure(socket: &Socket, params: &Parameters) -> Result<()> {
     let step = |what: &str, r: io::Result<()>| r.map_err(|e| Error::socket(format!("setsockopt {what}"), e));
-    if params.is_nodelay() {
+    if params.get_nodelay() {
         step("TCP_NODELAY", socket.set_tcp_nodelay(true))?;
     }
-    if let Some(k) = params.keepalive_settings() {
+    if let Some(k) = params.get_keepalive() {
         let ka = TcpKeepalive::new().with_time(k.idle).with_interval(k.interval).with_retries(k.retries);
         step("SO_KEEPALIVE", socket.set_tcp_keepalive(&ka))?;
     }
-    if let Some(cc) = params.congestion() {
+    if let Some(cc) = params.get_congestion_control() {
         step("TCP_CONGESTION", congestion_available(cc).and_then(|()| socket.set_tcp_congestion(cc.as_bytes())))?;
     }
-    if let Some(mark) = params.socket_mark() {
+    if let Some(mark) = params.get_mark() {
         step("SO_MARK", socket.set_mark(mark))?;
     }
-    if let Some(dev) = params.device() {
+    if let Some(dev) = params.get_bind_device() {
         step("SO_BINDTODEVICE", socket.bind_device(Some(dev.as_bytes())))?;
     }
-    if let Some(bytes) = params.recv_buffer() {
+    if let Some(bytes) = params.get_recv_buffer_size() {
         // The kernel takes an int and doubles it: larger values would wrap.
         let set = match bytes {
             1..=crate::params::MAX_RECV_BUFFER => socket.set_recv_buffer_size(bytes),
@@ -125,7 +126,7 @@ fn configure(socket: &Socket, params: &Parameters) -> Result<()> {
 /// its local port taken by a concurrent attempt, ...).
 pub(crate) fn for_attempt(addr: SocketAddr, params: &Parameters) -> Result<io::Result<(Socket, SocketMeta)>> {
     let opened = open(Domain::for_address(addr), params).and_then(|(sock, mut meta)| {
-        if let Some(local) = params.local() {
+        if let Some(local) = params.get_local_address() {
             sock.bind(&local.into()).map_err(|e| Error::socket(format!("bind {local}"), e))?;
         }
         meta.peer = Some(addr);
@@ -231,13 +232,13 @@ pub(crate) fn enforce(fd: BorrowedFd<'_>, meta: &SocketMeta, params: &Parameters
     }
     // The parameters' manager, else the daemon of this network namespace
     // if one runs: its absence is the normal case, and silent.
-    let result = match params.enforcer() {
+    let result = match params.get_path_manager() {
         Some(m) => m.manage(fd, meta.requested).map(|()| m.kind()),
         None => {
             let daemon = crate::daemon_client::Daemon::discover();
             match daemon.register(fd, meta.requested) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-                r => r.map(|_| PathManager::Daemon).map_err(|e| e.to_string()),
+                r => r.map(|_| PathManager::Daemon).map_err(crate::EnforceError::failed),
             }
         }
     };
@@ -253,9 +254,9 @@ pub(crate) fn enforce(fd: BorrowedFd<'_>, meta: &SocketMeta, params: &Parameters
 /// In strict mode, turns a connection that is not multipath, or that the
 /// given path manager did not take, into an error.
 pub(crate) fn check_strict(fd: BorrowedFd<'_>, meta: &SocketMeta, params: &Parameters) -> Result<()> {
-    if params.requires_multipath() {
+    if params.get_require_multipath() {
         let status = status(fd, meta);
-        if !status.is_multipath() || (params.enforcer().is_some() && !status.enforced) {
+        if !status.is_multipath() || (params.get_path_manager().is_some() && !status.enforced) {
             return Err(Error::MultipathUnavailable { status: Box::new(status) });
         }
     }

@@ -257,11 +257,11 @@ impl TlsConnection {
     /// covers the handshake too.
     pub async fn connect(endpoint: impl ToEndpoint, params: &Parameters) -> Result<TlsConnection> {
         let endpoint = endpoint.to_endpoint()?;
-        let options = params.tls_options().cloned().unwrap_or_default();
+        let options = params.get_tls().cloned().unwrap_or_default();
         let started = tokio::time::Instant::now();
         let conn = Connection::connect(endpoint.clone(), params).await?;
         let handshake = TlsConnection::handshake(conn, &endpoint, &options);
-        match params.timeout() {
+        match params.get_connect_timeout() {
             Some(after) => tokio::time::timeout_at(started + after, handshake).await.map_err(|_| Error::Tls {
                 endpoint: endpoint.to_string(),
                 failure: TlsFailure::Handshake,
