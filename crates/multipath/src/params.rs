@@ -49,7 +49,7 @@ pub const MAX_RECV_BUFFER: usize = (i32::MAX / 2) as usize;
 ///     .multipath_service_type(ServiceType::Handover)
 ///     .nodelay(true)
 ///     .connect_timeout(Duration::from_secs(10));
-/// assert_eq!(params.service_type(), ServiceType::Handover);
+/// assert_eq!(params.get_multipath_service_type(), ServiceType::Handover);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Parameters {
