@@ -1,10 +1,13 @@
 //! The `multipath` path manager: it enforces a connection's service type
 //! through the kernel's userspace path manager (generic netlink `mptcp_pm`).
 //!
-//! This first part is the netlink driver: [`netlink::codec`] (framing,
-//! attributes, errors with extended-ack text), [`netlink::mptcp_pm`]
-//! (typed commands and events) and [`netlink::socket`] (a command socket
-//! and an event socket). The per-service-type policies come next.
+//! - [`netlink`]: the driver: framing, attributes, errors with extended-ack
+//!   text, typed `mptcp_pm` commands and events, rtnetlink, `sock_diag`.
+//! - [`policy`]: the service types' decisions, sans I/O.
+//! - [`manager`]: the in-process [`Manager`] that runs them against the kernel.
+//! - [`daemon`]: the [`Daemon`] behind `mptcp pmd`.
+//! - [`rules`]: per-program rules (first match wins), sans I/O; the daemon
+//!   does not apply them yet.
 #![warn(missing_docs)]
 
 pub mod daemon;
@@ -15,6 +18,7 @@ pub mod fuzzing;
 pub mod manager;
 pub mod netlink;
 pub mod policy;
+pub mod rules;
 mod state;
 mod unix;
 
