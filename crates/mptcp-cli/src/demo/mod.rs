@@ -81,7 +81,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     };
     let stop = interrupt_flag()?;
     let mut live = live::Live::new();
-    let mut recordings = Vec::new();
+    let (mut recordings, mut outcomes) = (Vec::new(), Vec::new());
     for (i, c) in contenders.iter().enumerate() {
         live.begin(i + 1, contenders.len(), &c.name(), c.describe());
         let rec = record::record(&config, *c, &scenario, args.family, &stop, &mut live)?;
@@ -92,8 +92,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
             outcome.broken_by.as_ref().map_or(String::new(), |b| format!(": {b}"))
         ));
         recordings.push(rec);
+        outcomes.push(outcome);
     }
-    let outcomes: Vec<Outcome> = recordings.iter().map(Outcome::of).collect();
     let figures = write_figures(&args.out, &recordings, &outcomes)?;
     let kernel = outcomes.iter().find(|o| o.name == Contender::Kernel.name());
     if args.json {
