@@ -3,6 +3,8 @@
 //! - `mptcp lab up|down|status`: multi-path test networks in namespaces.
 //! - `mptcp demo` (also `mptcp lab demo`): each service type and the kernel through a failing Wi-Fi.
 //! - `mptcp pmd`: the path-manager daemon.
+//! - `mptcp run --service T -- PROGRAM`: an unmodified program under a service type.
+//! - `mptcp ls`: the connections the daemon manages.
 //! - `mptcp monitor`: live path-manager events and path changes.
 //! - `mptcp get`, `mptcp check`, `mptcp serve`: HTTP over multipath.
 //! - `mptcp bench ...`: benchmarks, each beside its baseline.
@@ -12,10 +14,12 @@ mod check;
 mod demo;
 mod get;
 mod lab;
+mod ls;
 mod monitor;
 mod pathspec;
 mod pmd;
 mod pmd_config;
+mod run;
 mod serve;
 mod shutdown;
 
@@ -46,6 +50,12 @@ enum Command {
     Monitor(monitor::MonitorArgs),
     /// The path-manager daemon: enforces the service types programs register (needs root).
     Pmd(pmd::PmdArgs),
+    /// Run an unmodified program with its TCP connections under a service type, enforced by
+    /// the daemon (`mptcp pmd`).
+    Run(run::RunArgs),
+    /// The connections the daemon manages: program, user, service type and where it came
+    /// from, paths and subflows.
+    Ls(ls::LsArgs),
     /// Fetch a URL over a multipath session (curl-like).
     Get(get::GetArgs),
     /// Ask a check.mptcp.dev-style server whether this connection uses MPTCP, and compare
@@ -89,6 +99,8 @@ fn run() -> Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Pmd(args) => pmd::run(args),
         Command::Monitor(args) => monitor::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Ls(args) => ls::run(args),
         Command::Get(args) => get::run(args),
         Command::Check(args) => check::run(args),
         Command::Serve(args) => serve::run(args),

@@ -11,6 +11,7 @@
 //! and closed at once: the daemon never keeps a connection open. See
 //! `SECURITY.md` for the threat model.
 
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -20,14 +21,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use multipath::daemon_client::{Address, Reply, Request, ABSTRACT_NAME, MAX_MESSAGE};
+use multipath::daemon_client::{Address, Listed, ListedSubflow, Origin, Reply, Request, ABSTRACT_NAME, MAX_MESSAGE};
 use multipath::ServiceType;
 
-use crate::netlink::socket::poll_any;
+use crate::netlink::sock_diag::Query;
+use crate::netlink::socket::{poll_any, Diag};
+use crate::owner;
 use crate::policy::PolicyConfig;
 use crate::state::{NamespaceState, Registry};
 use crate::unix::{self, Credentials};
-use crate::{Manager, PmError};
+use crate::{Manager, PmError, Registrant};
 
 /// Who may ask for `aggregate`, where to listen, and how much one user may
 /// ask for.
@@ -335,23 +338,28 @@ impl Server {
             let now = Instant::now();
             let mut done = Vec::new();
             for (i, p) in pending.iter().enumerate() {
-                let reply = if ready[first_client + i] {
+                let replies = if ready[first_client + i] {
                     match self.handle(p) {
-                        Some(reply) => reply,
+                        Some(replies) => replies,
                         None => {
                             done.push(i); // hung up without a word
                             continue;
                         }
                     }
                 } else if now.duration_since(p.since) > REQUEST_WITHIN {
-                    Reply::Refused { reason: format!("no request within {} s", REQUEST_WITHIN.as_secs()) }
+                    vec![Reply::Refused { reason: format!("no request within {} s", REQUEST_WITHIN.as_secs()) }]
                 } else {
                     continue;
                 };
-                if let Reply::Refused { reason } = &reply {
-                    tracing::info!(%reason, uid = p.peer.uid, pid = p.peer.pid, "registration refused");
+                for reply in replies {
+                    if let Reply::Refused { reason } = &reply {
+                        tracing::info!(%reason, uid = p.peer.uid, pid = p.peer.pid, "registration refused");
+                    }
+                    // A client that stops reading gets no more.
+                    if (&p.stream).write_all(&reply.encode()).is_err() {
+                        break;
+                    }
                 }
-                let _ = (&p.stream).write_all(&reply.encode());
                 done.push(i);
             }
             for i in done.into_iter().rev() {
@@ -397,35 +405,91 @@ impl Server {
         Some(Pending { exe: connected_program(&stream, peer), stream, since: now, peer })
     }
 
-    /// One registration: `None` when the client hung up.
-    fn handle(&self, p: &Pending) -> Option<Reply> {
+    /// One request: the replies to send, `None` when the client hung up.
+    fn handle(&self, p: &Pending) -> Option<Vec<Reply>> {
         let mut buf = [0u8; MAX_MESSAGE + 1];
         let got = match unix::recv_with_fds(p.stream.as_fd(), &mut buf) {
             Ok(got) if got.len == 0 && got.fds.is_empty() => return None,
             Ok(got) => got,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Some(Reply::Refused { reason: "no request".into() })
+                return Some(vec![Reply::Refused { reason: "no request".into() }])
             }
-            Err(e) => return Some(Reply::Refused { reason: format!("reading the request: {e}") }),
+            Err(e) => return Some(vec![Reply::Refused { reason: format!("reading the request: {e}") }]),
         };
         if got.truncated {
-            return Some(Reply::Refused { reason: format!("request longer than {MAX_MESSAGE} bytes") });
+            return Some(vec![Reply::Refused { reason: format!("request longer than {MAX_MESSAGE} bytes") }]);
         }
-        Some(match Request::decode(&buf[..got.len]) {
+        Some(vec![match Request::decode(&buf[..got.len]) {
             Err(e) => Reply::Refused { reason: e.to_string() },
             // Sizes only: nothing in them names a connection or a user.
             Ok(Request::Tables) => match self.manager.tables() {
                 Ok(t) => Reply::Tables(t.counts().iter().map(|&(name, n)| (name.to_owned(), n as u64)).collect()),
                 Err(e) => Reply::Refused { reason: e.to_string() },
             },
-            Ok(Request::Manage { service }) => match self.register(p, got, service) {
+            Ok(Request::Check { service, program }) => match self.grants(p.peer.uid, Some(&program), service) {
+                Ok(()) => Reply::Granted,
+                Err(reason) => Reply::Refused { reason },
+            },
+            Ok(Request::Manage { service, origin }) => match self.register(p, got, service, origin) {
                 Ok(token) => Reply::Managed { token },
                 Err(reason) => Reply::Refused { reason },
             },
-        })
+            Ok(Request::List) => return Some(self.list(p.peer.uid)),
+        }])
     }
 
-    fn register(&self, p: &Pending, got: unix::Received, service: ServiceType) -> Result<u32, String> {
+    /// The managed connections `asker` may see (root: all; a user: their
+    /// own), then the end mark.
+    fn list(&self, asker: u32) -> Vec<Reply> {
+        let conns = match self.manager.connections() {
+            Ok(conns) => conns,
+            Err(e) => return vec![Reply::Refused { reason: e.to_string() }],
+        };
+        // Who holds the others, as the kernel recorded it.
+        let unregistered: HashSet<u32> = conns.iter().filter(|c| c.registrant.is_none()).map(|c| c.token).collect();
+        let recorded = if unregistered.is_empty() { HashMap::new() } else { kernel_owners(&unregistered) };
+        let holders = owner::holders(&recorded.values().map(|&(_, inode)| inode).collect());
+        let mut replies: Vec<Reply> = conns
+            .into_iter()
+            .map(|c| {
+                let (uid, pid, program) = match &c.registrant {
+                    Some(r) => (Some(r.uid), Some(r.pid), r.program.clone()),
+                    None => {
+                        let recorded = recorded.get(&c.token);
+                        let holder = recorded.and_then(|(_, inode)| holders.get(inode));
+                        (recorded.map(|r| r.0), holder.map(|h| h.pid), holder.and_then(|h| h.program.clone()))
+                    }
+                };
+                Listed {
+                    token: c.token,
+                    service: c.view.service,
+                    source: c.source.to_string(),
+                    uid,
+                    pid,
+                    program,
+                    remote: c.view.remote,
+                    active: c.view.active,
+                    subflows: c
+                        .view
+                        .subflows
+                        .into_iter()
+                        .map(|s| ListedSubflow {
+                            path: s.path,
+                            local: s.local,
+                            backup: s.backup,
+                            established: s.established,
+                        })
+                        .collect(),
+                }
+            })
+            .filter(|l| asker == 0 || l.uid == Some(asker))
+            .map(|l| Reply::Listed(Box::new(l)))
+            .collect();
+        replies.push(Reply::End);
+        replies
+    }
+
+    fn register(&self, p: &Pending, got: unix::Received, service: ServiceType, origin: Origin) -> Result<u32, String> {
         if got.fds_truncated || got.fds.len() > 1 {
             return Err("attach exactly one descriptor, the connection's socket".into());
         }
@@ -457,17 +521,14 @@ impl Server {
             }
             Err(e) => return Err(format!("cannot tell the socket's network namespace: {e}")),
         }
-        if service == ServiceType::Aggregate && !self.entitled(p) {
-            return Err(format!(
-                // The keys first: the reply holds 256 bytes, and a long
-                // program path may be cut.
-                "aggregate needs an entitlement (mptcp pmd --aggregate-uid, --aggregate-exe, or \
-                 [entitlements] in its configuration); uid {} and its program ({}) have none",
-                p.peer.uid,
-                p.exe.as_deref().map_or("unknown".into(), |e| e.display().to_string())
-            ));
-        }
-        let owner = (p.peer.uid, self.config.max_per_uid);
+        self.grants(p.peer.uid, p.exe.as_deref(), service)?;
+        let owner = Registrant {
+            uid: p.peer.uid,
+            pid: p.peer.pid,
+            program: p.exe.clone(),
+            origin,
+            limit: self.config.max_per_uid,
+        };
         let token = self.manager.manage_for(fd.as_fd(), service, Some(owner)).map_err(|e| e.to_string())?;
         self.record(token, service);
         Ok(token)
@@ -487,10 +548,39 @@ impl Server {
         }
     }
 
-    fn entitled(&self, p: &Pending) -> bool {
-        self.config.aggregate_uids.contains(&p.peer.uid)
-            || p.exe.as_ref().is_some_and(|exe| self.config.aggregate_executables.contains(exe))
+    /// Whether `uid` running `program` may have `service`: everything but
+    /// aggregate, which needs an entitlement of the user or the program.
+    fn grants(&self, uid: u32, program: Option<&Path>, service: ServiceType) -> Result<(), String> {
+        let entitled = self.config.aggregate_uids.contains(&uid)
+            || program.is_some_and(|exe| self.config.aggregate_executables.iter().any(|e| e == exe));
+        if service != ServiceType::Aggregate || entitled {
+            return Ok(());
+        }
+        Err(format!(
+            // The keys first: the reply holds 256 bytes, and a long
+            // program path may be cut.
+            "aggregate needs an entitlement (mptcp pmd --aggregate-uid, --aggregate-exe, or [entitlements] in its \
+             configuration); uid {uid} and its program ({}) have none",
+            program.map_or("unknown".into(), |e| e.display().to_string())
+        ))
     }
+}
+
+/// The user and socket inode the kernel recorded for each of `tokens`
+/// (MPTCP dumps of both families); a connection gone meanwhile is missing.
+fn kernel_owners(tokens: &HashSet<u32>) -> HashMap<u32, (u32, u32)> {
+    let mut found = HashMap::new();
+    let Ok(mut diag) = Diag::open() else { return found };
+    for v6 in [false, true] {
+        let _ = diag.dump(Query::AllConnections { v6 }, |msg| {
+            if let Some(info) = msg.info.and_then(|b| multipath::MptcpInfo::decode(b).ok()) {
+                if tokens.contains(&info.token) {
+                    found.insert(info.token, (msg.uid, msg.inode));
+                }
+            }
+        });
+    }
+    found
 }
 
 /// The program of the process that connected to `stream`: its

@@ -17,6 +17,7 @@ mod error;
 pub mod fuzzing;
 pub mod manager;
 pub mod netlink;
+pub mod owner;
 pub mod policy;
 pub mod rules;
 mod state;
@@ -24,7 +25,7 @@ mod unix;
 
 pub use daemon::{Daemon, DaemonConfig};
 pub use error::PmError;
-pub use manager::{Manager, ManagerOptions, SentCommand, Tables};
+pub use manager::{ManagedConnection, Manager, ManagerOptions, Registrant, SentCommand, Source, Tables};
 pub use netlink::mptcp_pm::{Command, ConnectionEvent, Event, LocalAddr, SubflowEvent};
 pub use netlink::socket::{EventSocket, PmSocket, RouteSnapshot, RouteWatcher, SocketKiller};
 pub use state::NamespaceState;

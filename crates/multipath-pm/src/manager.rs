@@ -12,6 +12,9 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
+use multipath::daemon_client::Origin;
 use multipath::icmp::EchoSocket;
 use multipath::ServiceType;
 
@@ -21,7 +24,9 @@ use crate::netlink::socket::poll_any;
 use crate::netlink::socket::{Diag, DIAG_BATCH};
 use crate::policy::quarantine::Quarantine;
 use crate::policy::sampling::{full_every, pace, Activity, Look, Sampler, Swept, SAMPLE_EVERY, SWEEP_EVERY};
-use crate::policy::{input_for_event, Core, Input, LocalPath, PolicyConfig, Refusal, SubflowSample, WhenStill};
+use crate::policy::{
+    input_for_event, ConnView, Core, Input, LocalPath, PolicyConfig, Refusal, SubflowSample, WhenStill,
+};
 use crate::{Command, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
 
 /// Connections looked at per turn of the loop, between looks at the events.
@@ -47,10 +52,12 @@ enum Request {
     Manage {
         conn: Registration,
         service: ServiceType,
-        /// The user it is registered for, and how many open registrations
-        /// that user may have.
-        owner: Option<(u32, usize)>,
+        /// Who registered it (through the daemon).
+        owner: Option<Registrant>,
         reply: mpsc::Sender<Result<u32, PmError>>,
+    },
+    Connections {
+        reply: mpsc::Sender<Vec<ManagedConnection>>,
     },
     Adopt {
         registered: HashMap<u32, ServiceType>,
@@ -69,6 +76,53 @@ enum Request {
     Tables {
         reply: mpsc::Sender<Tables>,
     },
+}
+
+/// Who handed a connection to the daemon, as the kernel recorded it when
+/// they connected to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registrant {
+    /// Their user id.
+    pub uid: u32,
+    /// Their process.
+    pub pid: i32,
+    /// Their program (`/proc/<pid>/exe`, checked against a pidfd), if known.
+    pub program: Option<PathBuf>,
+    /// The program itself, or `mptcp run` on its behalf.
+    pub origin: Origin,
+    /// Registered connections this user may have open at once.
+    pub limit: usize,
+}
+
+/// Where a connection's service type came from, as `mptcp ls` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Registered by the program (or `mptcp run` for it).
+    Registered(Origin),
+    /// Not registered: the manager's default service type.
+    Default,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Registered(origin) => f.write_str(origin.as_str()),
+            Source::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// A managed connection, for `mptcp ls` ([`Manager::connections`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedConnection {
+    /// The kernel's token.
+    pub token: u32,
+    /// What the policy core holds of it.
+    pub view: ConnView,
+    /// Where its service type came from.
+    pub source: Source,
+    /// Who registered it, if anyone did.
+    pub registrant: Option<Registrant>,
 }
 
 /// The sizes of the path manager's tables, to show that nothing
@@ -188,13 +242,13 @@ impl Manager {
         self.manage_for(socket, service, None)
     }
 
-    /// Like [`Manager::manage`], on behalf of user `owner.0`, who may have
-    /// at most `owner.1` registered connections open at once.
+    /// Like [`Manager::manage`], on behalf of `owner`, whose user may have
+    /// at most `owner.limit` registered connections open at once.
     pub fn manage_for(
         &self,
         socket: BorrowedFd<'_>,
         service: ServiceType,
-        owner: Option<(u32, usize)>,
+        owner: Option<Registrant>,
     ) -> Result<u32, PmError> {
         let conn = Registration::read(socket)?;
         let (reply, answer) = mpsc::channel();
@@ -216,6 +270,14 @@ impl Manager {
     pub fn managed(&self) -> Result<Vec<(u32, ServiceType)>, PmError> {
         let (reply, answer) = mpsc::channel();
         self.send(Request::Managed { reply })?;
+        answer.recv().map_err(|_| stopped())
+    }
+
+    /// Every managed connection: its paths and subflows, and who
+    /// registered it.
+    pub fn connections(&self) -> Result<Vec<ManagedConnection>, PmError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::Connections { reply })?;
         answer.recv().map_err(|_| stopped())
     }
 
@@ -300,7 +362,18 @@ impl Registration {
         let addr = |a: std::io::Result<socket2::SockAddr>| -> Result<SocketAddr, PmError> {
             a.map_err(|e| unfit(&e))?.as_socket().ok_or_else(|| unfit(&"not an IP socket"))
         };
-        let (local, remote) = (addr(sock.local_addr())?, addr(sock.peer_addr())?);
+        let (local, remote) = match sock.peer_addr() {
+            Ok(peer) => (addr(sock.local_addr())?, addr(Ok(peer))?),
+            // Still connecting (a registration right after a non-blocking
+            // `connect`): the connection has no peer name yet, its first
+            // subflow has both ends.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                let subflows = multipath::raw::subflows(socket).map_err(|e| unfit(&e))?;
+                let first = subflows.first().ok_or_else(|| unfit(&"no subflow yet"))?;
+                (first.local, first.remote)
+            }
+            Err(e) => return Err(unfit(&e)),
+        };
         if token == 0 {
             return Err(unfit(&"no token yet"));
         }
@@ -458,8 +531,8 @@ struct Driver {
     sweep: Option<SweepInProgress>,
     /// What measuring cost lately, logged (at debug) every few seconds.
     cost: MeasuringCost,
-    /// The user each connection registered by the daemon belongs to.
-    owners: HashMap<u32, u32>,
+    /// Who registered each connection the daemon handed over.
+    owners: HashMap<u32, Registrant>,
     /// How many of them each user has.
     per_owner: HashMap<u32, usize>,
     /// ICMP echoes of silent paths: datagram sockets where
@@ -606,6 +679,19 @@ impl Driver {
                 managed.sort_unstable();
                 let _ = reply.send(managed);
             }
+            Request::Connections { reply } => {
+                let mut list: Vec<ManagedConnection> = self
+                    .core
+                    .tokens()
+                    .filter_map(|token| {
+                        let registrant = self.owners.get(&token).cloned();
+                        let source = registrant.as_ref().map_or(Source::Default, |r| Source::Registered(r.origin));
+                        Some(ManagedConnection { token, view: self.core.view(token)?, source, registrant })
+                    })
+                    .collect();
+                list.sort_unstable_by_key(|c| c.token);
+                let _ = reply.send(list);
+            }
             Request::ActivePath { token, reply } => {
                 let _ = reply.send(self.core.active_path(token).map(str::to_owned));
             }
@@ -630,17 +716,12 @@ impl Driver {
         }
     }
 
-    fn manage(
-        &mut self,
-        conn: Registration,
-        service: ServiceType,
-        owner: Option<(u32, usize)>,
-    ) -> Result<u32, PmError> {
+    fn manage(&mut self, conn: Registration, service: ServiceType, owner: Option<Registrant>) -> Result<u32, PmError> {
         let Registration { token, local, remote } = conn;
         self.core.servable(local.ip(), remote.ip()).map_err(PmError::Unservable)?;
-        if let Some((uid, limit)) = owner {
+        if let Some(Registrant { uid, limit, .. }) = owner {
             let theirs = self.per_owner.get(&uid).copied().unwrap_or(0);
-            if self.owners.get(&token) != Some(&uid) && theirs >= limit {
+            if self.owners.get(&token).map(|r| r.uid) != Some(uid) && theirs >= limit {
                 return Err(PmError::TooMany { uid, limit });
             }
         }
@@ -653,9 +734,10 @@ impl Driver {
         self.core.handle(Input::Established { token, service, local, remote, ready }, now);
         if self.core.manages(token) {
             self.sampler.add(token, now);
-            if let Some((uid, _)) = owner {
-                if let Some(before) = self.owners.insert(token, uid) {
-                    self.disown(before);
+            if let Some(owner) = owner {
+                let uid = owner.uid;
+                if let Some(before) = self.owners.insert(token, owner) {
+                    self.disown(before.uid);
                 }
                 *self.per_owner.entry(uid).or_default() += 1;
             }
@@ -942,8 +1024,8 @@ impl Driver {
     /// A connection closed: no more measuring, and no longer its owner's.
     fn forget(&mut self, token: u32) {
         self.sampler.remove(token);
-        if let Some(uid) = self.owners.remove(&token) {
-            self.disown(uid);
+        if let Some(owner) = self.owners.remove(&token) {
+            self.disown(owner.uid);
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use multipath::daemon_client::{Reply, Request};
+use multipath::daemon_client::{Origin, Reply, Request};
 use multipath::ServiceType;
 use multipath_lab::testing::SeededRng;
 use multipath_pm::fuzzing;
@@ -198,17 +198,22 @@ fn kernel_structs() {
 #[test]
 fn daemon_protocol() {
     let valid: Vec<Vec<u8>> = vec![
-        Request::Manage { service: ServiceType::Handover }.encode(),
-        Request::Manage { service: ServiceType::Aggregate }.encode(),
+        Request::Manage { service: ServiceType::Handover, origin: Origin::Registered }.encode(),
+        Request::Manage { service: ServiceType::Aggregate, origin: Origin::Run }.encode(),
         Reply::Managed { token: 0xdead_beef }.encode(),
         Reply::Refused { reason: "not entitled".into() }.encode(),
+        Request::Check { service: ServiceType::Aggregate, program: "/usr/bin/curl".into() }.encode(),
+        Request::List.encode(),
+        b"conn token=1 service=handover source=run uid=0 pid=9 remote=[fd00::2]:80 active=wifi \
+          subflow=wifi/[fd00:1::2]:4000/active/established program=/usr/bin/curl"
+            .to_vec(),
     ];
     feed(
         "daemon requests and replies",
         6,
         |rng| match rng.below(3) {
             0 => {
-                let n = rng.below(300);
+                let n = rng.below(600);
                 rng.bytes(n)
             }
             _ => {
@@ -219,7 +224,10 @@ fn daemon_protocol() {
         fuzzing::daemon_protocol,
     );
     // What was valid still decodes to what it was.
-    assert_eq!(Request::decode(&valid[0]), Ok(Request::Manage { service: ServiceType::Handover }));
+    assert_eq!(
+        Request::decode(&valid[0]),
+        Ok(Request::Manage { service: ServiceType::Handover, origin: Origin::Registered })
+    );
     assert_eq!(Reply::decode(&valid[3]), Ok(Reply::Refused { reason: "not entitled".into() }));
 }
 

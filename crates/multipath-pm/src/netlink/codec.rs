@@ -172,6 +172,10 @@ impl<'a> Attr<'a> {
     pub fn u32(&self) -> Result<u32, DecodeError> {
         self.fixed().map(u32::from_ne_bytes)
     }
+    /// As a host-order `u64`.
+    pub fn u64(&self) -> Result<u64, DecodeError> {
+        self.fixed().map(u64::from_ne_bytes)
+    }
     /// As raw bytes of a fixed size (addresses).
     pub fn array<const N: usize>(&self) -> Result<[u8; N], DecodeError> {
         self.fixed()

@@ -39,6 +39,9 @@ const IPPROTO_MPTCP: u32 = 262;
 const INET_DIAG_INFO: u16 = 2;
 /// `INET_DIAG_ULP_INFO`: a subflow's upper-layer (MPTCP) state.
 const INET_DIAG_ULP_INFO: u16 = 19;
+/// `INET_DIAG_CGROUP_ID`: the id (inode) of the cgroup v2 the socket was
+/// created in; sent unasked.
+const INET_DIAG_CGROUP_ID: u16 = 21;
 /// `INET_ULP_INFO_MPTCP` inside the ULP info.
 const INET_ULP_INFO_MPTCP: u16 = 3;
 /// `MPTCP_SUBFLOW_ATTR_TOKEN_LOC`: the token of the subflow's connection.
@@ -207,8 +210,14 @@ pub struct InetDiagMsg<'a> {
     pub local: SocketAddr,
     /// Remote address and port.
     pub remote: SocketAddr,
-    /// Inode: a subflow's is its connection's.
+    /// Inode: a subflow's is its connection's. 0 while an accepted
+    /// connection waits in its listener's queue.
     pub inode: u32,
+    /// The user that created the socket (for an accepted connection, the
+    /// listener's).
+    pub uid: u32,
+    /// The cgroup (v2) the socket was created in: its directory's inode.
+    pub cgroup: Option<u64>,
     /// The interface the socket is bound to (0: none).
     pub interface: u32,
     /// `INET_DIAG_INFO`: `mptcp_info` of a connection, `tcp_info` of a TCP
@@ -250,17 +259,18 @@ impl<'a> InetDiagMsg<'a> {
         };
         let (local, remote) = (SocketAddr::new(ip(8)?, port(4)), SocketAddr::new(ip(24)?, port(6)));
         let word = |at: usize| u32::from_ne_bytes(fixed[at..at + 4].try_into().expect("4 bytes"));
-        let (inode, interface) = (word(68), word(40));
-        let (mut info, mut subflow_of) = (None, None);
+        let (inode, interface, uid) = (word(68), word(40), word(64));
+        let (mut info, mut subflow_of, mut cgroup) = (None, None, None);
         for attr in Attrs::new(&body[DIAG_MSG_LEN..]) {
             let attr = attr?;
             match attr.ty {
                 INET_DIAG_INFO => info = Some(attr.payload),
                 INET_DIAG_ULP_INFO => subflow_of = parse_ulp(attr.nested())?,
+                INET_DIAG_CGROUP_ID => cgroup = Some(attr.u64()?),
                 _ => {}
             }
         }
-        Ok(InetDiagMsg { state: fixed[1], local, remote, inode, interface, info, subflow_of })
+        Ok(InetDiagMsg { state: fixed[1], local, remote, inode, uid, cgroup, interface, info, subflow_of })
     }
 }
 
@@ -356,7 +366,8 @@ mod tests {
     ) -> Vec<u8> {
         let mut fixed = vec![family, 1, 0, 0];
         SockId { interface: 3, ..SockId::exact(local, remote) }.encode(&mut fixed);
-        fixed.extend_from_slice(&[0; 16]); // expires, rqueue, wqueue, uid
+        fixed.extend_from_slice(&[0; 12]); // expires, rqueue, wqueue
+        fixed.extend_from_slice(&1000u32.to_ne_bytes()); // uid
         fixed.extend_from_slice(&777u32.to_ne_bytes());
         assert_eq!(fixed.len(), DIAG_MSG_LEN);
         request(Header { ty: SOCK_DIAG_BY_FAMILY, flags: 0, seq: 9, pid: 0 }, &fixed, attrs)
@@ -373,6 +384,7 @@ mod tests {
         let remote: SocketAddr = "10.0.0.2:443".parse().unwrap();
         let m = reply(libc::AF_INET as u8, local, remote, |a| {
             a.bytes(INET_DIAG_INFO, &[1; 280]);
+            a.bytes(INET_DIAG_CGROUP_ID, &0x1234_5678_9abcu64.to_ne_bytes());
             a.nested(INET_DIAG_ULP_INFO, |u| {
                 u.string(1, "mptcp");
                 u.nested(INET_ULP_INFO_MPTCP, |m| {
@@ -383,13 +395,14 @@ mod tests {
         });
         let s = InetDiagMsg::parse(body(&m)).unwrap();
         assert_eq!((s.local, s.remote, s.inode, s.state, s.interface), (local, remote, 777, 1, 3));
+        assert_eq!((s.uid, s.cgroup), (1000, Some(0x1234_5678_9abc)));
         assert_eq!(s.info.map(<[u8]>::len), Some(280));
         // 0xe3: MP_CAPABLE both ways, backup here, fully established, connected.
         assert_eq!(s.subflow_of, Some(SubflowOf { token: 0xfeed, loc_id: 4, backup: true, fully_established: true }));
 
         let plain = reply(libc::AF_INET6 as u8, "[fd00::1]:1".parse().unwrap(), "[fd00::2]:2".parse().unwrap(), |_| {});
         let s = InetDiagMsg::parse(body(&plain)).unwrap();
-        assert_eq!((s.info, s.subflow_of), (None, None), "plain TCP");
+        assert_eq!((s.info, s.subflow_of, s.cgroup), (None, None, None), "plain TCP");
         assert_eq!(s.local, "[fd00::1]:1".parse::<SocketAddr>().unwrap());
     }
 

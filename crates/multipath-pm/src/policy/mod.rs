@@ -50,6 +50,32 @@ use reconcile::reconcile;
 use sampling::SilenceWatch;
 pub use select::Hysteresis;
 
+/// A managed connection as the core sees it ([`Core::view`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnView {
+    /// The service type enforced.
+    pub service: ServiceType,
+    /// The peer.
+    pub remote: SocketAddr,
+    /// The path carrying its data.
+    pub active: Option<String>,
+    /// Its subflows, the initial one first.
+    pub subflows: Vec<SubflowView>,
+}
+
+/// One subflow of a [`ConnView`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubflowView {
+    /// The path it runs on.
+    pub path: String,
+    /// Its local address (port 0 while joining).
+    pub local: SocketAddr,
+    /// Whether it is flagged backup.
+    pub backup: bool,
+    /// Whether the kernel reported it established (else joining).
+    pub established: bool,
+}
+
 /// The core: all managed connections and the paths they may use.
 #[derive(Debug)]
 pub struct Core {
@@ -593,6 +619,22 @@ impl Core {
             Some(c) if needs_samples(c, now) => WhenStill::Age,
             _ => WhenStill::Nothing,
         }
+    }
+
+    /// What `mptcp ls` shows of connection `token`.
+    pub fn view(&self, token: u32) -> Option<ConnView> {
+        let conn = self.conns.get(&token)?;
+        let subflows = conn
+            .subflows
+            .iter()
+            .map(|s| SubflowView {
+                path: s.path.clone(),
+                local: s.local,
+                backup: s.backup,
+                established: s.state == SubflowState::Established,
+            })
+            .collect();
+        Some(ConnView { service: conn.service, remote: conn.remote, active: conn.active.clone(), subflows })
     }
 
     /// The service type enforced on `token`.

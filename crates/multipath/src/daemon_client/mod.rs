@@ -9,10 +9,14 @@
 //! on a filesystem socket as well (`mptcp pmd --socket PATH`).
 //!
 //! Protocol, one `SOCK_SEQPACKET` message each way, typed here for both
-//! sides ([`Request`], [`Reply`]): `manage <service>` with one descriptor
-//! attached; `ok <token>` or `error <reason>`. And `tables`, which anyone
+//! sides ([`Request`], [`Reply`]): `manage <service>` (or `manage <service>
+//! run` from the `mptcp run` preload library, see [`Origin`]) with one
+//! descriptor attached; `ok <token>` or `error <reason>`. And `tables`, which anyone
 //! may ask: `tables <name>=<count> ...`, the sizes of the daemon's tables
-//! (no token, address or user in them).
+//! (no token, address or user in them). `check <service> <program>`:
+//! `granted` or `error <reason>`. And `list`: one `conn ...` message per
+//! managed connection the asker may see ([`Listed`]: root sees all, a user
+//! their own), then `end`.
 
 use std::fmt;
 use std::io;
@@ -22,6 +26,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{sys, Enforcer, PathManager, ServiceType};
+
+mod listing;
+pub use listing::{Listed, ListedSubflow, MAX_LISTED};
 
 /// The abstract socket name (without its leading NUL) of a network
 /// namespace's daemon.
@@ -35,15 +42,50 @@ pub const MAX_MESSAGE: usize = 256;
 const REGISTER_WITHIN: Duration = Duration::from_secs(2);
 
 /// A request to the daemon.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// Enforce `service` on the connection whose socket is attached.
     Manage {
         /// The service type asked for.
         service: ServiceType,
+        /// Who asks: shown by `mptcp ls`, grants nothing.
+        origin: Origin,
     },
     /// The sizes of the daemon's tables.
     Tables,
+    /// The managed connections the asker may see.
+    List,
+    /// Whether connections of `program`, run by the asking user, would be
+    /// granted `service` (`mptcp run` asks before it starts a program).
+    /// Advisory: each registration is checked again, against the program
+    /// the kernel recorded.
+    Check {
+        /// The service type to be asked for.
+        service: ServiceType,
+        /// The program's executable, as `/proc/<pid>/exe` will show it.
+        program: PathBuf,
+    },
+}
+
+/// Who registers a connection, as `mptcp ls` shows it. A label only: the
+/// daemon checks who asks from what the kernel recorded, never from this.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The program itself (this library, the C API).
+    #[default]
+    Registered,
+    /// The `mptcp run` preload library, on the program's behalf.
+    Run,
+}
+
+impl Origin {
+    /// The name `mptcp ls` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Registered => "registered",
+            Origin::Run => "run",
+        }
+    }
 }
 
 /// The daemon's answer.
@@ -61,6 +103,12 @@ pub enum Reply {
     },
     /// Each table's name (lowercase letters and `_`) and size.
     Tables(Vec<(String, u64)>),
+    /// A [`Request::Check`] would be granted.
+    Granted,
+    /// One connection of a [`Request::List`] answer.
+    Listed(Box<Listed>),
+    /// The end of a [`Request::List`] answer.
+    End,
 }
 
 /// Bytes that are not a message of the protocol.
@@ -73,7 +121,7 @@ pub enum ProtocolError {
     #[error("request is not text")]
     NotText,
     /// Not a known request or reply.
-    #[error("malformed request {0:?} (expected `manage <service>` or `tables`)")]
+    #[error("malformed request {0:?} (expected `manage <service>`, `check <service> <program>`, `list` or `tables`)")]
     Malformed(String),
     /// A service type this version does not know.
     #[error(transparent)]
@@ -81,7 +129,11 @@ pub enum ProtocolError {
 }
 
 fn text(bytes: &[u8]) -> Result<&str, ProtocolError> {
-    if bytes.len() > MAX_MESSAGE {
+    text_within(bytes, MAX_MESSAGE)
+}
+
+fn text_within(bytes: &[u8], max: usize) -> Result<&str, ProtocolError> {
+    if bytes.len() > max {
         return Err(ProtocolError::TooLong);
     }
     std::str::from_utf8(bytes).map(str::trim).map_err(|_| ProtocolError::NotText)
@@ -91,29 +143,64 @@ impl Request {
     /// The request's bytes.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Request::Manage { service } => format!("manage {service}").into_bytes(),
+            Request::Manage { service, origin: Origin::Registered } => format!("manage {service}").into_bytes(),
+            Request::Manage { service, origin: Origin::Run } => format!("manage {service} run").into_bytes(),
             Request::Tables => b"tables".to_vec(),
+            Request::List => b"list".to_vec(),
+            Request::Check { service, program } => {
+                let mut out = format!("check {service} ").into_bytes();
+                out.extend_from_slice(program.as_os_str().as_encoded_bytes());
+                out
+            }
         }
     }
 
     /// Reads a request.
     pub fn decode(bytes: &[u8]) -> Result<Request, ProtocolError> {
         let text = text(bytes)?;
-        if text == "tables" {
-            return Ok(Request::Tables);
+        if let Some(rest) = text.strip_prefix("check ") {
+            return match rest.split_once(' ') {
+                Some((service, program)) if program.starts_with('/') => {
+                    Ok(Request::Check { service: service.parse()?, program: PathBuf::from(program) })
+                }
+                _ => Err(ProtocolError::Malformed(text.to_owned())),
+            };
+        }
+        match text {
+            "tables" => return Ok(Request::Tables),
+            "list" => return Ok(Request::List),
+            _ => {}
         }
         match text.split_once(' ') {
-            Some(("manage", service)) => Ok(Request::Manage { service: service.trim().parse()? }),
+            Some(("manage", rest)) => {
+                let (service, origin) = match rest.trim().split_once(' ') {
+                    None => (rest.trim(), Origin::Registered),
+                    Some((service, "run")) => (service, Origin::Run),
+                    Some(_) => return Err(ProtocolError::Malformed(text.to_owned())),
+                };
+                Ok(Request::Manage { service: service.parse()?, origin })
+            }
             _ => Err(ProtocolError::Malformed(text.to_owned())),
         }
     }
 }
 
 impl Reply {
-    /// The reply's bytes (a reason is cut to fit [`MAX_MESSAGE`]).
+    /// The reply's bytes (a reason is cut to fit [`MAX_MESSAGE`]; a listed
+    /// connection's program path to fit [`MAX_LISTED`]).
     pub fn encode(&self) -> Vec<u8> {
         match self {
+            Reply::Listed(listed) => {
+                let mut out = listed.encode();
+                if out.len() > MAX_LISTED {
+                    let program = Listed { program: None, ..(**listed).clone() };
+                    out = program.encode();
+                }
+                out.into_bytes()
+            }
+            Reply::End => b"end".to_vec(),
             Reply::Managed { token } => format!("ok {token}").into_bytes(),
+            Reply::Granted => b"granted".to_vec(),
             Reply::Refused { reason } => {
                 let mut out = format!("error {reason}");
                 if out.len() > MAX_MESSAGE {
@@ -142,7 +229,18 @@ impl Reply {
 
     /// Reads a reply.
     pub fn decode(bytes: &[u8]) -> Result<Reply, ProtocolError> {
-        let text = text(bytes)?;
+        let text = text_within(bytes, MAX_LISTED)?;
+        if let Some(fields) = text.strip_prefix("conn ") {
+            return Ok(Reply::Listed(Box::new(Listed::decode(fields)?)));
+        }
+        if text.len() > MAX_MESSAGE {
+            return Err(ProtocolError::TooLong);
+        }
+        match text {
+            "granted" => return Ok(Reply::Granted),
+            "end" => return Ok(Reply::End),
+            _ => {}
+        }
         if let Some(token) = text.strip_prefix("ok ") {
             let token = token.parse().map_err(|_| ProtocolError::Malformed(text.to_owned()))?;
             return Ok(Reply::Managed { token });
@@ -237,15 +335,36 @@ impl Daemon {
     /// for at most a couple of seconds. No daemon listening is
     /// [`io::ErrorKind::NotFound`].
     pub fn register(&self, socket: BorrowedFd<'_>, service: ServiceType) -> io::Result<u32> {
+        self.register_as(socket, service, Origin::Registered)
+    }
+
+    /// Like [`Daemon::register`], labelled with who registers it.
+    pub fn register_as(&self, socket: BorrowedFd<'_>, service: ServiceType, origin: Origin) -> io::Result<u32> {
         let conn = self.connect()?;
-        sys::send_with_fd(conn.as_fd(), &Request::Manage { service }.encode(), socket)?;
+        sys::send_with_fd(conn.as_fd(), &Request::Manage { service, origin }.encode(), socket)?;
         match self.reply(&conn)? {
             Reply::Managed { token } => Ok(token),
             Reply::Refused { reason } => Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 format!("the path-manager daemon refused: {reason}"),
             )),
-            Reply::Tables(_) => Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
+        }
+    }
+
+    /// Whether connections of `program` run by this user would get
+    /// `service` ([`Request::Check`]). `Ok(Err(reason))`: not granted.
+    pub fn check(&self, service: ServiceType, program: &std::path::Path) -> io::Result<Result<(), String>> {
+        let request = Request::Check { service, program: program.to_owned() }.encode();
+        if request.len() > MAX_MESSAGE {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "program path too long to ask about"));
+        }
+        let conn = self.connect()?;
+        io::Write::write_all(&mut &conn, &request)?;
+        match self.reply(&conn)? {
+            Reply::Granted => Ok(Ok(())),
+            Reply::Refused { reason } => Ok(Err(reason)),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
         }
     }
 
@@ -256,13 +375,30 @@ impl Daemon {
         match self.reply(&conn)? {
             Reply::Tables(counts) => Ok(counts),
             Reply::Refused { reason } => Err(io::Error::other(format!("the path-manager daemon said: {reason}"))),
-            Reply::Managed { .. } => Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
         }
     }
 
-    /// The daemon's one reply on `conn`.
+    /// The managed connections this user may see (root: all).
+    pub fn list(&self) -> io::Result<Vec<Listed>> {
+        let conn = self.connect()?;
+        io::Write::write_all(&mut &conn, &Request::List.encode())?;
+        let mut listed = Vec::new();
+        loop {
+            match self.reply(&conn)? {
+                Reply::Listed(l) => listed.push(*l),
+                Reply::End => return Ok(listed),
+                Reply::Refused { reason } => {
+                    return Err(io::Error::other(format!("the path-manager daemon said: {reason}")))
+                }
+                _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
+            }
+        }
+    }
+
+    /// The daemon's next reply on `conn`.
     fn reply(&self, conn: &UnixStream) -> io::Result<Reply> {
-        let mut reply = [0u8; MAX_MESSAGE];
+        let mut reply = vec![0u8; MAX_LISTED];
         let n = match io::Read::read(&mut &*conn, &mut reply) {
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(io::Error::new(
@@ -355,10 +491,18 @@ mod tests {
     #[test]
     fn requests_and_replies_round_trip() {
         for service in [ServiceType::None, ServiceType::Handover, ServiceType::Interactive, ServiceType::Aggregate] {
-            let r = Request::Manage { service };
-            assert_eq!(Request::decode(&r.encode()), Ok(r));
+            for origin in [Origin::Registered, Origin::Run] {
+                let r = Request::Manage { service, origin };
+                assert_eq!(Request::decode(&r.encode()), Ok(r));
+            }
         }
         assert_eq!(Request::decode(&Request::Tables.encode()), Ok(Request::Tables));
+        let check = Request::Check { service: ServiceType::Aggregate, program: "/usr/bin/my curl".into() };
+        assert_eq!(check.encode(), b"check aggregate /usr/bin/my curl");
+        assert_eq!(Request::decode(&check.encode()), Ok(check));
+        assert_eq!(Reply::decode(&Reply::Granted.encode()), Ok(Reply::Granted));
+        assert_eq!(Request::decode(&Request::List.encode()), Ok(Request::List));
+        assert_eq!(Reply::decode(&Reply::End.encode()), Ok(Reply::End));
         let tables = Reply::Tables(vec![("connections".into(), 1000), ("path_probes".into(), 0)]);
         assert_eq!(tables.encode(), b"tables connections=1000 path_probes=0");
         for reply in [Reply::Managed { token: u32::MAX }, Reply::Refused { reason: "no entitlement".into() }, tables] {
@@ -372,6 +516,9 @@ mod tests {
         assert_eq!(Request::decode(&[b'a'; MAX_MESSAGE + 1]), Err(ProtocolError::TooLong));
         assert!(matches!(Request::decode(b"hello there"), Err(ProtocolError::Malformed(_))));
         assert!(matches!(Request::decode(b"manage"), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(Request::decode(b"manage handover later"), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(Request::decode(b"check aggregate curl"), Err(ProtocolError::Malformed(_))), "relative");
+        assert!(matches!(Request::decode(b"check aggregate"), Err(ProtocolError::Malformed(_))));
         let e = Request::decode(b"manage redundant").unwrap_err();
         assert!(e.to_string().contains("unknown multipath service type"), "{e}");
         assert!(matches!(Reply::decode(b"ok x"), Err(ProtocolError::Malformed(_))));

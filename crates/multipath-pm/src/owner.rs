@@ -1,0 +1,69 @@
+//! Which process holds a socket, found from what the kernel recorded: the
+//! socket's inode (in the socket diagnostics) among the descriptors under
+//! `/proc/<pid>/fd`. A process that exits or closes its descriptor in
+//! between is simply not found; nothing here is trusted for a decision
+//! about a registration (those use the credentials of the daemon's socket).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+/// A process holding a socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// Its pid.
+    pub pid: i32,
+    /// Its executable, if readable.
+    pub program: Option<PathBuf>,
+}
+
+/// The processes holding the sockets with these inodes, one per inode
+/// (the first found; a socket may be shared across a fork). One pass
+/// over `/proc`, ending early once every inode is found.
+pub fn holders(inodes: &HashSet<u32>) -> HashMap<u32, Holder> {
+    let mut found = HashMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return found };
+    for entry in procs.flatten() {
+        if found.len() == inodes.len() {
+            break;
+        }
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            let Some(inode) = std::fs::read_link(fd.path()).ok().and_then(|l| socket_inode(l.to_str()?)) else {
+                continue;
+            };
+            if inodes.contains(&inode) && !found.contains_key(&inode) {
+                let program = std::fs::read_link(entry.path().join("exe")).ok();
+                found.insert(inode, Holder { pid, program });
+            }
+        }
+    }
+    found
+}
+
+/// `socket:[1234]` -> 1234.
+fn socket_inode(link: &str) -> Option<u32> {
+    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_socket_of_this_process_is_found_by_its_inode() {
+        assert_eq!(socket_inode("socket:[42]"), Some(42));
+        assert_eq!(socket_inode("pipe:[42]"), None);
+        assert_eq!(socket_inode("socket:[x]"), None);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&listener)))
+            .unwrap()
+            .ino() as u32;
+        let found = holders(&HashSet::from([inode, u32::MAX]));
+        let me = found.get(&inode).expect("this process holds it");
+        assert_eq!(me.pid, std::process::id() as i32);
+        assert_eq!(me.program, std::env::current_exe().ok());
+        assert!(!found.contains_key(&u32::MAX));
+    }
+}
