@@ -67,7 +67,8 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 /// The preload library: `MULTIPATH_PRELOAD`, else next to this executable,
-/// else in `../lib/multipath/` from it.
+/// else in `deps/` beside it (where cargo builds it along with `mptcp`),
+/// else in `../lib/multipath/` from it (an installation).
 fn preload_library() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("MULTIPATH_PRELOAD") {
         let path = PathBuf::from(path);
@@ -78,11 +79,11 @@ fn preload_library() -> Result<PathBuf> {
     }
     let exe = std::env::current_exe().context("finding the mptcp executable")?;
     let dir = exe.parent().context("the mptcp executable has no directory")?;
-    let candidates = [dir.join(PRELOAD), dir.join("../lib/multipath").join(PRELOAD)];
+    let candidates = [dir.join(PRELOAD), dir.join("deps").join(PRELOAD), dir.join("../lib/multipath").join(PRELOAD)];
     candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
         format!(
-            "the preload library {PRELOAD} is not next to {} (build it with `cargo build --release -p \
-             multipath-preload`, or set MULTIPATH_PRELOAD to its path)",
+            "the preload library {PRELOAD} is not next to {} nor in its deps/ (cargo builds it with mptcp; \
+             or set MULTIPATH_PRELOAD to its path)",
             exe.display()
         )
     })

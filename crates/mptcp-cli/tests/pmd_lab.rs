@@ -14,61 +14,8 @@ use multipath::{blocking, Parameters, PathManager, ServiceType, TcpState};
 use multipath_lab::testing::{echo_server, lab_test};
 use multipath_lab::{Lab, LabConfig};
 
-const MPTCP: &str = env!("CARGO_BIN_EXE_mptcp");
-
-/// `mptcp pmd` in the lab's client namespace, once it says it manages;
-/// killed on drop if still running.
-struct Pmd(Child, Arc<Mutex<Vec<String>>>);
-
-impl Pmd {
-    fn start(lab: &Lab) -> Pmd {
-        Pmd::start_with(lab, &[])
-    }
-
-    fn start_with(lab: &Lab, args: &[&str]) -> Pmd {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", lab.client().name(), MPTCP, "pmd"])
-            .args(args)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mptcp pmd starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        loop {
-            let line = lines.next().expect("mptcp pmd said nothing before exiting").unwrap();
-            if line.contains("managing MPTCP connections") {
-                break;
-            }
-        }
-        // Keep what it says, so it never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let kept = log.clone();
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| kept.lock().unwrap().push(l)));
-        Pmd(child, log)
-    }
-
-    /// Whether it said something containing `what` so far.
-    fn said(&self, what: &str) -> bool {
-        self.1.lock().unwrap().iter().any(|l| l.contains(what))
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) of our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        self.0.wait().unwrap()
-    }
-
-    fn crash(mut self) {
-        self.0.kill().unwrap(); // SIGKILL
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Pmd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{within, Pmd, MPTCP};
 
 fn pm_type(lab: &Lab) -> String {
     lab.client().run(|| std::fs::read_to_string("/proc/sys/net/mptcp/pm_type")).unwrap().trim().to_owned()
@@ -178,15 +125,6 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Waits up to `within` for `check`, polling the monitor's output.
-fn within(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} did not happen within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

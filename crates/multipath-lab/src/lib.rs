@@ -34,6 +34,7 @@ mod netns;
 mod offload;
 mod ping;
 pub mod testing;
+pub mod traffic;
 
 pub use config::{DelayMode, LabConfig, LinkShape, PathConfig};
 pub use error::{LabError, Result};

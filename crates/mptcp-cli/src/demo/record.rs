@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use multipath::{MultipathStatus, ServiceType};
 use multipath_http::{content, Session, SessionConfig};
 use multipath_lab::{Lab, LabConfig, LinkShape};
@@ -371,19 +371,8 @@ async fn download(
     Ok(out)
 }
 
-/// Bytes each path's interface has received, from this thread's network
-/// namespace (`/proc/thread-self/net/dev`, not `/proc/self`, which is the
-/// main thread's).
+/// Bytes each path's interface has received (see
+/// [`multipath_lab::traffic::rx_bytes`]), from this thread's namespace.
 fn interface_counters(paths: &[String]) -> Result<Vec<u64>> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/dev").context("reading interface counters")?;
-    paths
-        .iter()
-        .map(|name| {
-            text.lines()
-                .filter_map(|l| l.trim_start().split_once(':'))
-                .find(|(n, _)| n == name)
-                .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-                .ok_or_else(|| anyhow!("no counters for interface {name}"))
-        })
-        .collect()
+    Ok(multipath_lab::traffic::rx_bytes(paths)?)
 }

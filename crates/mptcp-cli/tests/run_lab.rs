@@ -1,0 +1,293 @@
+//! `mptcp run` with programs we did not write (curl, python3), against
+//! `mptcp serve` in a lab, the daemon (`mptcp pmd`) in the client
+//! namespace, stock sysctls. Needs root; without it each test reports
+//! itself SKIPPED.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{within, Pmd, Serve, MPTCP};
+use multipath_http::content;
+use multipath_lab::testing::lab_test;
+use multipath_lab::traffic::{longest_stall, share_until, RxRecorder};
+use multipath_lab::{Lab, LabConfig, LinkShape};
+
+/// The file each download fetches, and its size.
+const FILE: &str = "8M";
+const SIZE: u64 = 8_000_000;
+
+/// A fresh directory for a test's files, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("mptcp-run-lab-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether `file` holds exactly the server's test file of `SIZE` bytes.
+fn verify(file: &Path) -> Result<(), String> {
+    let got = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    if got.len() as u64 != SIZE {
+        return Err(format!("{} bytes, expected {SIZE}", got.len()));
+    }
+    let mut expected = vec![0u8; got.len()];
+    content::fill(0, &mut expected);
+    match got.iter().zip(&expected).position(|(a, b)| a != b) {
+        None => Ok(()),
+        Some(at) => Err(format!("byte {at} differs")),
+    }
+}
+
+/// What one download through a wifi failure showed.
+#[derive(Debug)]
+struct Outcome {
+    /// Longest stall from the failure on.
+    stall: Duration,
+    /// Share of the bytes on cell while wifi was healthy.
+    cell_before: f64,
+    output: Output,
+}
+
+/// Runs `downloader` (writing to `file`) in the client namespace of a
+/// fresh lab with the daemon running; once 2 MB have arrived, wifi goes
+/// down for good. The download must complete.
+fn through_wifi_failure(name: &str, file: &Path, downloader: impl Fn(&Lab, &Path) -> Command) -> Outcome {
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let _pmd = Pmd::start(&lab);
+    let _serve = Serve::start(&lab);
+    let recorder = RxRecorder::start(&lab, Duration::from_millis(10)).unwrap();
+    let child = downloader(&lab, file).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    within(&format!("{name}: 2 MB downloaded"), Duration::from_secs(20), || recorder.total() >= 2_000_000);
+    let failed_at = recorder.elapsed();
+    lab.set_link("wifi", false).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let samples = recorder.stop();
+    assert!(output.status.success(), "{name} failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr));
+    if let Err(e) = verify(file) {
+        panic!("{name}: the download is wrong: {e}");
+    }
+    let stall = longest_stall(&samples, failed_at, 3000);
+    let cell_before = share_until(&samples, 1, failed_at);
+    eprintln!("{name}: stall {} ms after wifi failed; {:.2}% on cell before", stall.as_millis(), cell_before * 100.0);
+    Outcome { stall, cell_before, output }
+}
+
+/// `mptcp run --service handover` in the lab's client namespace.
+fn run_handover(lab: &Lab) -> Command {
+    let mut c = lab.client().command(MPTCP);
+    c.args(["run", "--service", "handover", "--"]);
+    c
+}
+
+#[test]
+fn curl_and_python_under_handover_survive_wifi_failing_as_the_library_does() {
+    let Some(_one_at_a_time) = lab_test("curl_and_python_under_handover_survive_wifi_failing_as_the_library_does")
+    else {
+        return;
+    };
+    let scratch = Scratch::new("handover");
+    // The library's own download: receive autotuning, as curl and python have.
+    let library = through_wifi_failure("mptcp get (library)", &scratch.0.join("library"), |lab, file| {
+        let mut c = lab.client().command(MPTCP);
+        c.args(["get", "--service", "handover", "--recv-buffer", "kernel", "-o"]).arg(file);
+        c.arg(format!("http://{}/files/{FILE}", Serve::v4(lab)));
+        c
+    });
+    let curl = through_wifi_failure("curl under mptcp run", &scratch.0.join("curl"), |lab, file| {
+        let mut c = run_handover(lab);
+        c.args(["curl", "-sS", "-o"]).arg(file).arg(format!("http://{}/files/{FILE}", Serve::v4(lab)));
+        c
+    });
+    // Python over IPv6.
+    let python =
+        through_wifi_failure("python3 urllib under mptcp run (IPv6)", &scratch.0.join("python"), |lab, file| {
+            let mut c = run_handover(lab);
+            c.args([
+                "python3",
+                "-c",
+                "import sys, urllib.request; open(sys.argv[2], 'wb').write(urllib.request.urlopen(sys.argv[1]).read())",
+            ]);
+            c.arg(format!("http://{}/files/{FILE}", Serve::v6(lab))).arg(file);
+            c
+        });
+    for (name, o) in [("curl", &curl), ("python", &python)] {
+        assert!(o.cell_before <= 0.02, "{name}: {:.1}% on cell while wifi was healthy", o.cell_before * 100.0);
+        // One run each, sampled every 10 ms: 10% of the library's stall,
+        // plus 30 ms for the sampling of both.
+        let bound = library.stall.mul_f64(1.1) + Duration::from_millis(30);
+        assert!(o.stall <= bound, "{name} stalled {:?}, the library {:?}", o.stall, library.stall);
+        assert!(
+            !String::from_utf8_lossy(&o.output.stderr).contains("multipath:"),
+            "{name}: the preload library complained: {}",
+            String::from_utf8_lossy(&o.output.stderr)
+        );
+    }
+}
+
+/// Python that sets `TCP_MD5SIG` (for a peer it never talks to) on two
+/// sockets before connecting, fetches `/` on one, and prints each socket's
+/// protocol, then a third socket's, which sets nothing.
+const MD5SIG_CLIENT: &str = r#"
+import socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+peer = struct.pack("=HH4s", socket.AF_INET, 0, socket.inet_aton("10.9.9.9")).ljust(128, b"\0")
+md5 = peer + struct.pack("=BBHi", 0, 0, 6, 0) + b"secret".ljust(80, b"\0")
+protos = []
+for _ in range(2):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_TCP, 14, md5)  # TCP_MD5SIG
+    protos.append(s.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))
+s.connect((host, port))
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+reply = b""
+while chunk := s.recv(65536):
+    reply += chunk
+plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+protos.append(plain.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))
+print(reply.split(b"\r\n")[0].decode(), *protos)
+"#;
+
+#[test]
+fn an_option_mptcp_refuses_makes_that_socket_tcp_and_says_so_once() {
+    let Some(_one_at_a_time) = lab_test("an_option_mptcp_refuses_makes_that_socket_tcp_and_says_so_once") else {
+        return;
+    };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let _pmd = Pmd::start(&lab);
+    let _serve = Serve::start(&lab);
+    let server = Serve::v4(&lab);
+    let out = run_handover(&lab)
+        .args(["python3", "-c", MD5SIG_CLIENT, &server.ip().to_string(), &server.port().to_string()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    // Both MD5 sockets TCP (6), the plain one MPTCP (262); the request worked.
+    assert_eq!(stdout.trim(), "HTTP/1.1 200 OK 6 6 262", "{stderr}");
+    assert_eq!(
+        stderr.matches("TCP_MD5SIG is refused on MPTCP sockets; such a socket falls back to plain TCP").count(),
+        1,
+        "said once: {stderr}"
+    );
+}
+
+/// Python making a request on one kept-alive connection every 100 ms for
+/// up to 60 s.
+const KEEPALIVE_CLIENT: &str = r#"
+import http.client, sys, time
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]))
+end = time.time() + 60
+while time.time() < end:
+    c.request("GET", "/")
+    c.getresponse().read()
+    time.sleep(0.1)
+"#;
+
+/// The daemon's listing (`mptcp ls --json`), as root or as `as_user` sees it.
+fn listing(lab: &Lab, as_user: Option<u32>) -> Vec<serde_json::Value> {
+    let mut c = match as_user {
+        Some(uid) => {
+            let mut c = lab.client().command("setpriv");
+            c.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), MPTCP.into()]);
+            c
+        }
+        None => lab.client().command(MPTCP),
+    };
+    let out = c.args(["ls", "--json"]).output().unwrap();
+    assert!(out.status.success(), "mptcp ls: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn interactive_follows_a_delay_swap_and_aggregate_needs_an_entitlement() {
+    let Some(_one_at_a_time) = lab_test("interactive_follows_a_delay_swap_and_aggregate_needs_an_entitlement") else {
+        return;
+    };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let _pmd = Pmd::start(&lab);
+    let _serve = Serve::start(&lab);
+    let server = Serve::v6(&lab);
+    let mut client = lab.client().command(MPTCP);
+    client.args(["run", "--service", "interactive", "--", "python3", "-c", KEEPALIVE_CLIENT]);
+    let mut client = client.args([&server.ip().to_string(), &server.port().to_string()]).spawn().unwrap();
+    struct KillOnDrop<'a>(&'a mut std::process::Child);
+    impl Drop for KillOnDrop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let client = KillOnDrop(&mut client);
+    let ours = |lab: &Lab| {
+        listing(lab, None)
+            .into_iter()
+            .find(|c| c["source"] == "run" && c["program"].as_str().is_some_and(|p| p.contains("python")))
+    };
+    let active = |lab: &Lab| ours(lab).and_then(|c| c["active"].as_str().map(str::to_owned));
+    within("the python connection listed, on wifi", Duration::from_secs(10), || {
+        active(&lab).as_deref() == Some("wifi")
+    });
+    let listed = ours(&lab).unwrap();
+    assert_eq!(listed["service"], "interactive");
+    assert_eq!(listed["uid"], 0);
+    assert_eq!(listed["pid"], client.0.id(), "mptcp run execs the program: same pid");
+    assert!(listed["remote"].as_str().unwrap().starts_with('['), "IPv6: {listed}");
+    // Another user sees none of root's connections.
+    assert!(listing(&lab, Some(65534)).is_empty());
+
+    // Wifi turns slow, cell fast.
+    let swap = Instant::now();
+    lab.set_shape(
+        "wifi",
+        LinkShape::new(20.0, Duration::from_millis(100)),
+        LinkShape::new(20.0, Duration::from_millis(100)),
+    )
+    .unwrap();
+    lab.set_shape(
+        "cell",
+        LinkShape::new(10.0, Duration::from_millis(10)),
+        LinkShape::new(10.0, Duration::from_millis(10)),
+    )
+    .unwrap();
+    within("interactive moved to cell", Duration::from_secs(15), || active(&lab).as_deref() == Some("cell"));
+    eprintln!("interactive under mptcp run moved to cell {} ms after the delay swap", swap.elapsed().as_millis());
+    drop(client);
+
+    // Aggregate for a user without an entitlement: refused before the
+    // program runs, with the reason.
+    let marker = std::env::temp_dir().join(format!("mptcp-run-lab-ran-{}", std::process::id()));
+    let out = lab
+        .client()
+        .command("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            MPTCP,
+            "run",
+            "--service",
+            "aggregate",
+            "--",
+            "touch",
+        ])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("aggregate is not granted to /") && stderr.contains("uid 65534"), "{stderr}");
+    assert!(!marker.exists(), "the program did not run");
+}
