@@ -22,6 +22,10 @@ pub struct PmdArgs {
     /// Check the configuration, print what it resolves to, and exit.
     #[arg(long)]
     check_config: bool,
+    /// With --check-config: which rule a connection would hit, given as
+    /// `exe=PATH,uid=N,cgroup=PATH,port=N,address=IP` (any of them; repeatable).
+    #[arg(long, value_name = "CONNECTION", requires = "check_config")]
+    sample: Vec<pmd_config::Sample>,
     /// A filesystem socket to listen on too, besides this network
     /// namespace's abstract `@multipath-pmd` (overrides the file).
     #[arg(long)]
@@ -93,7 +97,12 @@ pub fn run(args: PmdArgs) -> Result<()> {
     }
     config.aggregate_executables.extend(args.aggregate_executables);
     if args.check_config {
-        println!("{config:#?}");
+        if args.sample.is_empty() {
+            println!("{config:#?}");
+        }
+        for sample in &args.sample {
+            println!("{}", pmd_config::explain(&config, sample));
+        }
         return Ok(());
     }
     if !multipath_lab::is_root() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use multipath::ServiceType;
 use multipath_pm::policy::{Hysteresis, PathPreference, PolicyConfig};
+use multipath_pm::rules::{Decision, Prefix, Rule, Rules, Subject};
 use multipath_pm::DaemonConfig;
 use serde::Deserialize;
 
@@ -24,6 +25,29 @@ struct File {
     handover: Handover,
     interactive: Interactive,
     joins: Joins,
+    rule: Vec<RuleEntry>,
+}
+
+/// One `[[rule]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleEntry {
+    name: Option<String>,
+    exe: Option<PathBuf>,
+    uid: Option<u32>,
+    cgroup: Option<String>,
+    /// A port, or `"LOW-HIGH"`.
+    port: Option<PortSpec>,
+    /// `ADDR` or `ADDR/LEN`.
+    address: Option<String>,
+    service: ServiceType,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PortSpec {
+    One(u16),
+    Range(String),
 }
 
 #[derive(Deserialize, Default)]
@@ -152,7 +176,107 @@ pub fn parse(text: &str) -> Result<DaemonConfig> {
     if policy.retry_min > policy.retry_max {
         bail!("joins.retry_min_ms is above joins.retry_max_ms");
     }
+    config.rules = Rules(file.rule.into_iter().enumerate().map(|(i, r)| rule(i, r)).collect::<Result<_>>()?);
     Ok(config)
+}
+
+/// A `[[rule]]` table, checked; `index` from 0 names it in errors.
+fn rule(index: usize, r: RuleEntry) -> Result<Rule> {
+    let label = match &r.name {
+        Some(name) => format!("rule {} ({name:?})", index + 1),
+        None => format!("rule {}", index + 1),
+    };
+    let at = || label.clone();
+    if let Some(name) = &r.name {
+        if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            bail!("{}: name must be 1 to 64 characters without spaces", at());
+        }
+    }
+    if let Some(exe) = r.exe.as_ref().filter(|e| !e.is_absolute()) {
+        bail!("{}: exe {} is not an absolute path", at(), exe.display());
+    }
+    if let Some(cgroup) = r.cgroup.as_ref().filter(|c| !c.starts_with('/')) {
+        bail!("{}: cgroup {cgroup:?} must start with / (from the cgroup root)", at());
+    }
+    let ports = match r.port {
+        None => None,
+        Some(PortSpec::One(p)) => Some(p..=p),
+        Some(PortSpec::Range(text)) => {
+            let range = text.split_once('-').and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+            match range {
+                Some((low, high)) if low <= high => Some(low..=high),
+                _ => bail!("{}: port {text:?} is not a port or LOW-HIGH", at()),
+            }
+        }
+    };
+    let address = r.address.as_deref().map(Prefix::parse).transpose().map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+    let rule = Rule { name: r.name, exe: r.exe, uid: r.uid, cgroup: r.cgroup, ports, address, service: r.service };
+    if rule.exe.is_none()
+        && rule.uid.is_none()
+        && rule.cgroup.is_none()
+        && rule.ports.is_none()
+        && rule.address.is_none()
+    {
+        bail!("{}: matches every connection; set default_service instead", at());
+    }
+    Ok(rule)
+}
+
+/// A sample connection for `mptcp pmd --check-config --sample`:
+/// `exe=PATH,uid=N,cgroup=PATH,port=N,address=IP` (any of them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    exe: Option<PathBuf>,
+    uid: Option<u32>,
+    cgroup: Option<String>,
+    remote: Option<std::net::SocketAddr>,
+}
+
+impl std::str::FromStr for Sample {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Sample, String> {
+        let mut sample = Sample::default();
+        let (mut port, mut address) = (None, None);
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = item.split_once('=').ok_or_else(|| format!("{item:?} is not KEY=VALUE"))?;
+            match key {
+                "exe" => sample.exe = Some(value.into()),
+                "uid" => sample.uid = Some(value.parse().map_err(|_| format!("uid {value:?} is not a number"))?),
+                "cgroup" => sample.cgroup = Some(value.into()),
+                "port" => port = Some(value.parse::<u16>().map_err(|_| format!("port {value:?} is not a port"))?),
+                "address" => {
+                    address =
+                        Some(value.parse::<std::net::IpAddr>().map_err(|_| format!("{value:?} is not an address"))?)
+                }
+                _ => return Err(format!("unknown key {key:?} (exe, uid, cgroup, port, address)")),
+            }
+        }
+        if port.is_some() || address.is_some() {
+            let ip = address.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+            sample.remote = Some(std::net::SocketAddr::new(ip, port.unwrap_or(0)));
+        }
+        Ok(sample)
+    }
+}
+
+/// What `config` decides for `sample`, in a sentence.
+pub fn explain(config: &DaemonConfig, sample: &Sample) -> String {
+    let subject = Subject {
+        exe: sample.exe.as_deref(),
+        uid: sample.uid,
+        cgroup: sample.cgroup.as_deref(),
+        remote: sample.remote,
+    };
+    let default = config.policy.default_service.map_or("none".into(), |s| s.to_string());
+    match config.decide(&subject) {
+        Decision::Rule { index, service } => format!("{}: {service}", config.rules.name(index)),
+        Decision::NotEntitled { index } => format!(
+            "{} gives aggregate, but neither the uid nor the program is entitled: the default, {default}",
+            config.rules.name(index)
+        ),
+        Decision::Default => format!("no rule matches: the default, {default}"),
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +290,7 @@ mod tests {
         assert_eq!(a.aggregate_uids, b.aggregate_uids);
         assert_eq!(a.aggregate_executables, b.aggregate_executables);
         assert_eq!(a.policy, b.policy);
+        assert_eq!(a.rules, b.rules);
     }
 
     /// The documented file with characters replaced, cut or repeated: an
@@ -244,6 +369,42 @@ mod tests {
     }
 
     #[test]
+    fn rules_are_read_in_order_and_samples_explained() {
+        let c = parse(
+            r#"
+            default_service = "handover"
+            [entitlements]
+            aggregate_uids = [1000]
+            [[rule]]
+            name = "backups"
+            exe = "/usr/bin/rsync"
+            service = "aggregate"
+            [[rule]]
+            port = "8000-8999"
+            address = "fd00::/8"
+            service = "interactive"
+            [[rule]]
+            cgroup = "/user.slice"
+            uid = 1001
+            port = 22
+            service = "none"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.rules.0.len(), 3);
+        assert_eq!(c.rules.0[1].ports, Some(8000..=8999));
+        let explain = |sample: &str| explain(&c, &sample.parse().unwrap());
+        assert_eq!(explain("exe=/usr/bin/rsync,uid=1000"), "backups: aggregate");
+        assert!(explain("exe=/usr/bin/rsync,uid=7")
+            .contains("neither the uid nor the program is entitled: the default, handover"));
+        assert_eq!(explain("port=8080,address=fd00::2"), "rule 2: interactive");
+        assert_eq!(explain("port=8080,address=10.0.0.2"), "no rule matches: the default, handover");
+        assert_eq!(explain("uid=1001,cgroup=/user.slice/u.scope,port=22"), "rule 3: none");
+        assert!("colour=blue".parse::<Sample>().unwrap_err().contains("unknown key"));
+        assert!("uid=me".parse::<Sample>().unwrap_err().contains("not a number"));
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let cases = [
             ("sokcet = \"/x\"", "sokcet"),
@@ -258,6 +419,15 @@ mod tests {
             ("socket = \"pmd.sock\"", "not an absolute path"),
             ("[limits]\nmax_registrations_per_uid = 0", "must be above 0"),
             ("[limits]\nevent_buffer_bytes = 10", "between 1024 and 1 GiB"),
+            ("[[rule]]\nservice = \"handover\"", "rule 1: matches every connection"),
+            ("[[rule]]\nuid = 1\nservice = \"fast\"", "fast"),
+            ("[[rule]]\nexe = \"curl\"\nservice = \"handover\"", "rule 1: exe curl is not an absolute path"),
+            ("[[rule]]\nname = \"a b\"\nuid = 1\nservice = \"handover\"", "without spaces"),
+            ("[[rule]]\nport = \"9-1\"\nservice = \"handover\"", "not a port or LOW-HIGH"),
+            ("[[rule]]\nport = 70000\nservice = \"handover\"", "port"),
+            ("[[rule]]\naddress = \"10.0.0.0/40\"\nservice = \"handover\"", "prefix length"),
+            ("[[rule]]\ncgroup = \"user.slice\"\nservice = \"handover\"", "must start with /"),
+            ("[[rule]]\nuid = 1\nservice = \"handover\"\ncolour = 1", "colour"),
         ];
         for (text, expect) in cases {
             let err = format!("{:#}", parse(text).unwrap_err());

@@ -291,3 +291,86 @@ fn interactive_follows_a_delay_swap_and_aggregate_needs_an_entitlement() {
     assert!(stderr.contains("aggregate is not granted to /") && stderr.contains("uid 65534"), "{stderr}");
     assert!(!marker.exists(), "the program did not run");
 }
+
+/// The executable a command really runs (`/proc/self/exe` of the process,
+/// past shims such as pyenv's).
+fn real_exe(program: &str, print_exe: &[&str]) -> String {
+    let out = Command::new(program).args(print_exe).output().unwrap();
+    assert!(out.status.success(), "{program}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Python holding an MPTCP connection of its own making (as a Go program
+/// does by default), reading a large file slowly.
+const SLOW_MPTCP_READER: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, 262)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.sendall(b"GET /files/50M HTTP/1.1\r\nHost: x\r\n\r\n")
+while s.recv(16384):
+    time.sleep(0.05)
+"#;
+
+#[test]
+fn rules_give_programs_started_plainly_their_service_type() {
+    let Some(_one_at_a_time) = lab_test("rules_give_programs_started_plainly_their_service_type") else { return };
+    let python = real_exe("python3", &["-c", "import os; print(os.readlink('/proc/self/exe'))"]);
+    let curl = std::fs::canonicalize(real_exe("sh", &["-c", "command -v curl"])).unwrap();
+    let scratch = Scratch::new("rules");
+    let config = scratch.0.join("pmd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[rule]]\nname = \"py\"\nexe = \"{python}\"\nservice = \"interactive\"\n\n\
+             [[rule]]\nname = \"fetchers\"\nexe = \"{}\"\nport = \"8000-8099\"\nservice = \"handover\"\n",
+            curl.display()
+        ),
+    )
+    .unwrap();
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let _pmd = Pmd::start_with(&lab, &["--config", config.to_str().unwrap()]);
+    let _serve = Serve::start(&lab);
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let v6 = Serve::v6(&lab);
+    let _python = KillOnDrop(
+        lab.client()
+            .command("python3")
+            .args(["-c", SLOW_MPTCP_READER, &v6.ip().to_string(), &v6.port().to_string()])
+            .spawn()
+            .unwrap(),
+    );
+    // curl's sockets made MPTCP without registering, as `mptcpize run` does.
+    let _curl = KillOnDrop(
+        lab.client()
+            .command(MPTCP)
+            .args(["run", "--no-daemon", "--service", "handover", "--", "curl", "-s", "--limit-rate", "100k", "-o"])
+            .arg("/dev/null")
+            .arg(format!("http://{}/files/50M", Serve::v4(&lab)))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let by_program = |listed: &[serde_json::Value], exe: &str| -> Option<serde_json::Value> {
+        listed.iter().find(|c| c["program"] == exe).cloned()
+    };
+    within("both connections listed", Duration::from_secs(10), || {
+        let listed = listing(&lab, None);
+        by_program(&listed, &python).is_some() && by_program(&listed, curl.to_str().unwrap()).is_some()
+    });
+    let listed = listing(&lab, None);
+    let (py, cu) = (by_program(&listed, &python).unwrap(), by_program(&listed, curl.to_str().unwrap()).unwrap());
+    assert_eq!((&py["service"], &py["source"]), (&"interactive".into(), &"rule:py".into()), "{py}");
+    assert_eq!((&cu["service"], &cu["source"]), (&"handover".into(), &"rule:fetchers".into()), "{cu}");
+    // Enforced, not only labelled: handover keeps cell as a backup subflow.
+    within("curl's connection with a backup subflow on cell", Duration::from_secs(5), || {
+        by_program(&listing(&lab, None), curl.to_str().unwrap()).is_some_and(|c| {
+            c["subflows"].as_array().unwrap().iter().any(|s| s["path"] == "cell" && s["backup"] == true)
+        })
+    });
+}

@@ -28,6 +28,7 @@ use crate::netlink::sock_diag::Query;
 use crate::netlink::socket::{poll_any, Diag};
 use crate::owner;
 use crate::policy::PolicyConfig;
+use crate::rules::{Decision, Rules, Subject};
 use crate::state::{NamespaceState, Registry};
 use crate::unix::{self, Credentials};
 use crate::{Manager, PmError, Registrant};
@@ -63,6 +64,10 @@ pub struct DaemonConfig {
     /// The kernel-event socket's receive buffer (see
     /// [`crate::ManagerOptions::event_buffer`]).
     pub event_buffer: Option<usize>,
+    /// Per-program rules for connections nobody registered: the first
+    /// match gives the service type (aggregate only where entitled), else
+    /// the policy's default.
+    pub rules: Rules,
 }
 
 impl Default for DaemonConfig {
@@ -76,7 +81,21 @@ impl Default for DaemonConfig {
             policy: PolicyConfig::default(),
             command_log: None,
             event_buffer: None,
+            rules: Rules::default(),
         }
+    }
+}
+
+impl DaemonConfig {
+    /// Whether `uid` running `program` is entitled to aggregate.
+    pub fn entitled(&self, uid: Option<u32>, program: Option<&Path>) -> bool {
+        uid.is_some_and(|u| self.aggregate_uids.contains(&u))
+            || program.is_some_and(|exe| self.aggregate_executables.iter().any(|e| e == exe))
+    }
+
+    /// What the rules decide for `subject`, entitlements applied.
+    pub fn decide(&self, subject: &Subject<'_>) -> Decision {
+        self.rules.decide(subject, |s| self.entitled(s.uid, s.exe))
     }
 }
 
@@ -113,7 +132,12 @@ impl Daemon {
         let mut policy = config.policy.clone();
         // Unregistered connections behave as under the kernel's manager.
         policy.default_service.get_or_insert(ServiceType::Aggregate);
-        let options = crate::ManagerOptions { log: config.command_log.clone(), event_buffer: config.event_buffer };
+        let classifier = (!config.rules.0.is_empty()).then(|| {
+            Arc::new(RuleClassifier { config: config.clone(), refused_said: Default::default() })
+                as Arc<dyn crate::Classifier>
+        });
+        let options =
+            crate::ManagerOptions { log: config.command_log.clone(), event_buffer: config.event_buffer, classifier };
         let manager = Arc::new(Manager::start_with(policy, options)?);
         let registry = match dir {
             Some(dir) => {
@@ -551,9 +575,7 @@ impl Server {
     /// Whether `uid` running `program` may have `service`: everything but
     /// aggregate, which needs an entitlement of the user or the program.
     fn grants(&self, uid: u32, program: Option<&Path>, service: ServiceType) -> Result<(), String> {
-        let entitled = self.config.aggregate_uids.contains(&uid)
-            || program.is_some_and(|exe| self.config.aggregate_executables.iter().any(|e| e == exe));
-        if service != ServiceType::Aggregate || entitled {
+        if service != ServiceType::Aggregate || self.config.entitled(Some(uid), program) {
             return Ok(());
         }
         Err(format!(
@@ -563,6 +585,48 @@ impl Server {
              configuration); uid {uid} and its program ({}) have none",
             program.map_or("unknown".into(), |e| e.display().to_string())
         ))
+    }
+}
+
+/// The daemon's rules as the manager's [`crate::Classifier`]: the program
+/// and cgroup of a connection are looked up (through its socket's inode)
+/// only when a rule could need them.
+#[derive(Debug)]
+struct RuleClassifier {
+    config: DaemonConfig,
+    /// Rules whose aggregate was refused for want of an entitlement, said
+    /// once each.
+    refused_said: std::sync::Mutex<HashSet<usize>>,
+}
+
+impl crate::Classifier for RuleClassifier {
+    fn classify(&self, conn: &crate::Recorded) -> Option<(ServiceType, String)> {
+        let rules = &self.config.rules;
+        let known = Subject { uid: Some(conn.uid), remote: Some(conn.remote), ..Subject::default() };
+        let needs_process = rules.0.iter().any(|r| {
+            (r.exe.is_some() || r.cgroup.is_some() || r.service == ServiceType::Aggregate)
+                && r.matches_ignoring_process(&known)
+        });
+        let holder = needs_process.then(|| owner::holders(&HashSet::from([conn.inode])).remove(&conn.inode)).flatten();
+        let cgroup = holder.as_ref().zip(conn.cgroup).and_then(|(h, id)| owner::cgroup_path(h.pid, id));
+        let subject =
+            Subject { exe: holder.as_ref().and_then(|h| h.program.as_deref()), cgroup: cgroup.as_deref(), ..known };
+        match self.config.decide(&subject) {
+            Decision::Rule { index, service } => Some((service, rules.label(index))),
+            Decision::NotEntitled { index } => {
+                if self.refused_said.lock().unwrap_or_else(|e| e.into_inner()).insert(index) {
+                    tracing::warn!(
+                        rule = %rules.name(index),
+                        uid = conn.uid,
+                        program = ?subject.exe,
+                        "a rule gives aggregate to a connection without an entitlement: it gets the default \
+                         (said once per rule)"
+                    );
+                }
+                None
+            }
+            Decision::Default => None,
+        }
     }
 }
 

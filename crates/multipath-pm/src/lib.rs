@@ -25,7 +25,9 @@ mod unix;
 
 pub use daemon::{Daemon, DaemonConfig};
 pub use error::PmError;
-pub use manager::{ManagedConnection, Manager, ManagerOptions, Registrant, SentCommand, Source, Tables};
+pub use manager::{
+    Classifier, ManagedConnection, Manager, ManagerOptions, Recorded, Registrant, SentCommand, Source, Tables,
+};
 pub use netlink::mptcp_pm::{Command, ConnectionEvent, Event, LocalAddr, SubflowEvent};
 pub use netlink::socket::{EventSocket, PmSocket, RouteSnapshot, RouteWatcher, SocketKiller};
 pub use state::NamespaceState;

@@ -99,6 +99,8 @@ pub struct Registrant {
 pub enum Source {
     /// Registered by the program (or `mptcp run` for it).
     Registered(Origin),
+    /// Not registered: a [`Classifier`]'s decision, with its label.
+    Classified(String),
     /// Not registered: the manager's default service type.
     Default,
 }
@@ -107,6 +109,7 @@ impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Registered(origin) => f.write_str(origin.as_str()),
+            Source::Classified(label) => f.write_str(label),
             Source::Default => f.write_str("default"),
         }
     }
@@ -150,11 +153,14 @@ pub struct Tables {
     pub registered: usize,
     /// Users with registered connections.
     pub users: usize,
+    /// Unregistered connections whose service type a classifier (a rule)
+    /// decided.
+    pub classified: usize,
 }
 
 impl Tables {
     /// Each table's name and size.
-    pub fn counts(&self) -> [(&'static str, usize); 10] {
+    pub fn counts(&self) -> [(&'static str, usize); 11] {
         [
             ("connections", self.connections),
             ("timers", self.timers),
@@ -166,6 +172,7 @@ impl Tables {
             ("echoes", self.echoes),
             ("registered", self.registered),
             ("users", self.users),
+            ("classified", self.classified),
         ]
     }
 
@@ -185,6 +192,34 @@ pub struct ManagerOptions {
     /// burst, and the manager then resynchronises from the kernel's socket
     /// lists.
     pub event_buffer: Option<usize>,
+    /// Decides the service type of connections nobody registered (the
+    /// daemon's per-program rules); without one, they get the default.
+    pub classifier: Option<Arc<dyn Classifier>>,
+}
+
+/// What the kernel recorded about a connection nobody registered, when its
+/// ESTABLISHED event arrives: what a [`Classifier`] decides from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    /// The connection's token.
+    pub token: u32,
+    /// Its peer.
+    pub remote: SocketAddr,
+    /// The user that created the socket.
+    pub uid: u32,
+    /// The socket's inode (finds the process holding it).
+    pub inode: u32,
+    /// The cgroup (v2) id the socket was created in.
+    pub cgroup: Option<u64>,
+}
+
+/// Decides the service type of connections nobody registered.
+pub trait Classifier: Send + Sync + std::fmt::Debug {
+    /// `None`: the default service type. Otherwise the service type and a
+    /// label for where it came from (`mptcp ls` shows it), such as
+    /// `rule:browsers`. Called on the manager's thread, once per
+    /// connection: it must be quick.
+    fn classify(&self, conn: &Recorded) -> Option<(ServiceType, String)>;
 }
 
 /// A netlink command the manager sent: its decisions, as observers
@@ -218,6 +253,7 @@ impl Manager {
     pub fn start_with(config: PolicyConfig, options: ManagerOptions) -> Result<Manager, PmError> {
         let mut driver = Driver::open(config)?;
         driver.log = options.log;
+        driver.classifier = options.classifier;
         if let Some(bytes) = options.event_buffer {
             let granted = driver.events.set_receive_buffer(bytes)?;
             tracing::info!(asked = bytes, granted, "event socket receive buffer");
@@ -535,6 +571,10 @@ struct Driver {
     owners: HashMap<u32, Registrant>,
     /// How many of them each user has.
     per_owner: HashMap<u32, usize>,
+    /// Decides unregistered connections' service type, if anything does.
+    classifier: Option<Arc<dyn Classifier>>,
+    /// The label of each connection the classifier decided.
+    classified: HashMap<u32, String>,
     /// ICMP echoes of silent paths: datagram sockets where
     /// `ping_group_range` allows, raw ones (CAP_NET_RAW) otherwise.
     echoes: Echoes,
@@ -577,6 +617,8 @@ impl Driver {
             sweep: None,
             owners: HashMap::new(),
             per_owner: HashMap::new(),
+            classifier: None,
+            classified: HashMap::new(),
             echoes: Echoes::default(),
             log: None,
             quarantine: Quarantine::default(),
@@ -685,7 +727,11 @@ impl Driver {
                     .tokens()
                     .filter_map(|token| {
                         let registrant = self.owners.get(&token).cloned();
-                        let source = registrant.as_ref().map_or(Source::Default, |r| Source::Registered(r.origin));
+                        let source = match (&registrant, self.classified.get(&token)) {
+                            (Some(r), _) => Source::Registered(r.origin),
+                            (None, Some(label)) => Source::Classified(label.clone()),
+                            (None, None) => Source::Default,
+                        };
                         Some(ManagedConnection { token, view: self.core.view(token)?, source, registrant })
                     })
                     .collect();
@@ -711,6 +757,7 @@ impl Driver {
                     echoes: self.echoes.waiting(),
                     registered: self.owners.len(),
                     users: self.per_owner.len(),
+                    classified: self.classified.len(),
                 });
             }
         }
@@ -774,9 +821,9 @@ impl Driver {
         let default = self.core.config().default_service;
         for event in events {
             let managed = event.token().is_some_and(|t| self.core.manages(t));
-            let Some(input) = input_for_event(&event, managed, default) else { continue };
-            match &input {
-                Input::Established { token, local, remote, .. } => {
+            let Some(mut input) = input_for_event(&event, managed, default) else { continue };
+            match &mut input {
+                Input::Established { token, local, remote, service, .. } => {
                     if let Err(why) = self.core.servable(local.ip(), remote.ip()) {
                         // Left to the kernel as it is. Said once per kind of
                         // reason: a host full of such connections must not
@@ -787,6 +834,10 @@ impl Driver {
                             tracing::debug!(token, reason = %why, "connection left to the kernel");
                         }
                         continue;
+                    }
+                    if let Some((decided, label)) = self.classify(*token, *remote) {
+                        *service = decided;
+                        self.classified.insert(*token, label);
                     }
                     self.sampler.add(*token, now);
                 }
@@ -1021,9 +1072,26 @@ impl Driver {
         }
     }
 
+    /// The classifier's decision for an unregistered connection, from what
+    /// the kernel recorded of its socket; `None`: the default.
+    fn classify(&mut self, token: u32, remote: SocketAddr) -> Option<(ServiceType, String)> {
+        let classifier = self.classifier.clone()?;
+        let mut recorded = None;
+        let asked = self.diag.query(&[Query::Connection { token }], |_, found| {
+            if let Ok(msg) = found {
+                recorded = Some(Recorded { token, remote, uid: msg.uid, inode: msg.inode, cgroup: msg.cgroup });
+            }
+        });
+        if let Err(e) = asked {
+            tracing::debug!(token, error = %e, "reading a connection's owner; it gets the default");
+        }
+        classifier.classify(&recorded?)
+    }
+
     /// A connection closed: no more measuring, and no longer its owner's.
     fn forget(&mut self, token: u32) {
         self.sampler.remove(token);
+        self.classified.remove(&token);
         if let Some(owner) = self.owners.remove(&token) {
             self.disown(owner.uid);
         }

@@ -41,6 +41,30 @@ pub fn holders(inodes: &HashSet<u32>) -> HashMap<u32, Holder> {
     found
 }
 
+/// The cgroup (v2) path of process `pid` (from the cgroup root), if it is
+/// still the cgroup with id `id` that the kernel recorded for the socket:
+/// a process that moved since gives `None`.
+pub fn cgroup_path(pid: i32, id: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
+    let root = cgroup2_mount()?;
+    let dir = root.join(path.trim_start_matches('/'));
+    (std::fs::metadata(dir).ok()?.ino() == id).then_some(path)
+}
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or
+/// `/sys/fs/cgroup/unified` on hybrid hosts), from this process's view.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS... - FSTYPE SOURCE ...`
+    text.lines().find_map(|l| {
+        let (before, after) = l.split_once(" - ")?;
+        let mount_point = before.split_whitespace().nth(4)?;
+        (after.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+    })
+}
+
 /// `socket:[1234]` -> 1234.
 fn socket_inode(link: &str) -> Option<u32> {
     link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
@@ -65,5 +89,16 @@ mod tests {
         assert_eq!(me.pid, std::process::id() as i32);
         assert_eq!(me.program, std::env::current_exe().ok());
         assert!(!found.contains_key(&u32::MAX));
+    }
+
+    #[test]
+    fn this_process_cgroup_is_found_and_checked_against_its_id() {
+        let Some(root) = cgroup2_mount() else { return }; // no cgroup v2 here: nothing to find
+        let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let path = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        let id = std::fs::metadata(root.join(path.trim_start_matches('/'))).unwrap().ino();
+        let me = std::process::id() as i32;
+        assert_eq!(cgroup_path(me, id).as_deref(), Some(path));
+        assert_eq!(cgroup_path(me, id + 1), None, "another cgroup's id");
     }
 }

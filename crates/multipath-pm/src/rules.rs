@@ -103,6 +103,14 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// Whether the rule could hold for `s` once its program and cgroup are
+    /// known: every other condition holds.
+    pub fn matches_ignoring_process(&self, s: &Subject<'_>) -> bool {
+        Rule { exe: None, cgroup: None, ..self.clone() }.matches(s)
+    }
+}
+
 /// Whether cgroup path `have` is `want` or below it.
 fn under(have: &str, want: &str) -> bool {
     let want = want.trim_end_matches('/');
@@ -151,6 +159,15 @@ impl Rules {
     pub fn name(&self, index: usize) -> String {
         self.0.get(index).and_then(|r| r.name.clone()).unwrap_or_else(|| format!("rule {}", index + 1))
     }
+
+    /// Where a connection's service type came from, as `mptcp ls` shows
+    /// it: `rule:<name>`, or `rule:<N>` for a rule without a name.
+    pub fn label(&self, index: usize) -> String {
+        match self.0.get(index).and_then(|r| r.name.as_deref()) {
+            Some(name) => format!("rule:{name}"),
+            None => format!("rule:{}", index + 1),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +204,10 @@ mod tests {
         assert_eq!(rules.decide(&unknown_uid, yes), Decision::Default);
         assert_eq!(rules.decide(&Subject::default(), yes), Decision::Default);
         assert_eq!(rules.name(1), "rule 2");
+        assert_eq!(rules.label(1), "rule:2");
+        let bare = Subject { remote: to(443), ..Subject::default() };
+        assert!(rules.0[0].matches_ignoring_process(&bare) && !rules.0[0].matches(&bare));
+        assert!(!rules.0[2].matches_ignoring_process(&bare), "uid 1000 is not known to hold");
     }
 
     #[test]
