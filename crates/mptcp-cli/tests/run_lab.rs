@@ -374,3 +374,67 @@ fn rules_give_programs_started_plainly_their_service_type() {
         })
     });
 }
+
+/// Runs an example of the C API in the client namespace until it says
+/// "ready"; checks what it printed and what `mptcp ls` says of its
+/// connection; then lets it finish.
+fn example_sees_handover(lab: &Lab, name: &str, mut command: Command) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut said = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        if line == "ready" {
+            break;
+        }
+        said.push(line);
+    }
+    let said = said.join("\n");
+    assert!(said.contains("status multipath=1") && said.contains("subflows=2"), "{name}: {said}");
+    assert!(said.contains("subflow wifi") && said.contains("subflow cell"), "{name}: {said}");
+    let listed = listing(lab, None);
+    let ours = listed.iter().find(|c| c["pid"] == child.id()).unwrap_or_else(|| panic!("{name}: {listed:?}"));
+    assert_eq!((&ours["service"], &ours["source"]), (&"handover".into(), &"registered".into()), "{name}");
+    drop(child.stdin.take()); // EOF: the example closes and exits
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_c_and_python_examples_of_the_c_api_register_and_get_handover() {
+    let Some(_one_at_a_time) = lab_test("the_c_and_python_examples_of_the_c_api_register_and_get_handover") else {
+        return;
+    };
+    let scratch = Scratch::new("c-api");
+    // The library as an installation names it (its soname), and for -l.
+    let built = Path::new(MPTCP).parent().unwrap().join("deps/libmultipath_c.so");
+    assert!(built.is_file(), "{} is built with mptcp", built.display());
+    for name in ["libmultipath_c.so.1", "libmultipath_c.so"] {
+        std::os::unix::fs::symlink(&built, scratch.0.join(name)).unwrap();
+    }
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../multipath-c");
+    let binary = scratch.0.join("handover");
+    let cc = Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(crate_dir.join("include"))
+        .arg(crate_dir.join("examples/handover.c"))
+        .arg("-L")
+        .arg(&scratch.0)
+        .arg(format!("-Wl,-rpath,{}", scratch.0.display()))
+        .args(["-lmultipath_c", "-o"])
+        .arg(&binary)
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "cc: {}", String::from_utf8_lossy(&cc.stderr));
+
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let _pmd = Pmd::start(&lab);
+    let _serve = Serve::start(&lab);
+    let (v4, v6) = (Serve::v4(&lab), Serve::v6(&lab));
+    let mut c = lab.client().command(binary.to_str().unwrap());
+    c.args([v4.ip().to_string(), v4.port().to_string()]);
+    example_sees_handover(&lab, "C example", c);
+    let mut py = lab.client().command("python3");
+    py.arg(crate_dir.join("examples/handover.py")).arg(scratch.0.join("libmultipath_c.so.1"));
+    py.args([v6.ip().to_string(), v6.port().to_string()]);
+    example_sees_handover(&lab, "Python example (IPv6)", py);
+}

@@ -220,6 +220,25 @@ impl TcpState {
         }
     }
 
+    /// The kernel's number for the state (`TCP_ESTABLISHED` = 1, ...).
+    pub fn kernel_number(self) -> u8 {
+        use TcpState::*;
+        match self {
+            Established => 1,
+            SynSent => 2,
+            SynRecv => 3,
+            FinWait1 => 4,
+            FinWait2 => 5,
+            TimeWait => 6,
+            Close => 7,
+            CloseWait => 8,
+            LastAck => 9,
+            Listen => 10,
+            Closing => 11,
+            Other(n) => n,
+        }
+    }
+
     /// Whether the subflow is set up or being set up, as opposed to closing.
     /// The kernel lists a destroyed subflow for a while in a closing state.
     pub fn is_open(self) -> bool {

@@ -27,6 +27,12 @@ pub fn subflows(fd: BorrowedFd<'_>) -> Result<Vec<SubflowInfo>> {
     full_info(fd).map(|(_, subflows)| subflows)
 }
 
+/// Names each subflow's interface from its local address (the calling
+/// thread's network namespace's interfaces, read at most once a second).
+pub fn name_interfaces(subflows: &mut [SubflowInfo]) {
+    crate::socket::name_interfaces(subflows)
+}
+
 /// `MPTCP_INFO` and the subflows together, from one `MPTCP_FULL_INFO` call.
 pub fn full_info(fd: BorrowedFd<'_>) -> Result<(MptcpInfo, Vec<SubflowInfo>)> {
     match sys::full_info(fd) {

@@ -294,12 +294,17 @@ pub(crate) fn subflows(fd: BorrowedFd<'_>, meta: &SocketMeta) -> Result<Vec<Subf
     } else {
         vec![tcp_flow(fd, meta)?]
     };
+    name_interfaces(&mut subflows);
+    Ok(subflows)
+}
+
+/// Fills each subflow's interface from its local address.
+pub(crate) fn name_interfaces(subflows: &mut [SubflowInfo]) {
     let interfaces = interface_addresses();
-    for sf in &mut subflows {
+    for sf in subflows {
         let ip = canonical_ip(&sf.local);
         sf.interface = interfaces.iter().find(|(_, a)| *a == ip).map(|(name, _)| name.clone());
     }
-    Ok(subflows)
 }
 
 /// The interfaces and addresses of the calling thread's network namespace,
