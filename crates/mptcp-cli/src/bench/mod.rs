@@ -7,6 +7,7 @@ pub mod handover;
 pub mod http;
 pub mod interactive;
 pub mod lab;
+pub mod run;
 pub mod scale;
 mod stats;
 mod throughput;
@@ -108,6 +109,32 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Unmodified programs (curl, python3) under `mptcp run` against `mptcpize run`: bulk
+    /// throughput, connect() time, and a steady rate of connections from one program
+    /// (needs root, mptcpize, curl and python3).
+    Run {
+        /// File curl downloads (`/files/<size>`).
+        #[arg(long, default_value = "200M")]
+        size: String,
+        /// Alternated rounds per contender.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Connections timed per round.
+        #[arg(long, default_value_t = 200)]
+        connects: usize,
+        /// New connections per second in the rate part.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Seconds of the rate part.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Wifi's rate in Mbit/s (0: unshaped, where the CPU is the bottleneck).
+        #[arg(long, default_value_t = 200.0)]
+        wifi_mbit: f64,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The greeting server of `bench scale`, run in the lab's server namespace.
     #[command(hide = true)]
     ScaleServer,
@@ -138,6 +165,17 @@ pub fn run(command: BenchCommand) -> Result<()> {
             crate::bench::scale::run(connections, rate, busy, service, json)
         }
         BenchCommand::ScaleServer => crate::bench::scale::serve(),
+        BenchCommand::Run { size, rounds, connects, rate, seconds, wifi_mbit, json } => {
+            crate::bench::run::run(crate::bench::run::Options {
+                size: &size,
+                rounds: rounds.max(1),
+                connects: connects.max(1),
+                rate,
+                seconds,
+                wifi_mbit: wifi_mbit.max(0.0),
+                json,
+            })
+        }
         BenchCommand::Get { size, rounds, json } => crate::bench::http::get(&size, rounds.max(1), json),
         BenchCommand::Serve { seconds, connections, threads, json } => {
             crate::bench::http::serve(seconds.max(1), connections.max(1), threads.max(1), json)

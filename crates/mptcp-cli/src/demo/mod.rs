@@ -16,6 +16,8 @@ mod record;
 mod report;
 mod scenario;
 
+pub(crate) use record::ServeProcess;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

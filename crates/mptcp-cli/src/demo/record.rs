@@ -172,13 +172,18 @@ pub fn record(
 
 /// `mptcp serve` in the lab's server namespace, killed when dropped (and
 /// by the kernel if this process dies first).
-struct ServeProcess(Child);
+pub(crate) struct ServeProcess(Child);
 
 impl ServeProcess {
-    fn start(lab: &Lab, addr: SocketAddr) -> Result<ServeProcess> {
+    pub(crate) fn start(lab: &Lab, addr: SocketAddr) -> Result<ServeProcess> {
+        ServeProcess::start_with(lab, addr, &[])
+    }
+
+    /// With more `mptcp serve` options.
+    pub(crate) fn start_with(lab: &Lab, addr: SocketAddr, options: &[&str]) -> Result<ServeProcess> {
         let exe = std::env::current_exe().context("finding the mptcp binary")?;
         let mut command = lab.server().command(&exe.to_string_lossy());
-        command.args(["serve", "--http", &addr.to_string()]);
+        command.args(["serve", "--http", &addr.to_string()]).args(options);
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         // SAFETY: prctl is async-signal-safe; the child dies with the
         // thread that started it, this program's main thread.
