@@ -1,5 +1,6 @@
 //! `mptcp monitor`: the kernel's path-manager events and path changes, live,
-//! and the sizes of the namespace daemon's tables whenever they change.
+//! and, whenever they change, the sizes of the namespace daemon's tables
+//! and the connections it manages (as `mptcp ls` shows them).
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -22,6 +23,7 @@ pub fn run(args: MonitorArgs) -> Result<()> {
     events.set_timeout(Some(std::time::Duration::from_millis(200)))?;
     let daemon = multipath::daemon_client::Daemon::discover();
     let (mut tables, mut tables_at) = (None, None::<std::time::Instant>);
+    let mut listed = None;
     loop {
         if routes.changed()? {
             print_paths(&routes.paths()?, args.json);
@@ -32,6 +34,14 @@ pub fn run(args: MonitorArgs) -> Result<()> {
             if tables.as_ref() != Some(&now) {
                 print_tables(&now, args.json);
                 tables = Some(now);
+            }
+            // Only once a daemon answers: without one, the tables line
+            // says so already.
+            if let Ok(now) = daemon.list() {
+                if listed.as_ref() != Some(&now) {
+                    print_connections(&now, args.json);
+                    listed = Some(now);
+                }
             }
         }
         match events.recv() {
@@ -60,6 +70,20 @@ fn print_tables(tables: &Result<Vec<(String, u64)>, String>, as_json: bool) {
         Err(e) => (json!({"daemon": null, "reason": e}), format!("daemon: {e}")),
     };
     println!("{}", line(as_json, value, &text));
+}
+
+/// The daemon's managed connections.
+fn print_connections(listed: &[multipath::daemon_client::Listed], as_json: bool) {
+    let text: Vec<String> = listed
+        .iter()
+        .map(|l| {
+            let program = l.program.as_ref().map_or("?".into(), |p| p.display().to_string());
+            let active = l.active.as_deref().unwrap_or("-");
+            format!("{program} -> {} {} ({}) on {active}", l.remote, l.service, l.source)
+        })
+        .collect();
+    let text = if text.is_empty() { "managed: none".to_owned() } else { format!("managed: {}", text.join("; ")) };
+    println!("{}", line(as_json, json!({ "connections": listed }), &text));
 }
 
 fn line(as_json: bool, value: serde_json::Value, text: &str) -> String {

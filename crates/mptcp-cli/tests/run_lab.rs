@@ -367,6 +367,33 @@ fn rules_give_programs_started_plainly_their_service_type() {
     let (py, cu) = (by_program(&listed, &python).unwrap(), by_program(&listed, curl.to_str().unwrap()).unwrap());
     assert_eq!((&py["service"], &py["source"]), (&"interactive".into(), &"rule:py".into()), "{py}");
     assert_eq!((&cu["service"], &cu["source"]), (&"handover".into(), &"rule:fetchers".into()), "{cu}");
+    // `mptcp monitor --json` says the same when the listing changes.
+    let mut monitor = KillOnDrop(
+        lab.client()
+            .command(MPTCP)
+            .args(["monitor", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = monitor.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if let Some(c) =
+                serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| v.get("connections").cloned())
+            {
+                let _ = tx.send(c);
+            }
+        }
+    });
+    let from_monitor = rx.recv_timeout(Duration::from_secs(10)).expect("monitor lists the daemon's connections");
+    assert!(
+        from_monitor.as_array().unwrap().iter().any(|c| c["program"] == python.as_str() && c["source"] == "rule:py"),
+        "{from_monitor}"
+    );
+    drop(monitor);
     // Enforced, not only labelled: handover keeps cell as a backup subflow.
     within("curl's connection with a backup subflow on cell", Duration::from_secs(5), || {
         by_program(&listing(&lab, None), curl.to_str().unwrap()).is_some_and(|c| {
