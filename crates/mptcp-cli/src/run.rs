@@ -112,7 +112,20 @@ fn is_executable(path: &Path) -> bool {
 /// user; each connection is checked again when it registers.
 fn check_daemon(service: ServiceType, program: &Path) -> Result<()> {
     let daemon = Daemon::discover();
-    match daemon.check(service, program) {
+    let checked = daemon.check(service, program);
+    if checked.as_ref().is_ok_and(|granted| granted.is_ok()) {
+        // This process becomes the program (exec keeps the pid): its
+        // connections and its children's that nothing registers (Go,
+        // static programs) get the service type too.
+        match daemon.begin_run(service) {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                eprintln!("mptcp run: the daemon keeps no session ({reason}); the preload library alone")
+            }
+            Err(e) => return Err(e).context(format!("asking the path-manager daemon at {}", daemon.address())),
+        }
+    }
+    match checked {
         Ok(Ok(())) => Ok(()),
         Ok(Err(reason)) => bail!("{service} is not granted to {}: {reason}", program.display()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -465,3 +465,43 @@ fn the_c_and_python_examples_of_the_c_api_register_and_get_handover() {
     py.args([v6.ip().to_string(), v6.port().to_string()]);
     example_sees_handover(&lab, "Python example (IPv6)", py);
 }
+
+/// Starts, without the preload library, a child that reads slowly over an
+/// MPTCP socket of its own: as a Go program or a static binary would.
+const PARENT_OF_A_PROGRAM_PAST_THE_PRELOAD: &str = r#"
+import os, subprocess, sys
+env = dict(os.environ)
+env.pop("LD_PRELOAD")
+subprocess.run([sys.executable, "-c", sys.argv[1], sys.argv[2], sys.argv[3]], env=env)
+"#;
+
+#[test]
+fn a_child_past_the_preload_library_still_gets_the_run_service_type() {
+    let Some(_one_at_a_time) = lab_test("a_child_past_the_preload_library_still_gets_the_run_service_type") else {
+        return;
+    };
+    let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
+    let _pmd = Pmd::start(&lab);
+    let _serve = Serve::start(&lab);
+    let v6 = Serve::v6(&lab);
+    let mut run = lab.client().command(MPTCP);
+    run.args(["run", "--service", "interactive", "--", "python3", "-c", PARENT_OF_A_PROGRAM_PAST_THE_PRELOAD]);
+    run.args([SLOW_MPTCP_READER, &v6.ip().to_string(), &v6.port().to_string()]);
+    let mut parent = run.spawn().unwrap();
+    let parent_pid = parent.id();
+    let found = Instant::now();
+    let mut listed = None;
+    while listed.is_none() && found.elapsed() < Duration::from_secs(10) {
+        listed =
+            listing(&lab, None).into_iter().find(|c| c["pid"].as_u64().is_some_and(|p| p != u64::from(parent_pid)));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = parent.kill();
+    let _ = parent.wait();
+    let listed = listed.expect("the child's connection is listed");
+    if let Some(child) = listed["pid"].as_i64() {
+        // SAFETY: kill(2) of the orphaned child the test started.
+        unsafe { libc::kill(child as i32, libc::SIGKILL) };
+    }
+    assert_eq!((&listed["service"], &listed["source"]), (&"interactive".into(), &"run".into()), "{listed}");
+}

@@ -132,12 +132,17 @@ impl Daemon {
         let mut policy = config.policy.clone();
         // Unregistered connections behave as under the kernel's manager.
         policy.default_service.get_or_insert(ServiceType::Aggregate);
-        let classifier = (!config.rules.0.is_empty()).then(|| {
-            Arc::new(RuleClassifier { config: config.clone(), refused_said: Default::default() })
-                as Arc<dyn crate::Classifier>
-        });
-        let options =
-            crate::ManagerOptions { log: config.command_log.clone(), event_buffer: config.event_buffer, classifier };
+        let sessions = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let classifier = Arc::new(RuleClassifier {
+            config: config.clone(),
+            sessions: sessions.clone(),
+            refused_said: Default::default(),
+        }) as Arc<dyn crate::Classifier>;
+        let options = crate::ManagerOptions {
+            log: config.command_log.clone(),
+            event_buffer: config.event_buffer,
+            classifier: Some(classifier),
+        };
         let manager = Arc::new(Manager::start_with(policy, options)?);
         let registry = match dir {
             Some(dir) => {
@@ -161,6 +166,7 @@ impl Daemon {
             netns,
             stop: stop.clone(),
             registry: std::sync::Mutex::new(registry),
+            sessions,
         };
         let thread = std::thread::Builder::new()
             .name("multipath-pmd".into())
@@ -321,7 +327,27 @@ struct Server {
     stop: Arc<AtomicBool>,
     /// Where registrations are recorded, with a `state_dir`.
     registry: std::sync::Mutex<Option<Registry>>,
+    /// `mptcp run` processes whose descendants' connections get a service
+    /// type.
+    sessions: Sessions,
 }
+
+/// Processes given a service type for their unregistered connections
+/// ([`Request::Run`]), shared with the manager's classifier.
+type Sessions = Arc<std::sync::Mutex<Vec<RunSession>>>;
+
+/// One `mptcp run`: the process as the kernel recorded it (pid and pidfd,
+/// taken when it connected to the daemon) and what it asked for.
+#[derive(Debug)]
+struct RunSession {
+    pid: i32,
+    pidfd: OwnedFd,
+    uid: u32,
+    service: ServiceType,
+}
+
+/// `mptcp run` sessions one user may have at once.
+const MAX_SESSIONS_PER_UID: usize = 64;
 
 impl Server {
     /// Accepts clients and answers each one's single request as it
@@ -459,7 +485,26 @@ impl Server {
                 Err(reason) => Reply::Refused { reason },
             },
             Ok(Request::List) => return Some(self.list(p.peer.uid)),
+            Ok(Request::Run { service }) => match self.begin_run(p, service) {
+                Ok(()) => Reply::Granted,
+                Err(reason) => Reply::Refused { reason },
+            },
         }])
+    }
+
+    /// Records an `mptcp run` session for the process that connected.
+    fn begin_run(&self, p: &Pending, service: ServiceType) -> Result<(), String> {
+        let pidfd = match unix::peer_pidfd(p.stream.as_fd()) {
+            Ok(Some(fd)) => fd,
+            _ => return Err("this kernel records no pidfd of the asking process (Linux 6.5+ needed)".into()),
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|s| unix::pidfd_alive(s.pidfd.as_fd()));
+        if sessions.iter().filter(|s| s.uid == p.peer.uid).count() >= MAX_SESSIONS_PER_UID {
+            return Err(format!("uid {} has {MAX_SESSIONS_PER_UID} mptcp run sessions already", p.peer.uid));
+        }
+        sessions.push(RunSession { pid: p.peer.pid, pidfd, uid: p.peer.uid, service });
+        Ok(())
     }
 
     /// The managed connections `asker` may see (root: all; a user: their
@@ -594,20 +639,45 @@ impl Server {
 #[derive(Debug)]
 struct RuleClassifier {
     config: DaemonConfig,
+    sessions: Sessions,
     /// Rules whose aggregate was refused for want of an entitlement, said
     /// once each.
     refused_said: std::sync::Mutex<HashSet<usize>>,
 }
 
 impl crate::Classifier for RuleClassifier {
+    fn active(&self) -> bool {
+        !self.config.rules.0.is_empty() || !self.sessions.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
     fn classify(&self, conn: &crate::Recorded) -> Option<(ServiceType, String)> {
         let rules = &self.config.rules;
+        // The live `mptcp run` sessions of the connection's user.
+        let sessions: Vec<(i32, ServiceType)> = {
+            let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            all.retain(|s| unix::pidfd_alive(s.pidfd.as_fd()));
+            all.iter().filter(|s| s.uid == conn.uid).map(|s| (s.pid, s.service)).collect()
+        };
         let known = Subject { uid: Some(conn.uid), remote: Some(conn.remote), ..Subject::default() };
-        let needs_process = rules.0.iter().any(|r| {
-            (r.exe.is_some() || r.cgroup.is_some() || r.service == ServiceType::Aggregate)
-                && r.matches_ignoring_process(&known)
-        });
+        let needs_process = !sessions.is_empty()
+            || rules.0.iter().any(|r| {
+                (r.exe.is_some() || r.cgroup.is_some() || r.service == ServiceType::Aggregate)
+                    && r.matches_ignoring_process(&known)
+            });
+        if !needs_process && rules.0.is_empty() {
+            return None;
+        }
         let holder = needs_process.then(|| owner::holders(&HashSet::from([conn.inode])).remove(&conn.inode)).flatten();
+        // A program under `mptcp run` (or its child) that did not register
+        // the connection itself: statically linked, Go, a preload refused.
+        if let Some(h) = holder.as_ref().filter(|_| !sessions.is_empty()) {
+            let ancestry = owner::ancestry(h.pid);
+            if let Some(&(_, service)) = sessions.iter().find(|(pid, _)| ancestry.contains(pid)) {
+                if service != ServiceType::Aggregate || self.config.entitled(Some(conn.uid), h.program.as_deref()) {
+                    return Some((service, "run".into()));
+                }
+            }
+        }
         let cgroup = holder.as_ref().zip(conn.cgroup).and_then(|(h, id)| owner::cgroup_path(h.pid, id));
         let subject =
             Subject { exe: holder.as_ref().and_then(|h| h.program.as_deref()), cgroup: cgroup.as_deref(), ..known };

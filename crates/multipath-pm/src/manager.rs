@@ -220,6 +220,12 @@ pub trait Classifier: Send + Sync + std::fmt::Debug {
     /// `rule:browsers`. Called on the manager's thread, once per
     /// connection: it must be quick.
     fn classify(&self, conn: &Recorded) -> Option<(ServiceType, String)>;
+
+    /// Whether it may decide anything now; when not, the manager spares
+    /// itself the socket lookup [`Classifier::classify`] needs.
+    fn active(&self) -> bool {
+        true
+    }
 }
 
 /// A netlink command the manager sent: its decisions, as observers
@@ -1075,7 +1081,7 @@ impl Driver {
     /// The classifier's decision for an unregistered connection, from what
     /// the kernel recorded of its socket; `None`: the default.
     fn classify(&mut self, token: u32, remote: SocketAddr) -> Option<(ServiceType, String)> {
-        let classifier = self.classifier.clone()?;
+        let classifier = self.classifier.clone().filter(|c| c.active())?;
         let mut recorded = None;
         let asked = self.diag.query(&[Query::Connection { token }], |_, found| {
             if let Ok(msg) = found {

@@ -65,6 +65,27 @@ fn cgroup2_mount() -> Option<PathBuf> {
     })
 }
 
+/// `pid`, its parent, and so on up to init (at most 64), as `/proc` shows
+/// them now.
+pub fn ancestry(pid: i32) -> Vec<i32> {
+    let mut chain = vec![pid];
+    while chain.len() < 64 {
+        let Some(parent) = parent_of(*chain.last().expect("not empty")) else { break };
+        if parent <= 0 || chain.contains(&parent) {
+            break;
+        }
+        chain.push(parent);
+    }
+    chain
+}
+
+/// The parent pid, from `/proc/<pid>/stat` (field 4, after the command
+/// name in parentheses, which may hold anything).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// `socket:[1234]` -> 1234.
 fn socket_inode(link: &str) -> Option<u32> {
     link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
@@ -89,6 +110,15 @@ mod tests {
         assert_eq!(me.pid, std::process::id() as i32);
         assert_eq!(me.program, std::env::current_exe().ok());
         assert!(!found.contains_key(&u32::MAX));
+    }
+
+    #[test]
+    fn a_process_ancestry_ends_at_init() {
+        let me = std::process::id() as i32;
+        let chain = ancestry(me);
+        assert_eq!(chain[0], me);
+        assert_eq!(chain.get(1).copied(), Some(std::os::unix::process::parent_id() as i32));
+        assert_eq!(ancestry(i32::MAX), vec![i32::MAX], "no such process: itself only");
     }
 
     #[test]

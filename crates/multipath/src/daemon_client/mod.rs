@@ -55,6 +55,14 @@ pub enum Request {
     Tables,
     /// The managed connections the asker may see.
     List,
+    /// The asking process (which `mptcp run` is about to replace with a
+    /// program, keeping its pid) and its descendants: their connections
+    /// nobody registers get `service` (Go, static programs, anything past
+    /// the preload library), as long as the process lives.
+    Run {
+        /// The service type for their connections.
+        service: ServiceType,
+    },
     /// Whether connections of `program`, run by the asking user, would be
     /// granted `service` (`mptcp run` asks before it starts a program).
     /// Advisory: each registration is checked again, against the program
@@ -121,7 +129,7 @@ pub enum ProtocolError {
     #[error("request is not text")]
     NotText,
     /// Not a known request or reply.
-    #[error("malformed request {0:?} (expected `manage <service>`, `check <service> <program>`, `list` or `tables`)")]
+    #[error("malformed request {0:?} (expected `manage <service>`, `run <service>`, `check <service> <program>`, `list` or `tables`)")]
     Malformed(String),
     /// A service type this version does not know.
     #[error(transparent)]
@@ -147,6 +155,7 @@ impl Request {
             Request::Manage { service, origin: Origin::Run } => format!("manage {service} run").into_bytes(),
             Request::Tables => b"tables".to_vec(),
             Request::List => b"list".to_vec(),
+            Request::Run { service } => format!("run {service}").into_bytes(),
             Request::Check { service, program } => {
                 let mut out = format!("check {service} ").into_bytes();
                 out.extend_from_slice(program.as_os_str().as_encoded_bytes());
@@ -158,6 +167,9 @@ impl Request {
     /// Reads a request.
     pub fn decode(bytes: &[u8]) -> Result<Request, ProtocolError> {
         let text = text(bytes)?;
+        if let Some(service) = text.strip_prefix("run ") {
+            return Ok(Request::Run { service: service.parse()? });
+        }
         if let Some(rest) = text.strip_prefix("check ") {
             return match rest.split_once(' ') {
                 Some((service, program)) if program.starts_with('/') => {
@@ -379,6 +391,19 @@ impl Daemon {
         }
     }
 
+    /// Asks that this process and its descendants get `service` for the
+    /// connections they do not register ([`Request::Run`]). `Ok(Err(reason))`:
+    /// refused.
+    pub fn begin_run(&self, service: ServiceType) -> io::Result<Result<(), String>> {
+        let conn = self.connect()?;
+        io::Write::write_all(&mut &conn, &Request::Run { service }.encode())?;
+        match self.reply(&conn)? {
+            Reply::Granted => Ok(Ok(())),
+            Reply::Refused { reason } => Ok(Err(reason)),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
+        }
+    }
+
     /// The managed connections this user may see (root: all).
     pub fn list(&self) -> io::Result<Vec<Listed>> {
         let conn = self.connect()?;
@@ -502,6 +527,8 @@ mod tests {
         assert_eq!(Request::decode(&check.encode()), Ok(check));
         assert_eq!(Reply::decode(&Reply::Granted.encode()), Ok(Reply::Granted));
         assert_eq!(Request::decode(&Request::List.encode()), Ok(Request::List));
+        let run = Request::Run { service: ServiceType::Interactive };
+        assert_eq!(Request::decode(&run.encode()), Ok(run));
         assert_eq!(Reply::decode(&Reply::End.encode()), Ok(Reply::End));
         let tables = Reply::Tables(vec![("connections".into(), 1000), ("path_probes".into(), 0)]);
         assert_eq!(tables.encode(), b"tables connections=1000 path_probes=0");
@@ -519,6 +546,7 @@ mod tests {
         assert!(matches!(Request::decode(b"manage handover later"), Err(ProtocolError::Malformed(_))));
         assert!(matches!(Request::decode(b"check aggregate curl"), Err(ProtocolError::Malformed(_))), "relative");
         assert!(matches!(Request::decode(b"check aggregate"), Err(ProtocolError::Malformed(_))));
+        assert!(Request::decode(b"run faster").is_err());
         let e = Request::decode(b"manage redundant").unwrap_err();
         assert!(e.to_string().contains("unknown multipath service type"), "{e}");
         assert!(matches!(Reply::decode(b"ok x"), Err(ProtocolError::Malformed(_))));
