@@ -338,8 +338,11 @@ impl Core {
         if let Some(sf) = conn.subflows.iter_mut().find(|s| s.loc_id == loc_id && s.local.ip() == local.ip()) {
             sf.local = local;
             sf.state = SubflowState::Established;
+            // The failures in a row stay until the peer confirms the join:
+            // a server at its subflow limit lets a join establish and then
+            // resets it, and the retries must still back off.
             let health = conn.health.entry(sf.path.clone()).or_default();
-            *health = PathHealth::default();
+            *health = PathHealth { failures: health.failures, ..PathHealth::default() };
             return;
         }
         // A subflow the core is not waiting for: a join it gave up on (a
@@ -415,7 +418,11 @@ impl Core {
             forget_address(token, conn, loc_id, &mut self.out);
         }
         for sf in &mut conn.subflows {
-            sf.confirmed |= subflows.iter().any(|s| s.local == sf.local && s.fully_established);
+            if !sf.confirmed && subflows.iter().any(|s| s.local == sf.local && s.fully_established) {
+                sf.confirmed = true;
+                // The path works for this connection: retries start afresh.
+                conn.health.entry(sf.path.clone()).or_default().failures = 0;
+            }
         }
         observe(&self.config, conn, &subflows, now);
         broken_joins(&self.config, token, conn, &subflows, now, &mut self.out);

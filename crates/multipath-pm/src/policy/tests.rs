@@ -415,6 +415,40 @@ fn failed_joins_back_off_and_a_refused_create_is_retried() {
     assert_eq!(sim.advance(Duration::from_millis(100)).len(), 1);
 }
 
+/// A server at its subflow limit lets each join establish and then resets
+/// it. The retries must still back off (they did not: 2.7 joins a second
+/// for as long as the connection lasted), and start afresh only once a
+/// join is confirmed.
+#[test]
+fn joins_the_peer_resets_after_establishing_back_off_too() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let mut create = sim.establish(ServiceType::Aggregate, WIFI_INITIAL).remove(0);
+    let mut waits = Vec::new();
+    for port in 50000..50005 {
+        let Command::SubflowCreate { local, .. } = create.clone() else { panic!("{create:?}") };
+        let (sock, _) = sim.joined(&create, port);
+        sim.input(Input::SubflowClosed { token: TOKEN, local: sock, loc_id: local.id });
+        let started = sim.now;
+        let retry = loop {
+            let cmds = sim.advance(Duration::from_millis(50));
+            if let Some(c) = cmds.into_iter().find(|c| matches!(c, Command::SubflowCreate { .. })) {
+                break c;
+            }
+            assert!(sim.now - started < Duration::from_secs(30), "never retried");
+        };
+        waits.push((sim.now - started).as_millis() / 50 * 50);
+        create = retry;
+    }
+    assert_eq!(waits, [250, 500, 1000, 2000, 4000], "doubling from retry_min");
+    // Confirmed by a measurement: the next failure waits retry_min again.
+    let Command::SubflowCreate { local, .. } = create.clone() else { panic!() };
+    let (sock, _) = sim.joined_and_confirmed(&create, 50010);
+    sim.input(Input::SubflowClosed { token: TOKEN, local: sock, loc_id: local.id });
+    assert!(sim.advance(Duration::from_millis(200)).is_empty());
+    let retry = sim.advance(Duration::from_millis(100));
+    assert!(retry.iter().any(|c| matches!(c, Command::SubflowCreate { .. })), "{retry:?}");
+}
+
 #[test]
 fn a_refused_set_backup_is_asked_again() {
     let (mut sim, cell_sf) = handover_ready();
