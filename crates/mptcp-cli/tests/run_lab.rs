@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{within, Pmd, Serve, MPTCP};
+use common::{within, KillOnDrop, Pmd, Scratch, Serve, MPTCP};
 use multipath_http::content;
 use multipath_lab::testing::lab_test;
 use multipath_lab::traffic::{longest_stall, share_until, RxRecorder};
@@ -18,24 +18,6 @@ use multipath_lab::{Lab, LabConfig, LinkShape};
 /// The file each download fetches, and its size.
 const FILE: &str = "8M";
 const SIZE: u64 = 8_000_000;
-
-/// A fresh directory for a test's files, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mptcp-run-lab-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Whether `file` holds exactly the server's test file of `SIZE` bytes.
 fn verify(file: &Path) -> Result<(), String> {
@@ -222,15 +204,8 @@ fn interactive_follows_a_delay_swap_and_aggregate_needs_an_entitlement() {
     let server = Serve::v6(&lab);
     let mut client = lab.client().command(MPTCP);
     client.args(["run", "--service", "interactive", "--", "python3", "-c", KEEPALIVE_CLIENT]);
-    let mut client = client.args([&server.ip().to_string(), &server.port().to_string()]).spawn().unwrap();
-    struct KillOnDrop<'a>(&'a mut std::process::Child);
-    impl Drop for KillOnDrop<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let client = KillOnDrop(&mut client);
+    let client = client.args([&server.ip().to_string(), &server.port().to_string()]).spawn().unwrap();
+    let client = KillOnDrop(client);
     let ours = |lab: &Lab| {
         listing(lab, None)
             .into_iter()
@@ -330,13 +305,6 @@ fn rules_give_programs_started_plainly_their_service_type() {
     let lab = Lab::up(&LabConfig::wifi_cell()).unwrap();
     let _pmd = Pmd::start_with(&lab, &["--config", config.to_str().unwrap()]);
     let _serve = Serve::start(&lab);
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let v6 = Serve::v6(&lab);
     let _python = KillOnDrop(
         lab.client()

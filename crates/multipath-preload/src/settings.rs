@@ -1,8 +1,15 @@
 //! What `mptcp run` asked for, read from the environment once, at load.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 
+use multipath::daemon_client::Daemon;
 use multipath::ServiceType;
+
+/// The daemon, found once at load (`MULTIPATH_PMD_SOCKET` or this
+/// namespace's): the environment is not read again inside the program's
+/// `connect`, where another thread may be changing it.
+static DAEMON: OnceLock<Daemon> = OnceLock::new();
 
 /// The service type, as an index into [`ServiceType::ALL`] plus one; 0:
 /// inactive (nothing set, or set wrongly).
@@ -35,6 +42,7 @@ pub(crate) fn parse(service: Option<&[u8]>, register: Option<&[u8]>) -> Result<O
 /// Takes the settings for the rest of the process's life.
 pub(crate) fn install(settings: Settings) {
     let index = ServiceType::ALL.iter().position(|&s| s == settings.service).expect("one of ALL");
+    let _ = DAEMON.set(Daemon::discover());
     REGISTER.store(settings.register as u8, Ordering::Relaxed);
     SERVICE.store(index as u8 + 1, Ordering::Release);
 }
@@ -50,6 +58,11 @@ pub(crate) fn service() -> Option<ServiceType> {
 /// Whether TCP sockets become MPTCP: every service type but `none`.
 pub(crate) fn converts() -> bool {
     service().is_some_and(|s| s != ServiceType::None)
+}
+
+/// The daemon connections go to (set with the settings).
+pub(crate) fn daemon() -> Option<&'static Daemon> {
+    DAEMON.get()
 }
 
 /// Whether connections go to the daemon.

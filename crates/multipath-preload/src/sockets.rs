@@ -5,7 +5,7 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use libc::{c_int, c_void, socklen_t};
-use multipath::daemon_client::{Daemon, Origin};
+use multipath::daemon_client::Origin;
 
 use crate::notice::{self, Notice};
 use crate::{real, settings};
@@ -102,7 +102,7 @@ pub(crate) fn fall_back(fd: c_int) -> bool {
     if status < 0 || fd_flags < 0 {
         return false;
     }
-    let mut bound: libc::sockaddr_storage = unsafe_zeroed();
+    let mut bound: libc::sockaddr_storage = zeroed_storage();
     let mut bound_len = std::mem::size_of::<libc::sockaddr_storage>() as socklen_t;
     // SAFETY: `bound` is a sockaddr_storage of `bound_len` bytes.
     if unsafe { libc::getsockname(fd, (&raw mut bound).cast(), &mut bound_len) } != 0 {
@@ -141,7 +141,7 @@ pub(crate) fn fall_back(fd: c_int) -> bool {
     true
 }
 
-fn unsafe_zeroed() -> libc::sockaddr_storage {
+fn zeroed_storage() -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value.
     unsafe { std::mem::zeroed() }
 }
@@ -201,7 +201,7 @@ pub(crate) fn parse_sockaddr(bytes: &[u8]) -> Option<std::net::SocketAddr> {
 /// Hands the connection behind `fd` to the daemon, if it is MPTCP and
 /// leaves the host. Says once per kind why one was not taken.
 pub(crate) fn register(fd: c_int, to: std::net::SocketAddr) {
-    let Some(service) = settings::service() else { return };
+    let (Some(service), Some(daemon)) = (settings::service(), settings::daemon()) else { return };
     let ip = to.ip().to_canonical();
     if ip.is_loopback() || ip.is_unspecified() || !is_mptcp(fd) {
         return;
@@ -209,7 +209,7 @@ pub(crate) fn register(fd: c_int, to: std::net::SocketAddr) {
     // SAFETY: the program's descriptor, open for the length of this call
     // (we are inside its `connect`).
     let socket = unsafe { BorrowedFd::borrow_raw(fd) };
-    let Err(e) = Daemon::discover().register_as(socket, service, Origin::Run) else { return };
+    let Err(e) = daemon.register_as(socket, service, Origin::Run) else { return };
     let (kind, what) = match e.kind() {
         std::io::ErrorKind::NotFound => (Notice::NoDaemon, "connections stay MPTCP; no service type is enforced"),
         std::io::ErrorKind::PermissionDenied => (Notice::Refused, "that connection is left to the daemon's rules"),

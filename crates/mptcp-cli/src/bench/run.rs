@@ -26,12 +26,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use multipath_lab::{Lab, LabConfig, PathConfig};
-use multipath_pm::{Daemon, Event, EventSocket};
+use multipath_pm::{Daemon, EventSocket};
 use serde_json::json;
 
 use crate::bench::quantile;
+use crate::bench::scale::{watch, Seen};
 use crate::demo::ServeProcess;
-use crate::pmd::monotonic_ns;
 
 const PORT: u16 = 8080;
 
@@ -277,35 +277,14 @@ impl Burst {
     }
 }
 
-/// When each connection's CREATED and first SUB_ESTABLISHED were seen
-/// (CLOCK_MONOTONIC ns), by token.
-type Seen = (HashMap<u32, u64>, HashMap<u32, u64>);
-
 fn rate_run(lab: &Lab, server: std::net::SocketAddr, rate: f64, seconds: f64) -> Result<Burst> {
     let _daemon = RunDaemon::start(lab)?;
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut events = lab.client().run(EventSocket::open)?;
+    let events = lab.client().run(EventSocket::open)?;
     events.set_timeout(Some(Duration::from_millis(100)))?;
     let (seen2, stop2) = (seen.clone(), stop.clone());
-    let watcher = std::thread::spawn(move || {
-        while !stop2.load(Ordering::Relaxed) {
-            let Ok(batch) = events.recv() else { continue };
-            let now = monotonic_ns();
-            let mut seen = seen2.lock().expect("lock");
-            for event in batch {
-                match event {
-                    Event::Created(c) if !c.server_side => {
-                        seen.0.insert(c.token, now);
-                    }
-                    Event::SubEstablished(s) => {
-                        seen.1.entry(s.token).or_insert(now);
-                    }
-                    _ => {}
-                }
-            }
-        }
-    });
+    let watcher = std::thread::spawn(move || watch(events, &seen2, &stop2));
     let args =
         ["-c", RATE_CLIENT, &server.ip().to_string(), &PORT.to_string(), &rate.to_string(), &seconds.to_string()]
             .map(String::from);
@@ -319,7 +298,7 @@ fn rate_run(lab: &Lab, server: std::net::SocketAddr, rate: f64, seconds: f64) ->
     }
     let counts: Vec<usize> =
         String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|n| n.parse().ok()).collect();
-    let (created, joined) = std::mem::take(&mut *seen.lock().expect("lock"));
+    let Seen { created, joined, .. } = std::mem::take(&mut *seen.lock().expect("lock"));
     let to_join_ms =
         created.iter().filter_map(|(token, at)| Some(joined.get(token)?.saturating_sub(*at) as f64 / 1e6)).collect();
     Ok(Burst {

@@ -280,20 +280,28 @@ impl Drop for Child {
     }
 }
 
-#[derive(Default)]
-struct Seen {
-    /// CLOCK_MONOTONIC ns, as the daemon's command log.
-    established: HashMap<u32, u64>,
-    joined: HashMap<u32, u64>,
+/// When each client connection's events were seen, by token:
+/// CLOCK_MONOTONIC ns, as the daemon's command log.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub(crate) created: HashMap<u32, u64>,
+    pub(crate) established: HashMap<u32, u64>,
+    /// The first subflow established after the initial one.
+    pub(crate) joined: HashMap<u32, u64>,
 }
 
-fn watch(mut events: EventSocket, seen: &Mutex<Seen>, stop: &AtomicBool) {
+/// Records CREATED, ESTABLISHED and the first SUB_ESTABLISHED of client
+/// connections until `stop`.
+pub(crate) fn watch(mut events: EventSocket, seen: &Mutex<Seen>, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         let Ok(batch) = events.recv() else { continue };
         let now = monotonic_ns();
         let mut seen = seen.lock().expect("lock");
         for event in batch {
             match event {
+                Event::Created(c) if !c.server_side => {
+                    seen.created.insert(c.token, now);
+                }
                 Event::Established(c) if !c.server_side => {
                     seen.established.insert(c.token, now);
                 }
