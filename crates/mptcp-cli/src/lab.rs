@@ -10,7 +10,7 @@ use crate::pathspec;
 pub enum LabCommand {
     /// Build a lab and keep it until Ctrl-C (or SIGTERM), then tear it down.
     Up {
-        /// Paths as `NAME:RATE:RTT[:LOSS]`, in preference order
+        /// Paths as `NAME:RATE:RTT[:LOSS][:v4|v6|dual]`, in preference order
         /// [default: wifi:20mbit:20ms cell:10mbit:60ms].
         #[arg(long = "path", value_name = "SPEC")]
         paths: Vec<String>,

@@ -1,16 +1,29 @@
-//! `NAME:RATE:RTT[:LOSS]` path specifications, e.g. `wifi:20mbit:20ms`.
+//! `NAME:RATE:RTT[:LOSS][:FAMILIES]` path specifications, e.g.
+//! `wifi:20mbit:20ms` or `cell:10mbit:60ms:1%:v6`.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use multipath_lab::PathConfig;
+use multipath_lab::{Families, PathConfig};
 
 /// Parses one path specification. RATE is `<n>mbit`, `<n>kbit`, `<n>gbit`
-/// or `unlimited`; RTT is `<n>ms` or `<n>us`; LOSS is `<n>%`.
+/// or `unlimited`; RTT is `<n>ms` or `<n>us`; LOSS is `<n>%`; FAMILIES is
+/// `v4`, `v6` or `dual` (the default).
 pub fn parse(spec: &str) -> Result<PathConfig> {
-    let parts: Vec<&str> = spec.split(':').collect();
+    let mut parts: Vec<&str> = spec.split(':').collect();
+    let families = match parts.last() {
+        Some(last) if parts.len() > 3 && !last.ends_with('%') => {
+            let families = last.parse::<Families>().map_err(|e| anyhow!("path {spec:?}: {e}"))?;
+            parts.pop();
+            families
+        }
+        _ => Families::Dual,
+    };
     if !(3..=4).contains(&parts.len()) {
-        bail!("path {spec:?}: expected NAME:RATE:RTT[:LOSS], e.g. wifi:20mbit:20ms or cell:10mbit:60ms:1%");
+        bail!(
+            "path {spec:?}: expected NAME:RATE:RTT[:LOSS][:v4|v6|dual], e.g. wifi:20mbit:20ms or \
+             cell:10mbit:60ms:1%:v6"
+        );
     }
     let mut path = PathConfig::new(parts[0]);
     if let Some(mbit) = rate_mbit(parts[1]).with_context(|| format!("path {spec:?}"))? {
@@ -24,7 +37,7 @@ pub fn parse(spec: &str) -> Result<PathConfig> {
             .ok_or_else(|| anyhow!("path {spec:?}: loss {loss:?} must look like 1% or 0.5%"))?;
         path = path.loss(pct / 100.0);
     }
-    Ok(path)
+    Ok(path.families(families))
 }
 
 pub(crate) fn rate_mbit(s: &str) -> Result<Option<f64>> {
@@ -73,6 +86,10 @@ mod tests {
         assert_eq!(p.down.rate_bps, Some(500_000));
         assert!((p.up.loss - 0.02).abs() < 1e-9);
         assert_eq!(parse("x:unlimited:0ms").unwrap().up.rate_bps, None);
+        assert_eq!(parse("x:1mbit:1ms").unwrap().families, Families::Dual);
+        assert_eq!(parse("cell:1mbit:1ms:v6").unwrap().families, Families::V6);
+        let p = parse("cell:1mbit:1ms:2%:v4").unwrap();
+        assert_eq!((p.families, p.up.loss), (Families::V4, 0.02));
     }
 
     /// Random specs made of the grammar's own characters: an error or a
@@ -91,7 +108,16 @@ mod tests {
 
     #[test]
     fn refuses_bad_specs() {
-        for bad in ["wifi", "wifi:20:20ms", "wifi:20mbit:20", "wifi:-1mbit:2ms", "wifi:1mbit:1ms:5", "a:b:c:d:e"] {
+        for bad in [
+            "wifi",
+            "wifi:20:20ms",
+            "wifi:20mbit:20",
+            "wifi:-1mbit:2ms",
+            "wifi:1mbit:1ms:5",
+            "a:b:c:d:e",
+            "w:1mbit:1ms:v5",
+            "w:1mbit:1ms:v4:1%",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

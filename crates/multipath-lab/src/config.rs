@@ -44,6 +44,60 @@ impl Default for LinkShape {
     }
 }
 
+/// The IP families a path gives the client: an address and a default
+/// route of each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Families {
+    /// IPv4 only (a legacy hotspot).
+    V4,
+    /// IPv6 only (many cellular networks).
+    V6,
+    /// Both.
+    #[default]
+    Dual,
+}
+
+impl Families {
+    /// Whether the path carries IPv4.
+    pub fn v4(self) -> bool {
+        self != Families::V6
+    }
+    /// Whether the path carries IPv6.
+    pub fn v6(self) -> bool {
+        self != Families::V4
+    }
+    /// Whether the path carries the family of `ip`.
+    pub fn carries(self, ip: std::net::IpAddr) -> bool {
+        if ip.is_ipv4() {
+            self.v4()
+        } else {
+            self.v6()
+        }
+    }
+}
+
+impl std::str::FromStr for Families {
+    type Err = LabError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "v4" => Ok(Families::V4),
+            "v6" => Ok(Families::V6),
+            "dual" => Ok(Families::Dual),
+            _ => Err(LabError::Config(format!("families {s:?}: expected v4, v6 or dual"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Families {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Families::V4 => "v4",
+            Families::V6 => "v6",
+            Families::Dual => "dual",
+        })
+    }
+}
+
 /// One path between the client and the router, e.g. "wifi" or "cell".
 #[derive(Clone, Debug, PartialEq)]
 pub struct PathConfig {
@@ -53,12 +107,36 @@ pub struct PathConfig {
     pub up: LinkShape,
     /// Server to client.
     pub down: LinkShape,
+    /// The families the client gets on it.
+    pub families: Families,
+    /// Whether its interface exists when the lab comes up; one that does
+    /// not appears later with [`Lab::set_plugged`](crate::Lab::set_plugged)
+    /// (a USB modem plugged in mid-download).
+    pub plugged: bool,
 }
 
 impl PathConfig {
     /// An unshaped path.
     pub fn new(name: &str) -> Self {
-        PathConfig { name: name.to_owned(), up: LinkShape::UNSHAPED, down: LinkShape::UNSHAPED }
+        PathConfig {
+            name: name.to_owned(),
+            up: LinkShape::UNSHAPED,
+            down: LinkShape::UNSHAPED,
+            families: Families::Dual,
+            plugged: true,
+        }
+    }
+
+    /// The families the client gets on this path (dual stack by default).
+    pub fn families(mut self, families: Families) -> Self {
+        self.families = families;
+        self
+    }
+
+    /// The path's interface is absent when the lab comes up.
+    pub fn unplugged(mut self) -> Self {
+        self.plugged = false;
+        self
     }
 
     /// The same rate both ways.

@@ -36,7 +36,7 @@ mod ping;
 pub mod testing;
 pub mod traffic;
 
-pub use config::{DelayMode, LabConfig, LinkShape, PathConfig};
+pub use config::{DelayMode, Families, LabConfig, LinkShape, PathConfig};
 pub use error::{LabError, Result};
 pub use lab::{is_root, Lab, Path, NAMESPACE_PREFIX, SERVER_ADDR};
 pub use netns::Netns;

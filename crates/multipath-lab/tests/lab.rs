@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use multipath_lab::measure::Direction;
 use multipath_lab::testing::lab_test;
-use multipath_lab::{cleanup, DelayMode, Lab, LabConfig, LabError, LinkShape, PathConfig};
+use multipath_lab::{cleanup, DelayMode, Families, Lab, LabConfig, LabError, LinkShape, PathConfig};
 
 fn libc_enetunreach() -> i32 {
     101
@@ -258,4 +258,70 @@ fn teardown_leaves_nothing_even_after_a_panic() {
     let links = std::process::Command::new("ip").args(["-o", "link"]).output().unwrap();
     let links = String::from_utf8_lossy(&links.stdout);
     assert!(!links.contains("tdzz1") && !links.contains(&name), "links left in the root namespace: {links}");
+}
+
+/// `ip -n <client> ARGS`, its output.
+fn client_ip(lab: &Lab, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip").arg("-n").arg(lab.client().name()).args(args).output().unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Paths of one family, three of them, and the events of a real client:
+/// an interface plugged in and pulled out, a renumbering, a lost default
+/// route. Each leaves the client's addresses and routes as a host's would.
+#[test]
+fn paths_of_one_family_and_the_events_of_real_networks() {
+    let Some(_one_at_a_time) = lab_test("paths_of_one_family_and_the_events_of_real_networks") else { return };
+    let config = LabConfig::new()
+        .path(PathConfig::new("eth").rate_mbit(50.0).rtt(Duration::from_millis(4)))
+        .path(PathConfig::new("wifi").rtt(Duration::from_millis(20)).families(Families::V4))
+        .path(PathConfig::new("cell").rtt(Duration::from_millis(60)).families(Families::V6).unplugged());
+    let lab = Lab::up(&relay(config)).unwrap();
+    eprintln!("{}", lab.describe());
+    // Stock MPTCP limits, not widened by the lab.
+    let limits = client_ip(&lab, &["mptcp", "limits", "show"]);
+    assert!(limits.contains("subflows 2"), "{limits}");
+
+    // One family each: wifi has no IPv6 address or route, cell is absent.
+    let wifi = lab.path("wifi").unwrap();
+    assert_eq!(wifi.client_addrs(), vec![std::net::IpAddr::from(wifi.client_addr())]);
+    assert!(lab.ping("wifi", 3, Duration::from_millis(20)).unwrap().lost == 0);
+    assert!(!client_ip(&lab, &["-6", "addr", "show", "dev", "wifi"]).contains("fd00:"));
+    assert!(!client_ip(&lab, &["-6", "route", "show", "default"]).contains("wifi"));
+    assert!(!client_ip(&lab, &["-o", "link", "show"]).contains("cell"));
+    assert!(lab.set_plugged("cell", false).is_err(), "unplugging an absent path is an error");
+
+    // Plugged in: an IPv6 path only, reaching the server in 60 ms.
+    lab.set_plugged("cell", true).unwrap();
+    lab.wait_until_answers("cell").unwrap();
+    let cell = lab.ping6("cell", 5, Duration::from_millis(20)).unwrap();
+    assert_eq!(cell.lost, 0);
+    assert!((ms(cell.median().unwrap()) - 60.0).abs() <= 2.0, "{cell:?}");
+    assert!(client_ip(&lab, &["-6", "route", "show", "default"]).contains("dev cell"));
+    assert!(!client_ip(&lab, &["-4", "route", "show", "default"]).contains("dev cell"));
+
+    // Renumbered: the old address is gone, the new one works, routes back.
+    let old = wifi.client_addr();
+    let new = lab.renumber("wifi").unwrap();
+    assert_eq!(new, vec![std::net::IpAddr::from(wifi.client_addr())]);
+    assert_ne!(wifi.client_addr(), old);
+    let shown = client_ip(&lab, &["-4", "addr", "show", "dev", "wifi"]);
+    assert!(!shown.contains(&format!("{old}/")) && shown.contains(&format!("{}/", wifi.client_addr())), "{shown}");
+    lab.wait_until_answers("wifi").unwrap();
+    assert!(client_ip(&lab, &["-4", "route", "show", "default"]).contains("dev wifi"));
+
+    // The default route lost while the link stays up, then restored.
+    lab.set_default_route("eth", false).unwrap();
+    let routes = client_ip(&lab, &["route", "show", "default"]) + &client_ip(&lab, &["-6", "route", "show", "default"]);
+    assert!(!routes.contains("dev eth"), "{routes}");
+    assert!(client_ip(&lab, &["link", "show", "eth"]).contains("UP"));
+    lab.set_default_route("eth", true).unwrap();
+    lab.wait_until_answers("eth").unwrap();
+
+    // Pulled out: gone from the client, back again on request.
+    lab.set_plugged("cell", false).unwrap();
+    assert!(!client_ip(&lab, &["-6", "route", "show", "default"]).contains("dev cell"));
+    lab.set_plugged("cell", true).unwrap();
+    lab.wait_until_answers("cell").unwrap();
 }

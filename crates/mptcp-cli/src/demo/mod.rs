@@ -44,7 +44,7 @@ pub struct DemoArgs {
     /// A TOML event script instead of the built-in one (see the README).
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
-    /// Paths as `NAME:RATE:RTT[:LOSS]`, first preferred
+    /// Paths as `NAME:RATE:RTT[:LOSS][:v4|v6|dual]`, first preferred
     /// [default: wifi:20mbit:20ms cell:10mbit:60ms].
     #[arg(long = "path", value_name = "SPEC")]
     paths: Vec<String>,
