@@ -12,18 +12,53 @@ use crate::{Lab, LabError, Result};
 /// network namespace (`/proc/thread-self/net/dev`; `/proc/self` is the main
 /// thread's).
 pub fn rx_bytes(interfaces: &[String]) -> Result<Vec<u64>> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/dev")
-        .map_err(|e| LabError::io("reading /proc/thread-self/net/dev", e))?;
-    interfaces
-        .iter()
-        .map(|name| {
-            text.lines()
-                .filter_map(|l| l.trim_start().split_once(':'))
-                .find(|(n, _)| n == name)
-                .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-                .ok_or_else(|| LabError::io("interface counters", std::io::Error::other(format!("no {name}"))))
+    rx_bytes_if_present(interfaces)?
+        .into_iter()
+        .zip(interfaces)
+        .map(|(bytes, name)| {
+            bytes.ok_or_else(|| LabError::io("interface counters", std::io::Error::other(format!("no {name}"))))
         })
         .collect()
+}
+
+/// [`rx_bytes`], `None` for an interface that does not exist (now).
+pub fn rx_bytes_if_present(interfaces: &[String]) -> Result<Vec<Option<u64>>> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/dev")
+        .map_err(|e| LabError::io("reading /proc/thread-self/net/dev", e))?;
+    let counter = |name: &String| {
+        text.lines()
+            .filter_map(|l| l.trim_start().split_once(':'))
+            .find(|(n, _)| n == name)
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+    };
+    Ok(interfaces.iter().map(counter).collect())
+}
+
+/// Per-interface totals since the first reading, across an interface
+/// vanishing and reappearing (its counters then start again from zero).
+#[derive(Debug)]
+struct Accumulated {
+    last: Vec<Option<u64>>,
+    total: Vec<u64>,
+}
+
+impl Accumulated {
+    fn new(first: Vec<Option<u64>>) -> Self {
+        Accumulated { total: vec![0; first.len()], last: first }
+    }
+
+    fn add(&mut self, now: Vec<Option<u64>>) -> Vec<u64> {
+        for ((now, last), total) in now.into_iter().zip(&mut self.last).zip(&mut self.total) {
+            *total += match (now, *last) {
+                (Some(n), Some(l)) if n >= l => n - l,
+                // Appeared, or recreated since the last reading.
+                (Some(n), _) => n,
+                (None, _) => 0,
+            };
+            *last = now;
+        }
+        self.total.clone()
+    }
 }
 
 /// One sample: when, and each path's received bytes since the start.
@@ -36,7 +71,8 @@ pub struct RxSample {
 }
 
 /// Samples the client's path interfaces every `every` on a thread in the
-/// client namespace, until stopped (or dropped).
+/// client namespace, until stopped (or dropped). An unplugged path's
+/// interface counts nothing while it is absent.
 #[derive(Debug)]
 pub struct RxRecorder {
     started: Instant,
@@ -49,14 +85,14 @@ impl RxRecorder {
     /// Starts sampling.
     pub fn start(lab: &Lab, every: Duration) -> Result<RxRecorder> {
         let paths: Vec<String> = lab.paths().iter().map(|p| p.name().to_owned()).collect();
-        let base = lab.client().run(|| rx_bytes(&paths))?;
+        let mut counted = Accumulated::new(lab.client().run(|| rx_bytes_if_present(&paths))?);
         let (stop, samples) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
         let started = Instant::now();
         let (stop2, samples2) = (stop.clone(), samples.clone());
         let thread = lab.client().spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
-                if let Ok(now) = rx_bytes(&paths) {
-                    let bytes = now.iter().zip(&base).map(|(n, b)| n.saturating_sub(*b)).collect();
+                if let Ok(now) = rx_bytes_if_present(&paths) {
+                    let bytes = counted.add(now);
                     samples2.lock().unwrap_or_else(|e| e.into_inner()).push(RxSample { at: started.elapsed(), bytes });
                 }
                 std::thread::sleep(every);
@@ -136,6 +172,15 @@ mod tests {
 
     fn s(ms: u64, wifi: u64, cell: u64) -> RxSample {
         RxSample { at: Duration::from_millis(ms), bytes: vec![wifi, cell] }
+    }
+
+    #[test]
+    fn counters_add_up_across_an_interface_unplugged_and_back() {
+        let mut acc = Accumulated::new(vec![Some(100), None]);
+        assert_eq!(acc.add(vec![Some(150), None]), [50, 0]);
+        assert_eq!(acc.add(vec![Some(150), Some(30)]), [50, 30]); // plugged in
+        assert_eq!(acc.add(vec![Some(200), None]), [100, 30]); // pulled out
+        assert_eq!(acc.add(vec![Some(200), Some(10)]), [100, 40]); // back, counting from 0
     }
 
     #[test]

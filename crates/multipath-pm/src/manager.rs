@@ -866,7 +866,17 @@ impl Driver {
         true
     }
 
+    /// The kernel's limits (no event announces a change: read with the
+    /// paths and at every sweep).
+    fn read_limits(&mut self, now: Instant) {
+        match self.pm.limits() {
+            Ok(limits) => self.core.handle(Input::Limits { subflows: limits.subflows }, now),
+            Err(e) => tracing::debug!(error = %e, "reading the MPTCP limits"),
+        }
+    }
+
     fn refresh_paths(&mut self, now: Instant) -> Result<(), PmError> {
+        self.read_limits(now);
         let snapshot = self.routes.snapshot()?;
         // Before the core's commands: the dead path's queued data must stop
         // leaking out through the new active path at once.
@@ -1112,6 +1122,7 @@ impl Driver {
         if self.sweep.as_ref().is_none_or(|s| s.left.is_empty()) {
             self.sweep = match self.sweeps.try_recv() {
                 Ok(snapshot) => {
+                    self.read_limits(now);
                     let left = self.sampler.tokens_before(snapshot.taken).collect();
                     Some(SweepInProgress { seen: snapshot.seen, left })
                 }

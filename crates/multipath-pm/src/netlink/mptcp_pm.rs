@@ -19,6 +19,7 @@ pub const EVENTS_GROUP: &str = "mptcp_pm_events";
 
 mod cmd {
     pub const GET_ADDR: u8 = 3;
+    pub const GET_LIMITS: u8 = 6;
     pub const SET_FLAGS: u8 = 7;
     pub const ANNOUNCE: u8 = 8;
     pub const REMOVE: u8 = 9;
@@ -28,6 +29,8 @@ mod cmd {
 
 mod attr {
     pub const ADDR: u16 = 1;
+    pub const RCV_ADD_ADDRS: u16 = 2;
+    pub const SUBFLOWS: u16 = 3;
     pub const TOKEN: u16 = 4;
     pub const LOC_ID: u16 = 5;
     pub const ADDR_REMOTE: u16 = 6;
@@ -144,6 +147,37 @@ pub fn dump_addrs_request(a: &mut AttrWriter<'_>, token: u32) {
 
 /// Command number of GET_ADDR.
 pub const GET_ADDR: u8 = cmd::GET_ADDR;
+
+/// Command number of GET_LIMITS (no attributes).
+pub const GET_LIMITS: u8 = cmd::GET_LIMITS;
+
+/// The namespace's MPTCP limits (`ip mptcp limits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Additional subflows a connection may have (joins, not counting the
+    /// initial subflow).
+    pub subflows: u32,
+    /// Addresses announced by a peer that the in-kernel path manager acts on.
+    pub add_addr_accepted: u32,
+}
+
+/// Decodes a GET_LIMITS reply.
+pub fn decode_limits_reply(attrs: &[u8]) -> Result<Limits, DecodeError> {
+    let (mut subflows, mut accepted) = (None, None);
+    for a in Attrs::new(attrs) {
+        let a = a?;
+        match a.ty {
+            attr::SUBFLOWS => subflows = Some(a.u32()?),
+            attr::RCV_ADD_ADDRS => accepted = Some(a.u32()?),
+            _ => {}
+        }
+    }
+    let missing = |what: &str| DecodeError::new(format!("GET_LIMITS reply without {what}"));
+    Ok(Limits {
+        subflows: subflows.ok_or_else(|| missing("subflows"))?,
+        add_addr_accepted: accepted.ok_or_else(|| missing("add_addr_accepted"))?,
+    })
+}
 
 /// Decodes a GET_ADDR reply: the address entry in its `ADDR` attribute.
 /// Ports and IPv4 addresses as in commands (host-order port).

@@ -54,25 +54,40 @@ impl PmSocket {
     /// GET_ADDR: the address entry `id` of connection `token`, as the
     /// kernel's userspace path manager holds it.
     pub fn get_addr(&mut self, token: u32, id: u8) -> Result<LocalAddr, PmError> {
+        let (cmd, name) = (mptcp_pm::GET_ADDR, "GET_ADDR");
+        self.request_one(cmd, name, |a| mptcp_pm::get_addr_request(a, token, id), mptcp_pm::decode_addr_reply)
+    }
+
+    /// GET_LIMITS: the namespace's subflow and announced-address limits.
+    pub fn limits(&mut self) -> Result<mptcp_pm::Limits, PmError> {
+        self.request_one(mptcp_pm::GET_LIMITS, "GET_LIMITS", |_| {}, mptcp_pm::decode_limits_reply)
+    }
+
+    /// A request answered by one message, decoded by `decode`.
+    fn request_one<T>(
+        &mut self,
+        cmd: u8,
+        name: &'static str,
+        write: impl FnOnce(&mut crate::netlink::codec::AttrWriter<'_>),
+        decode: fn(&[u8]) -> Result<T, crate::netlink::codec::DecodeError>,
+    ) -> Result<T, PmError> {
         self.seq = self.seq.wrapping_add(1);
         let header = Header { ty: self.family.id, flags: NLM_F_REQUEST | NLM_F_ACK, seq: self.seq, pid: 0 };
-        let msg = genl_request(header, mptcp_pm::GET_ADDR, mptcp_pm::VERSION, |a| {
-            mptcp_pm::get_addr_request(a, token, id);
-        });
+        let msg = genl_request(header, cmd, mptcp_pm::VERSION, write);
         send(&self.fd, &msg)?;
         let (seq, mut found) = (self.seq, None);
         transact(&self.fd, &mut vec![0u8; RECV_BUF], true, |m| match m {
             Message::Genl { header, attrs, .. } if header.seq == seq => {
-                found = Some(mptcp_pm::decode_addr_reply(attrs)?);
+                found = Some(decode(attrs)?);
                 Ok(None)
             }
             Message::Error { seq: s, errno, message } if s == seq => {
-                Err(PmError::Refused { command: "GET_ADDR", errno, message })
+                Err(PmError::Refused { command: name, errno, message })
             }
             Message::Ack { seq: s } if s == seq => found.take().map(Some).ok_or_else(|| PmError::Refused {
-                command: "GET_ADDR",
+                command: name,
                 errno: libc::ENODATA,
-                message: Some("acknowledged without an address".into()),
+                message: Some("acknowledged without a reply".into()),
             }),
             _ => Ok(None),
         })

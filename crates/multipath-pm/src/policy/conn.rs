@@ -86,6 +86,9 @@ pub(super) struct Conn {
     /// as of the last reconcile: a sweep asks every parked connection each
     /// second, and this answers without walking its subflows.
     pub(super) awaits: bool,
+    /// Usable paths the kernel's subflow limit leaves without a subflow, as
+    /// last said in the log.
+    pub(super) held_back: Vec<String>,
 }
 
 /// A connection found open, if every subflow is on a known path and the
@@ -128,6 +131,7 @@ pub(super) fn adopt(
         last_samples: None,
         waits_for_join: false,
         awaits: false,
+        held_back: Vec::new(),
     })
 }
 

@@ -61,6 +61,11 @@ pub enum Input {
         /// Its name.
         name: String,
     },
+    /// The kernel's MPTCP limits (`ip mptcp limits`), read now and then.
+    Limits {
+        /// Joins a connection may have besides its initial subflow.
+        subflows: u32,
+    },
     /// A connection to manage is established (path-manager ESTABLISHED,
     /// or a registration).
     Established {

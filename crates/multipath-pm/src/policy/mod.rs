@@ -61,6 +61,8 @@ pub struct ConnView {
     pub active: Option<String>,
     /// Its subflows, the initial one first.
     pub subflows: Vec<SubflowView>,
+    /// Usable paths left without a subflow by the kernel's subflow limit.
+    pub held_back: Vec<String>,
 }
 
 /// One subflow of a [`ConnView`].
@@ -92,6 +94,9 @@ pub struct Core {
     peers: HashMap<IpAddr, usize>,
     out: VecDeque<Command>,
     probes: VecDeque<Probe>,
+    /// The kernel's subflow limit, joins per connection (`None` until the
+    /// driver says).
+    join_limit: Option<u32>,
 }
 
 /// What a sweep does with a connection whose counters stood still (see
@@ -146,6 +151,7 @@ impl Core {
             peers: HashMap::new(),
             out: VecDeque::new(),
             probes: VecDeque::new(),
+            join_limit: None,
         }
     }
 
@@ -169,6 +175,7 @@ impl Core {
                 self.paths.retain(|p| p.name != name);
                 Some(None)
             }
+            Input::Limits { subflows } => (self.join_limit.replace(subflows) != Some(subflows)).then_some(None),
             Input::Established { token, service, local, remote, ready } => {
                 self.established(token, service, local, remote, ready, now).then_some(Some(token))
             }
@@ -278,6 +285,7 @@ impl Core {
             last_samples: None,
             waits_for_join: false,
             awaits: false,
+            held_back: Vec::new(),
         };
         self.insert_conn(token, conn);
         true
@@ -500,7 +508,7 @@ impl Core {
                 self.out.push_back(Command::Remove { token, loc_id });
                 backoff(&self.config, conn.health.entry(path).or_default(), now);
             }
-            reconcile(&self.config, &self.paths, token, conn, now, &mut self.out);
+            reconcile(&self.config, &self.paths, self.join_limit, token, conn, now, &mut self.out);
             // Retries that fell due had their chance (their path may be
             // down): forget them so time moves on. So does a wait for the
             // kernel's ESTABLISHED that ran out.
@@ -641,7 +649,13 @@ impl Core {
                 established: s.state == SubflowState::Established,
             })
             .collect();
-        Some(ConnView { service: conn.service, remote: conn.remote, active: conn.active.clone(), subflows })
+        Some(ConnView {
+            service: conn.service,
+            remote: conn.remote,
+            active: conn.active.clone(),
+            subflows,
+            held_back: conn.held_back.clone(),
+        })
     }
 
     /// The service type enforced on `token`.
@@ -722,7 +736,7 @@ impl Core {
 
     fn reconcile_one(&mut self, token: u32, now: Instant) {
         let Some(conn) = self.conns.get_mut(&token) else { return };
-        reconcile(&self.config, &self.paths, token, conn, now, &mut self.out);
+        reconcile(&self.config, &self.paths, self.join_limit, token, conn, now, &mut self.out);
         self.reschedule(token);
     }
 

@@ -29,10 +29,19 @@ pub(super) fn usable<'a>(paths: &'a [LocalPath], conn: &Conn, now: Instant) -> V
         .collect()
 }
 
-/// Makes one connection's subflows match its service type.
+/// Whether a subflow still leaves from an address of its path: one whose
+/// address vanished (a DHCP renewal, a roam) carries nothing any more,
+/// whatever its path does.
+fn on_its_address(paths: &[LocalPath], sf: &Subflow) -> bool {
+    paths.iter().find(|p| p.name == sf.path).is_some_and(|p| p.holds(sf.local.ip()))
+}
+
+/// Makes one connection's subflows match its service type. `join_limit`:
+/// the kernel's subflow limit (`ip mptcp limits`), joins per connection.
 pub(super) fn reconcile(
     config: &PolicyConfig,
     paths: &[LocalPath],
+    join_limit: Option<u32>,
     token: u32,
     conn: &mut Conn,
     now: Instant,
@@ -41,6 +50,7 @@ pub(super) fn reconcile(
     let usable = usable(paths, conn, now);
     let is_usable = |name: &str| usable.iter().any(|p| p.name == name);
     let is_failed = |conn: &Conn, name: &str| conn.health.get(name).is_some_and(|h| h.failed);
+    let current = |s: &Subflow| on_its_address(paths, s);
     let remote = conn.remote;
 
     // 1. Subflows on dead or failed paths go: withdraw the address first,
@@ -49,9 +59,10 @@ pub(super) fn reconcile(
     // Never the last established subflow, though, before another one is
     // established to take over: until then it stays, as the kernel would
     // keep it (its path may come back), and the replacement joins below.
-    let (dead, mut alive): (Vec<Subflow>, Vec<Subflow>) = std::mem::take(&mut conn.subflows)
-        .into_iter()
-        .partition(|s| !is_usable(&s.path) || (is_failed(conn, &s.path) && s.state == SubflowState::Established));
+    let (dead, mut alive): (Vec<Subflow>, Vec<Subflow>) =
+        std::mem::take(&mut conn.subflows).into_iter().partition(|s| {
+            !is_usable(&s.path) || !current(s) || (is_failed(conn, &s.path) && s.state == SubflowState::Established)
+        });
     let (dead, alive) = if alive.iter().any(|s| s.state == SubflowState::Established) {
         (dead, alive)
     } else {
@@ -73,7 +84,9 @@ pub(super) fn reconcile(
     let established: Vec<&str> = usable
         .iter()
         .map(|p| p.name.as_str())
-        .filter(|name| conn.subflows.iter().any(|s| s.path == *name && s.state == SubflowState::Established))
+        .filter(|name| {
+            conn.subflows.iter().any(|s| s.path == *name && s.state == SubflowState::Established && current(s))
+        })
         .filter(|name| !is_failed(conn, name))
         .collect();
     let active = match conn.service {
@@ -152,8 +165,9 @@ pub(super) fn reconcile(
         }
         _ => usable.clone(),
     };
+    let wanted = within_limit(token, conn, wanted, active.as_deref(), join_limit, paths, out);
     for path in wanted {
-        let has = conn.subflows.iter().any(|s| s.path == path.name);
+        let has = conn.subflows.iter().any(|s| s.path == path.name && current(s));
         // A withdrawn secondary waits for its fresh join, unless the
         // connection has nothing else left.
         let pending = |at: Option<Instant>| at.is_some_and(|at| now < at);
@@ -228,4 +242,68 @@ pub(super) fn reconcile(
     });
     conn.awaits = conn.waits_for_join || unconfirmed_active;
     conn.active = active;
+}
+
+/// 4a. The kernel's subflow limit: of the `wanted` paths (best first), the
+/// active one and the initial subflow's keep their subflows, and the best
+/// others get the joins the limit allows. A join on a path left out is
+/// withdrawn (never the last established subflow). The decision is logged
+/// when it changes, and shown in the connection's view.
+///
+/// The userspace path manager is not held to the limit by the kernel on
+/// this side, but the peer's kernel is held to its own (stock: 2), and a
+/// host that lowered the limit asked for fewer subflows.
+fn within_limit<'a>(
+    token: u32,
+    conn: &mut Conn,
+    wanted: Vec<&'a LocalPath>,
+    active: Option<&str>,
+    join_limit: Option<u32>,
+    paths: &[LocalPath],
+    out: &mut VecDeque<Command>,
+) -> Vec<&'a LocalPath> {
+    let Some(limit) = join_limit else { return wanted };
+    let initial = conn.subflows.iter().find(|s| s.loc_id == 0 && on_its_address(paths, s)).map(|s| s.path.clone());
+    let mut budget = limit as usize;
+    let mut order: Vec<&LocalPath> = wanted.clone();
+    // The active path first: it carries the data.
+    order.sort_by_key(|p| Some(p.name.as_str()) != active);
+    let (mut kept, mut left_out) = (Vec::new(), Vec::new());
+    for path in order {
+        if initial.as_deref() == Some(path.name.as_str()) {
+            kept.push(path.name.clone());
+        } else if budget > 0 {
+            budget -= 1;
+            kept.push(path.name.clone());
+        } else {
+            left_out.push(path.name.clone());
+        }
+    }
+    let established = |s: &Subflow| s.state == SubflowState::Established;
+    for name in &left_out {
+        let others_working = |conn: &Conn| conn.subflows.iter().any(|s| established(s) && &s.path != name);
+        while let Some(i) = conn.subflows.iter().position(|s| &s.path == name && s.loc_id != 0) {
+            if established(&conn.subflows[i]) && !others_working(conn) {
+                break;
+            }
+            let sf = conn.subflows.remove(i);
+            out.push_back(Command::Remove { token, loc_id: sf.loc_id });
+            if established(&sf) {
+                out.push_back(Command::SubflowDestroy { token, local: sf.local, remote: conn.remote });
+            }
+        }
+    }
+    if left_out != conn.held_back {
+        if !left_out.is_empty() {
+            tracing::info!(
+                token,
+                limit,
+                joined = ?kept,
+                left_out = ?left_out,
+                "the kernel's subflow limit (ip mptcp limits) leaves paths without a subflow"
+            );
+        }
+        conn.held_back = left_out;
+    }
+    wanted.into_iter().filter(|p| kept.contains(&p.name)).collect()
 }

@@ -1058,3 +1058,64 @@ fn a_closed_connection_leaves_nothing_behind() {
     sim.drain();
     assert_eq!(sim.core.tables(), CoreTables::default(), "the probe of its only peer goes with it");
 }
+
+fn eth() -> LocalPath {
+    LocalPath { name: "eth".into(), addrs: vec!["10.3.0.2".parse().unwrap()], ifindex: 4, rank: 50 }
+}
+
+/// Wifi renumbered (a DHCP renewal with a new address, a roam): its
+/// subflow, left on an address that no longer exists, is replaced by a
+/// join from the new one at once; the data moves to cell meanwhile, and
+/// back once the new join is confirmed.
+#[test]
+fn a_renumbered_path_is_joined_again_from_its_new_address() {
+    let (mut sim, cell_sf) = handover_ready();
+    let renumbered = LocalPath { addrs: vec!["10.1.0.3".parse().unwrap()], ..wifi() };
+    let cmds = sim.input(Input::PathUp(renumbered.clone()));
+    assert!(cmds.contains(&Command::Remove { token: TOKEN, loc_id: 0 }), "the old address withdrawn: {cmds:?}");
+    assert!(cmds.contains(&Command::SubflowDestroy { token: TOKEN, local: addr(WIFI_INITIAL), remote: server() }));
+    // As backup, like any recovering primary (see reconcile, step 4).
+    let create = cmds.iter().find(|c| create_on(c, &renumbered, true)).expect("a join from the new address");
+    assert_eq!(sim.core.active_path(TOKEN), Some("cell"), "cell carries the data meanwhile: {cmds:?}");
+    let (new_sf, _) = sim.joined_and_confirmed(&create.clone(), 41000);
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"));
+    let view = sim.core.view(TOKEN).unwrap();
+    assert!(view.subflows.iter().any(|s| s.local == new_sf && !s.backup), "{view:?}");
+    assert!(view.subflows.iter().any(|s| s.local == cell_sf && s.backup), "{view:?}");
+}
+
+/// Alone on a renumbered path, the old subflow stays until the new one is
+/// up: it is the connection's last.
+#[test]
+fn a_renumbered_only_path_keeps_its_old_subflow_until_the_new_one_is_up() {
+    let mut sim = Sim { core: Core::new(PolicyConfig::default()), now: Instant::now() };
+    sim.input(Input::PathUp(wifi()));
+    sim.establish(ServiceType::Handover, WIFI_INITIAL);
+    let renumbered = LocalPath { addrs: vec!["10.1.0.3".parse().unwrap()], ..wifi() };
+    let cmds = sim.input(Input::PathUp(renumbered.clone()));
+    assert!(!cmds.iter().any(|c| matches!(c, Command::SubflowDestroy { .. })), "{cmds:?}");
+    let create = cmds.iter().find(|c| create_on(c, &renumbered, false)).expect("a join from the new address");
+    let (_, cmds) = sim.joined(&create.clone(), 41000);
+    assert!(cmds.contains(&Command::SubflowDestroy { token: TOKEN, local: addr(WIFI_INITIAL), remote: server() }));
+}
+
+/// With the kernel's subflow limit at 1, an aggregate connection over
+/// three paths joins the best other path only, says so, and takes the
+/// third when the limit rises.
+#[test]
+fn the_kernels_subflow_limit_caps_the_joins_and_says_which_paths_wait() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    sim.input(Input::PathUp(eth()));
+    sim.input(Input::Limits { subflows: 1 });
+    let cmds = sim.establish(ServiceType::Aggregate, "10.3.0.2:40000");
+    assert_eq!(cmds.len(), 1, "{cmds:?}");
+    assert!(create_on(&cmds[0], &wifi(), false), "the best other path: {cmds:?}");
+    assert_eq!(sim.core.view(TOKEN).unwrap().held_back, ["cell"]);
+    let cmds = sim.input(Input::Limits { subflows: 2 });
+    assert!(cmds.len() == 1 && create_on(&cmds[0], &cell(), false), "{cmds:?}");
+    assert!(sim.core.view(TOKEN).unwrap().held_back.is_empty());
+    // Lowered again: the worst join goes.
+    let (cell_sf, _) = sim.joined(&cmds[0], 50000);
+    let cmds = sim.input(Input::Limits { subflows: 1 });
+    assert!(cmds.contains(&Command::SubflowDestroy { token: TOKEN, local: cell_sf, remote: server() }), "{cmds:?}");
+}
