@@ -25,7 +25,8 @@ use crate::netlink::socket::{Diag, DIAG_BATCH};
 use crate::policy::quarantine::Quarantine;
 use crate::policy::sampling::{full_every, pace, Activity, Look, Sampler, Swept, SAMPLE_EVERY, SWEEP_EVERY};
 use crate::policy::{
-    input_for_event, ConnView, Core, Input, LocalPath, PolicyConfig, Refusal, SubflowSample, WhenStill,
+    input_for_event, ConnView, Core, EarlyAnnouncements, Input, LocalPath, PolicyConfig, Refusal, SubflowSample,
+    WhenStill,
 };
 use crate::{Command, EventSocket, PmError, PmSocket, RouteWatcher, SocketKiller};
 
@@ -571,6 +572,8 @@ struct Driver {
     families: Families,
     /// The sweep being gone through.
     sweep: Option<SweepInProgress>,
+    /// Addresses announced for connections not managed yet.
+    early: EarlyAnnouncements,
     /// What measuring cost lately, logged (at debug) every few seconds.
     cost: MeasuringCost,
     /// Who registered each connection the daemon handed over.
@@ -621,6 +624,7 @@ impl Driver {
             sweeps: start_sweeper(families.clone())?,
             families,
             sweep: None,
+            early: EarlyAnnouncements::default(),
             owners: HashMap::new(),
             per_owner: HashMap::new(),
             classifier: None,
@@ -785,6 +789,7 @@ impl Driver {
         let ready =
             self.core.manages(token) || self.core.config().default_service.is_none_or(|s| s == ServiceType::None);
         self.core.handle(Input::Established { token, service, local, remote, ready }, now);
+        self.replay_announcements(token, now);
         if self.core.manages(token) {
             self.sampler.add(token, now);
             if let Some(owner) = owner {
@@ -797,6 +802,17 @@ impl Driver {
         }
         self.flush(now);
         Ok(token)
+    }
+
+    /// What the peer announced before the core managed `token` (it comes
+    /// right after the kernel's ESTABLISHED, before a program registers).
+    fn replay_announcements(&mut self, token: u32, now: Instant) {
+        if !self.core.manages(token) {
+            return;
+        }
+        for (rem_id, addr) in self.early.take(token) {
+            self.core.handle(Input::Announced { token, rem_id, addr }, now);
+        }
     }
 
     /// Every event pending, a datagram at a time: a burst of connections
@@ -827,6 +843,7 @@ impl Driver {
         let default = self.core.config().default_service;
         for event in events {
             let managed = event.token().is_some_and(|t| self.core.manages(t));
+            self.early.hear(&event, managed);
             let Some(mut input) = input_for_event(&event, managed, default) else { continue };
             match &mut input {
                 Input::Established { token, local, remote, service, .. } => {
@@ -854,7 +871,14 @@ impl Driver {
                 Input::SubflowEstablished { token, .. } => Some(token),
                 _ => None,
             };
+            let established = match input {
+                Input::Established { token, .. } => Some(token),
+                _ => None,
+            };
             self.core.handle(input, now);
+            if let Some(token) = established {
+                self.replay_announcements(token, now);
+            }
             // Measured soon where it matters: whether the peer completes
             // the join a handover waits on.
             if let Some(token) = joined.filter(|&t| self.core.awaits_confirmation(t)) {
@@ -986,8 +1010,10 @@ impl Driver {
         }
         let mut asked: Vec<(u32, Query)> = Vec::new();
         for &(token, _) in &measure {
-            let Some((remote, locals)) = self.core.subflow_ends(token) else { continue };
-            asked.extend(locals.into_iter().map(|(local, ifindex)| (token, Query::Subflow { local, remote, ifindex })));
+            let Some(ends) = self.core.subflow_ends(token) else { continue };
+            asked.extend(
+                ends.into_iter().map(|(local, remote, ifindex)| (token, Query::Subflow { local, remote, ifindex })),
+            );
         }
         let mut samples: BTreeMap<u32, Vec<SubflowSample>> = measure.iter().map(|&(t, _)| (t, Vec::new())).collect();
         self.cost.subflows += asked.len() as u64;

@@ -287,3 +287,46 @@ fn the_kernels_subflow_limit_leaves_the_worst_path_out_and_says_so() {
     assert!(d.carried("cell", 0, 3000) < QUIET_BYTES * 10, "cell carried data");
     eprintln!("{:?}", started.elapsed());
 }
+
+/// Wifi with IPv4 only, cell with IPv6 only, a dual-stack server that
+/// announces its addresses.
+fn split_families_lab() -> Lab {
+    let config = LabConfig::new()
+        .path(PathConfig::new("wifi").rate_mbit(20.0).rtt(Duration::from_millis(20)).families(Families::V4))
+        .path(PathConfig::new("cell").rate_mbit(10.0).rtt(Duration::from_millis(60)).families(Families::V6));
+    let lab = Lab::up(&config).unwrap();
+    lab.server_announces().unwrap();
+    lab
+}
+
+/// An IPv4 connection of an IPv6 socket (to the server's IPv4 address,
+/// mapped) over wifi: when wifi fails, handover moves it to cell over IPv6,
+/// to the address the server announced, and back when wifi returns.
+#[test]
+fn handover_moves_an_ipv4_connection_to_an_ipv6_only_path_through_the_announced_address() {
+    let name = "handover_moves_an_ipv4_connection_to_an_ipv6_only_path_through_the_announced_address";
+    let Some(_one_at_a_time) = lab_test(name) else { return };
+    let lab = split_families_lab();
+    let mapped: IpAddr = lab.server_addr().to_ipv6_mapped().into();
+    let script = [(1500, Event::Link("wifi", false)), (3500, Event::Link("wifi", true))];
+    let d = download(&lab, mapped, ServiceType::Handover, &script, 6000);
+    d.assert_carried("wifi", 0.95, 300, 1500);
+    d.assert_carried("cell", 0.95, 2000, 3500);
+    d.assert_carried("wifi", 0.95, 5000, 6000);
+    assert!(d.stall_after(0) < Duration::from_secs(1), "stall {:?}", d.stall_after(0));
+}
+
+/// The reverse: an IPv6 connection, over cell (the only IPv6 path), joins
+/// wifi over IPv4 to the server's announced IPv4 address, and handover
+/// moves it there: wifi is the better path.
+#[test]
+fn an_ipv6_connection_moves_to_an_ipv4_only_path_through_the_announced_address() {
+    let name = "an_ipv6_connection_moves_to_an_ipv4_only_path_through_the_announced_address";
+    let Some(_one_at_a_time) = lab_test(name) else { return };
+    let lab = split_families_lab();
+    let d = download(&lab, lab.server_addr6().into(), ServiceType::Handover, &[], 3000);
+    d.assert_carried("wifi", 0.95, 1500, 3000);
+    let view = d.view();
+    let server4 = SocketAddr::new(lab.server_addr().into(), view.remote.port());
+    assert!(view.subflows.iter().any(|s| s.path == "wifi" && s.local.is_ipv4()), "{view:?} (to {server4})");
+}

@@ -25,8 +25,12 @@ pub(super) struct Subflow {
     /// socket only by its interface too.
     pub(super) ifindex: u32,
     pub(super) loc_id: u8,
-    /// Port 0 until established.
+    /// Port 0 until established. As the kernel reports it (an IPv6
+    /// socket's IPv4 subflow: mapped).
     pub(super) local: SocketAddr,
+    /// The peer's address it goes to: the connection's, or one the peer
+    /// announced. As the kernel reports it.
+    pub(super) remote: SocketAddr,
     pub(super) backup: bool,
     pub(super) state: SubflowState,
     /// The kernel refused to change the backup flag (a join not fully
@@ -63,7 +67,15 @@ pub(super) struct PathHealth {
 #[derive(Clone, Debug)]
 pub(super) struct Conn {
     pub(super) service: ServiceType,
+    /// The peer's first address (IPv4-mapped ones as plain IPv4).
     pub(super) remote: SocketAddr,
+    /// An IPv6 socket: subflows of both families may join (the kernel
+    /// refuses IPv6 ones on an IPv4 socket, and IPv4 ones on an IPv6-only
+    /// socket, which is then marked refused for that path).
+    pub(super) dual: bool,
+    /// Addresses the peer announced (ADD_ADDR), by its id; at most
+    /// `MAX_ANNOUNCED`.
+    pub(super) announced: Vec<(u8, SocketAddr)>,
     pub(super) subflows: Vec<Subflow>,
     pub(super) health: BTreeMap<String, PathHealth>,
     pub(super) next_id: u8,
@@ -91,6 +103,14 @@ pub(super) struct Conn {
     pub(super) held_back: Vec<String>,
 }
 
+/// Addresses a peer may announce that a connection keeps.
+pub(super) const MAX_ANNOUNCED: usize = 8;
+
+/// `addr` with an IPv4-mapped IPv6 address as plain IPv4.
+pub(super) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
 /// A connection found open, if every subflow is on a known path and the
 /// connection is one the core can serve: all its subflows as established,
 /// ids after the highest in use.
@@ -108,6 +128,7 @@ pub(super) fn adopt(
             ifindex: path.ifindex,
             loc_id,
             local,
+            remote,
             backup,
             state: SubflowState::Established,
             flag_retry_at: None,
@@ -119,7 +140,9 @@ pub(super) fn adopt(
     let next_id = subflows.iter().map(|s| s.loc_id).max()?.checked_add(1)?;
     Some(Conn {
         service,
-        remote,
+        remote: canonical(remote),
+        dual: remote.is_ipv6(),
+        announced: Vec::new(),
         subflows,
         health: BTreeMap::new(),
         next_id,

@@ -14,8 +14,9 @@ use crate::netlink::mptcp_pm::Event;
 ///   checks first that the core can serve it at all.
 /// - For one the core manages: established (joins are accepted from now
 ///   on), subflows established or closed, the connection closed.
-/// - Everything else (announcements, listeners, priorities the peer set)
-///   changes nothing.
+/// - The peer's announced addresses, and their withdrawal, for a managed
+///   connection (the driver keeps those of a connection not managed yet).
+/// - Everything else (listeners, priorities the peer set) changes nothing.
 pub fn input_for_event(event: &Event, managed: bool, default: Option<ServiceType>) -> Option<Input> {
     match event {
         Event::Established(c) if !managed => {
@@ -29,7 +30,65 @@ pub fn input_for_event(event: &Event, managed: bool, default: Option<ServiceType
         }
         Event::SubClosed(s) => Some(Input::SubflowClosed { token: s.token, local: s.local, loc_id: s.loc_id }),
         Event::Closed { token } => Some(Input::Closed { token: *token }),
+        Event::Announced { token, rem_id, addr } => {
+            Some(Input::Announced { token: *token, rem_id: *rem_id, addr: *addr })
+        }
+        Event::Removed { token, rem_id } => Some(Input::Withdrawn { token: *token, rem_id: *rem_id }),
         _ => None,
+    }
+}
+
+/// Addresses peers announced for connections the core does not manage
+/// (yet): the kernel announces right after ESTABLISHED, and a program
+/// registers its connection later. Bounded: at most `EARLY_CONNECTIONS`
+/// connections (all forgotten when full, as a lost CLOSED would otherwise
+/// keep one forever) of `MAX_ANNOUNCED` addresses each.
+#[derive(Debug, Default)]
+pub struct EarlyAnnouncements {
+    by_token: std::collections::HashMap<u32, Vec<(u8, std::net::SocketAddr)>>,
+}
+
+const EARLY_CONNECTIONS: usize = 1024;
+
+impl EarlyAnnouncements {
+    /// Takes note of `event` for a connection not `managed`; forgets a
+    /// connection at its CLOSED.
+    pub fn hear(&mut self, event: &Event, managed: bool) {
+        match *event {
+            Event::Announced { token, rem_id, addr } if !managed => {
+                if self.by_token.len() >= EARLY_CONNECTIONS && !self.by_token.contains_key(&token) {
+                    self.by_token.clear();
+                }
+                let addrs = self.by_token.entry(token).or_default();
+                if addrs.len() < super::conn::MAX_ANNOUNCED {
+                    addrs.push((rem_id, addr));
+                }
+            }
+            Event::Removed { token, rem_id } => {
+                if let Some(addrs) = self.by_token.get_mut(&token) {
+                    addrs.retain(|(id, _)| *id != rem_id);
+                }
+            }
+            Event::Closed { token } => {
+                self.by_token.remove(&token);
+            }
+            _ => {}
+        }
+    }
+
+    /// What was announced for `token`, forgotten here.
+    pub fn take(&mut self, token: u32) -> Vec<(u8, std::net::SocketAddr)> {
+        self.by_token.remove(&token).unwrap_or_default()
+    }
+
+    /// Connections with announcements kept.
+    pub fn len(&self) -> usize {
+        self.by_token.len()
+    }
+
+    /// Whether none are kept.
+    pub fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
     }
 }
 
@@ -72,6 +131,26 @@ mod tests {
         assert_eq!(input_for_event(&Event::Established(conn(false)), false, None), None, "no default");
         assert_eq!(input_for_event(&Event::SubEstablished(subflow()), false, agg), None, "not ours");
         assert_eq!(input_for_event(&Event::Closed { token: 9 }, false, agg), None);
+    }
+
+    #[test]
+    fn announcements_before_management_are_kept_bounded_and_forgotten_at_close() {
+        let announced = |token, rem_id| Event::Announced { token, rem_id, addr: "[fd00::2]:443".parse().unwrap() };
+        let mut early = EarlyAnnouncements::default();
+        early.hear(&announced(9, 1), false);
+        early.hear(&announced(9, 2), true); // managed: the core hears it
+        early.hear(&announced(8, 1), false);
+        early.hear(&Event::Closed { token: 8 }, false);
+        assert_eq!(early.len(), 1);
+        assert_eq!(early.take(9), vec![(1, "[fd00::2]:443".parse().unwrap())]);
+        assert!(early.is_empty());
+        for token in 0..3000 {
+            for id in 0..20 {
+                early.hear(&announced(token, id), false);
+            }
+        }
+        assert!(early.len() <= EARLY_CONNECTIONS);
+        assert_eq!(early.take(2999).len(), crate::policy::conn::MAX_ANNOUNCED);
     }
 
     #[test]

@@ -47,8 +47,12 @@ pub struct Probe {
     pub path: String,
     /// Source address: the path's.
     pub from: IpAddr,
-    /// Destination: the peer.
+    /// Destination: the peer's address the path reaches (its first one, or
+    /// one it announced).
     pub to: IpAddr,
+    /// The connection's peer (its first address): probes are shared per
+    /// path and peer.
+    pub peer: IpAddr,
 }
 
 /// What the core is told.
@@ -162,6 +166,22 @@ pub enum Input {
         /// Since anything arrived on any subflow, ms.
         heard_ms: u32,
     },
+    /// The peer announced another address of its own (ANNOUNCED).
+    Announced {
+        /// Connection token.
+        token: u32,
+        /// The peer's id for the address.
+        rem_id: u8,
+        /// The address, with the port (0: the connection's).
+        addr: SocketAddr,
+    },
+    /// The peer withdrew an address it announced (REMOVED).
+    Withdrawn {
+        /// Connection token.
+        token: u32,
+        /// The peer's id for the address.
+        rem_id: u8,
+    },
     /// The connection closed (CLOSED).
     Closed {
         /// Connection token.
@@ -201,8 +221,8 @@ impl Refusal {
 /// Why the path manager leaves a connection to the kernel as it is.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unservable {
-    /// An IPv6 socket talking IPv4 through mapped addresses.
-    #[error("{0} is an IPv4-mapped IPv6 address")]
+    /// One end IPv4-mapped, the other not.
+    #[error("{0} is an IPv4-mapped IPv6 address, and the other end is not")]
     Mapped(IpAddr),
     /// Local and peer addresses of different families.
     #[error("local {local} and peer {remote} are of different families")]
@@ -236,14 +256,17 @@ impl Unservable {
 /// manager can serve it at all: same family both ends, a peer other paths
 /// can reach, and a local address on a known path. Anything else is left
 /// to the kernel untouched.
+///
+/// An IPv6 socket talking IPv4 (both ends IPv4-mapped) is served as IPv4:
+/// such a socket can also join over IPv6.
 pub fn servable(paths: &[LocalPath], local: IpAddr, remote: IpAddr) -> Result<&LocalPath, Unservable> {
-    for ip in [local, remote] {
-        if let IpAddr::V6(v6) = ip {
-            if v6.to_ipv4_mapped().is_some() {
-                return Err(Unservable::Mapped(ip));
-            }
-        }
+    let mapped = |ip: IpAddr| ip.to_canonical() != ip;
+    match (mapped(local), mapped(remote)) {
+        (true, false) => return Err(Unservable::Mapped(local)),
+        (false, true) => return Err(Unservable::Mapped(remote)),
+        _ => {}
     }
+    let (local, remote) = (local.to_canonical(), remote.to_canonical());
     if local.is_ipv4() != remote.is_ipv4() {
         return Err(Unservable::MixedFamilies { local, remote });
     }

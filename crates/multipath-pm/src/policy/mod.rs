@@ -41,7 +41,7 @@ use conn::{
     active_heard_at, adopt, backoff, deadline, long_idle, Conn, PathHealth, Subflow, SubflowState, FLAG_RETRY,
     READY_WITHIN,
 };
-pub use events::input_for_event;
+pub use events::{input_for_event, EarlyAnnouncements};
 pub use input::{servable, Input, Probe, Refusal, SubflowSample, Unservable};
 use measure::{observe, sync};
 use probe::{silence_probe, PathProbe, Prober};
@@ -218,6 +218,13 @@ impl Core {
                 self.remove_conn(token);
                 Some(Some(token))
             }
+            Input::Announced { token, rem_id, addr } => self.announced(token, rem_id, addr).then_some(Some(token)),
+            Input::Withdrawn { token, rem_id } => {
+                if let Some(conn) = self.conns.get_mut(&token) {
+                    conn.announced.retain(|(id, _)| *id != rem_id);
+                }
+                None
+            }
         };
         match reconcile {
             Some(Some(token)) => self.reconcile_one(token, now),
@@ -264,6 +271,7 @@ impl Core {
             ifindex: path.ifindex,
             loc_id: 0,
             local,
+            remote,
             backup: false,
             state: SubflowState::Established,
             flag_retry_at: None,
@@ -273,7 +281,9 @@ impl Core {
         };
         let conn = Conn {
             service,
-            remote,
+            remote: conn::canonical(remote),
+            dual: remote.is_ipv6(),
+            announced: Vec::new(),
             subflows: vec![initial],
             health: BTreeMap::new(),
             next_id: 1,
@@ -341,9 +351,32 @@ impl Core {
         }
     }
 
+    /// An address the peer announced: kept (the first `MAX_ANNOUNCED`);
+    /// whether it is new. Reconciling decides whether a path uses it.
+    fn announced(&mut self, token: u32, rem_id: u8, addr: SocketAddr) -> bool {
+        let Some(conn) = self.conns.get_mut(&token) else { return false };
+        let addr = conn::canonical(addr);
+        // With the connection's port where the peer gave none.
+        let addr = if addr.port() == 0 { SocketAddr::new(addr.ip(), conn.remote.port()) } else { addr };
+        let unusable = match addr.ip() {
+            IpAddr::V4(a) => a.is_unspecified() || a.is_loopback() || a.is_link_local() || a.is_multicast(),
+            IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_unicast_link_local() || a.is_multicast(),
+        };
+        if unusable || addr == conn.remote || conn.announced.iter().any(|(id, a)| *id == rem_id || *a == addr) {
+            return false;
+        }
+        if conn.announced.len() >= conn::MAX_ANNOUNCED {
+            return false;
+        }
+        tracing::debug!(token, rem_id, %addr, "the peer announced an address");
+        conn.announced.push((rem_id, addr));
+        true
+    }
+
     fn subflow_established(&mut self, token: u32, local: SocketAddr, loc_id: u8) {
         let Some(conn) = self.conns.get_mut(&token) else { return };
-        if let Some(sf) = conn.subflows.iter_mut().find(|s| s.loc_id == loc_id && s.local.ip() == local.ip()) {
+        let same = |a: SocketAddr, b: SocketAddr| a.ip().to_canonical() == b.ip().to_canonical();
+        if let Some(sf) = conn.subflows.iter_mut().find(|s| s.loc_id == loc_id && same(s.local, local)) {
             sf.local = local;
             sf.state = SubflowState::Established;
             // The failures in a row stay until the peer confirms the join:
@@ -360,13 +393,20 @@ impl Core {
         // It goes, unless it is the connection's only working subflow.
         if conn.subflows.iter().any(|s| s.state == SubflowState::Established) {
             tracing::debug!(token, %local, loc_id, "a subflow the core gave up on came up: destroyed");
-            self.out.push_back(Command::SubflowDestroy { token, local, remote: conn.remote });
+            // Its peer address is not known here: the connection's, in the
+            // local address's family, or the announced one of that family.
+            let remote = std::iter::once(conn.remote)
+                .chain(conn.announced.iter().map(|(_, a)| *a))
+                .find(|r| r.is_ipv4() == local.ip().to_canonical().is_ipv4());
+            if let Some(remote) = remote {
+                self.out.push_back(Command::SubflowDestroy { token, local, remote });
+            }
         }
     }
 
     fn subflow_closed(&mut self, token: u32, local: SocketAddr, loc_id: u8, now: Instant) {
         let Some(conn) = self.conns.get_mut(&token) else { return };
-        let closed = |s: &Subflow| s.loc_id == loc_id && s.local.ip() == local.ip();
+        let closed = |s: &Subflow| s.loc_id == loc_id && s.local.ip().to_canonical() == local.ip().to_canonical();
         let Some(sf) = conn.subflows.iter().find(|s| closed(s)) else { return };
         let path = sf.path.clone();
         backoff(&self.config, conn.health.entry(path).or_default(), now);
@@ -546,7 +586,7 @@ impl Core {
     /// asked for it when the driver was busy): its wait counts from then,
     /// for every connection that shares it.
     pub fn probe_sent(&mut self, probe: &Probe, at: Instant) {
-        let key = (probe.path.clone(), probe.to);
+        let key = (probe.path.clone(), probe.peer);
         let Some(shared) = self.path_probes.get_mut(&key) else { return };
         if shared.answered.is_some() || at <= shared.sent {
             return;
@@ -557,7 +597,7 @@ impl Core {
         for t in waiting {
             let Some(conn) = self.conns.get_mut(&t) else { continue };
             match &mut conn.prober.outstanding {
-                Some((path, sent, _)) if conn.remote.ip() == probe.to && *path == probe.path && *sent == asked => {
+                Some((path, sent, _)) if conn.remote.ip() == probe.peer && *path == probe.path && *sent == asked => {
                     *sent = at;
                 }
                 _ => continue,
@@ -601,17 +641,18 @@ impl Core {
         Some(SilenceWatch { threshold, quiet_until: conn.prober.quiet_until })
     }
 
-    /// The peer and the local ends (address and port, interface) of the
-    /// established subflows of `token`: what the driver measures.
-    pub fn subflow_ends(&self, token: u32) -> Option<(SocketAddr, Vec<(SocketAddr, u32)>)> {
+    /// The ends (local address and port, peer address and port, local
+    /// interface) of the established subflows of `token`, as the kernel
+    /// reports them: what the driver measures.
+    pub fn subflow_ends(&self, token: u32) -> Option<Vec<(SocketAddr, SocketAddr, u32)>> {
         let conn = self.conns.get(&token)?;
-        let locals = conn
+        let ends = conn
             .subflows
             .iter()
             .filter(|s| s.state == SubflowState::Established && s.local.port() != 0)
-            .map(|s| (s.local, s.ifindex))
+            .map(|s| (s.local, s.remote, s.ifindex))
             .collect();
-        Some((conn.remote, locals))
+        Some(ends)
     }
 
     /// Whether `token` waits on a join the kernel reports established that
@@ -798,7 +839,7 @@ fn withdraw_join(
     let sf = conn.subflows.remove(i);
     tracing::info!(token, path = %sf.path, local = %sf.local, "a join was never completed by the peer; replacing it");
     out.push_back(Command::Remove { token, loc_id });
-    out.push_back(Command::SubflowDestroy { token, local: sf.local, remote: conn.remote });
+    out.push_back(Command::SubflowDestroy { token, local: sf.local, remote: sf.remote });
     backoff(config, conn.health.entry(sf.path).or_default(), now);
 }
 

@@ -119,9 +119,15 @@ pub(super) fn silence_probe(
         }
         _ => {}
     }
-    // No address of the peer's family: nothing can be sent, so nothing is
-    // waited for.
-    let from = path.addr_for(conn.remote.ip())?;
+    // To the peer's address the active subflow uses (the path may reach
+    // only one the peer announced), from the path's address of its family;
+    // none: nothing can be sent, so nothing is waited for.
+    let to = conn
+        .subflows
+        .iter()
+        .find(|s| s.path == active && s.state == SubflowState::Established)
+        .map_or(conn.remote.ip(), |s| s.remote.ip().to_canonical());
+    let from = path.addr_for(to)?;
     // The echo queues behind the connection's own data: its wait follows
     // the smoothed RTT, queueing included (a loaded path answers late, not
     // never), where silence followed the base delay.
@@ -133,5 +139,5 @@ pub(super) fn silence_probe(
     }
     path_probes.insert(key, PathProbe { sent: now, wait, answered: None, waiting: vec![token] });
     p.outstanding = Some((active.clone(), now, wait));
-    Some(Probe { token, path: active, from, to: conn.remote.ip() })
+    Some(Probe { token, path: active, from, to, peer: conn.remote.ip() })
 }

@@ -5,7 +5,7 @@
 //! step after another.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use multipath::ServiceType;
@@ -14,13 +14,33 @@ use super::conn::{Conn, Subflow, SubflowState, UNBACKUP_AFTER_WITHDRAWAL};
 use super::{LocalPath, PolicyConfig};
 use crate::netlink::mptcp_pm::{flags, Command, LocalAddr};
 
+/// Where a subflow on `path` goes: from the path's address in the family
+/// of the peer's first address, to that address. A path without that
+/// family (an IPv6-only cell to an IPv4 server) may reach an address the
+/// peer announced instead, if the connection's socket takes both families.
+///
+/// Announced addresses are alternatives only, for every service type:
+/// a second subflow over the same path to another address of the same
+/// server shares the path's bottleneck (the access link, nearly always)
+/// and adds no capacity. Apple's client, as far as its documentation and
+/// behaviour show, does the same: one subflow per interface.
+pub(super) fn target(path: &LocalPath, conn: &Conn) -> Option<(IpAddr, SocketAddr)> {
+    if let Some(addr) = path.addr_for(conn.remote.ip()) {
+        return Some((addr, conn.remote));
+    }
+    if !conn.dual {
+        return None;
+    }
+    conn.announced.iter().find_map(|&(_, peer)| path.addr_for(peer.ip()).map(|addr| (addr, peer)))
+}
+
 /// The paths a connection may use now: up, and either healthy or due for
 /// another try.
 pub(super) fn usable<'a>(paths: &'a [LocalPath], conn: &Conn, now: Instant) -> Vec<&'a LocalPath> {
     paths
         .iter()
-        // Only paths with an address of the peer's family can join.
-        .filter(|p| p.addr_for(conn.remote.ip()).is_some())
+        // Only paths that reach an address of the peer can join.
+        .filter(|p| target(p, conn).is_some())
         // A failed path is out while it waits for its next try; then a
         // fresh join probes it. A refused one is out until it changes.
         .filter(|p| {
@@ -33,7 +53,7 @@ pub(super) fn usable<'a>(paths: &'a [LocalPath], conn: &Conn, now: Instant) -> V
 /// address vanished (a DHCP renewal, a roam) carries nothing any more,
 /// whatever its path does.
 fn on_its_address(paths: &[LocalPath], sf: &Subflow) -> bool {
-    paths.iter().find(|p| p.name == sf.path).is_some_and(|p| p.holds(sf.local.ip()))
+    paths.iter().find(|p| p.name == sf.path).is_some_and(|p| p.holds(sf.local.ip().to_canonical()))
 }
 
 /// Makes one connection's subflows match its service type. `join_limit`:
@@ -51,7 +71,6 @@ pub(super) fn reconcile(
     let is_usable = |name: &str| usable.iter().any(|p| p.name == name);
     let is_failed = |conn: &Conn, name: &str| conn.health.get(name).is_some_and(|h| h.failed);
     let current = |s: &Subflow| on_its_address(paths, s);
-    let remote = conn.remote;
 
     // 1. Subflows on dead or failed paths go: withdraw the address first,
     // over a working subflow, so the peer stops using the dead one at once
@@ -76,7 +95,7 @@ pub(super) fn reconcile(
     for sf in dead {
         out.push_back(Command::Remove { token, loc_id: sf.loc_id });
         if sf.state == SubflowState::Established {
-            out.push_back(Command::SubflowDestroy { token, local: sf.local, remote });
+            out.push_back(Command::SubflowDestroy { token, local: sf.local, remote: sf.remote });
         }
     }
 
@@ -128,7 +147,7 @@ pub(super) fn reconcile(
             if let Some(i) = conn.subflows.iter().position(carrying) {
                 let sf = conn.subflows.remove(i);
                 out.push_back(Command::Remove { token, loc_id: sf.loc_id });
-                out.push_back(Command::SubflowDestroy { token, local: sf.local, remote });
+                out.push_back(Command::SubflowDestroy { token, local: sf.local, remote: sf.remote });
                 conn.health.entry(old).or_default().rejoin_at = Some(now + config.demote_after);
                 withdrew = true;
             }
@@ -153,7 +172,7 @@ pub(super) fn reconcile(
         for sf in conn.subflows.iter_mut().filter(|s| &s.path == name && s.backup && flag_ready(s)) {
             sf.backup = false;
             sf.flag_retry_at = None;
-            out.push_back(Command::SetBackup { token, local: sf.local, remote, backup: false });
+            out.push_back(Command::SetBackup { token, local: sf.local, remote: sf.remote, backup: false });
         }
     }
 
@@ -187,7 +206,7 @@ pub(super) fn reconcile(
             ServiceType::Handover => active.is_some(),
             _ => wants_backup(conn, &path.name),
         };
-        let Some(addr) = path.addr_for(remote.ip()) else { continue };
+        let Some((addr, remote)) = target(path, conn) else { continue };
         let loc_id = conn.next_id;
         conn.next_id += 1;
         if let Some(h) = conn.health.get_mut(&path.name) {
@@ -207,6 +226,7 @@ pub(super) fn reconcile(
             ifindex: path.ifindex,
             loc_id,
             local: SocketAddr::new(addr, 0),
+            remote,
             backup,
             state: SubflowState::Joining(now),
             flag_retry_at: None,
@@ -227,7 +247,7 @@ pub(super) fn reconcile(
             let sf = &mut conn.subflows[i];
             sf.backup = want;
             sf.flag_retry_at = None;
-            out.push_back(Command::SetBackup { token, local: sf.local, remote, backup: want });
+            out.push_back(Command::SetBackup { token, local: sf.local, remote: sf.remote, backup: want });
         }
     }
     if active != conn.active {
@@ -289,7 +309,7 @@ fn within_limit<'a>(
             let sf = conn.subflows.remove(i);
             out.push_back(Command::Remove { token, loc_id: sf.loc_id });
             if established(&sf) {
-                out.push_back(Command::SubflowDestroy { token, local: sf.local, remote: conn.remote });
+                out.push_back(Command::SubflowDestroy { token, local: sf.local, remote: sf.remote });
             }
         }
     }

@@ -88,8 +88,8 @@ impl Sim {
     /// completed it.
     fn joined_and_confirmed(&mut self, create: &Command, port: u16) -> (SocketAddr, Vec<Command>) {
         let (sock, mut cmds) = self.joined(create, port);
-        let (_, ends) = self.core.subflow_ends(TOKEN).unwrap();
-        let samples: Vec<SubflowSample> = ends.into_iter().map(|(local, _)| sample(local, 20)).collect();
+        let ends = self.core.subflow_ends(TOKEN).unwrap();
+        let samples: Vec<SubflowSample> = ends.into_iter().map(|(local, _, _)| sample(local, 20)).collect();
         cmds.extend(self.sample(&samples));
         (sock, cmds)
     }
@@ -319,7 +319,7 @@ fn connections_it_cannot_serve_are_never_touched() {
     let cases = [
         ("192.168.7.2:40000", "10.0.0.2:443", "unknown-address"),
         ("[fd00:7::2]:40000", SERVER6, "unknown-address"),
-        ("[::ffff:10.1.0.2]:40000", "[::ffff:10.0.0.2]:443", "mapped"),
+        ("[::ffff:10.1.0.2]:40000", "[fd00::2]:443", "mapped"),
         ("[fd00:1::2]:40000", "[fe80::1]:443", "link-scoped"),
         ("10.1.0.2:40000", "127.0.0.1:443", "link-scoped"),
     ];
@@ -1118,4 +1118,79 @@ fn the_kernels_subflow_limit_caps_the_joins_and_says_which_paths_wait() {
     let (cell_sf, _) = sim.joined(&cmds[0], 50000);
     let cmds = sim.input(Input::Limits { subflows: 1 });
     assert!(cmds.contains(&Command::SubflowDestroy { token: TOKEN, local: cell_sf, remote: server() }), "{cmds:?}");
+}
+
+/// A path that reaches the peer only through an address the peer announced
+/// (ADD_ADDR): a v4-only wifi and a v6-only cell, to a dual-stack server.
+fn split_families() -> Sim {
+    let mut sim = Sim { core: Core::new(PolicyConfig::default()), now: Instant::now() };
+    sim.input(Input::PathUp(LocalPath { addrs: vec!["10.1.0.2".parse().unwrap()], ..wifi() }));
+    sim.input(Input::PathUp(LocalPath { addrs: vec!["fd00:2::2".parse().unwrap()], ..cell() }));
+    sim
+}
+
+/// An IPv6 socket talking IPv4 (mapped addresses) joins cell over IPv6, to
+/// the address the server announced; handover moves there when wifi goes.
+#[test]
+fn an_ipv4_connection_of_an_ipv6_socket_joins_an_ipv6_only_path_to_the_announced_address() {
+    let mut sim = split_families();
+    let (local, remote) = (addr("[::ffff:10.1.0.2]:40000"), addr("[::ffff:10.0.0.2]:443"));
+    let cmds =
+        sim.input(Input::Established { token: TOKEN, service: ServiceType::Handover, local, remote, ready: true });
+    assert!(cmds.is_empty(), "cell has no IPv4 and nothing is announced yet: {cmds:?}");
+    assert!(sim.core.manages(TOKEN));
+    let cmds = sim.input(Input::Announced { token: TOKEN, rem_id: 1, addr: addr("[fd00::2]:0") });
+    let [Command::SubflowCreate { local: join, remote: to, .. }] = &cmds[..] else { panic!("{cmds:?}") };
+    assert_eq!((join.addr, *to), ("fd00:2::2".parse().unwrap(), addr("[fd00::2]:443")), "the connection's port");
+    let (cell_sf, _) = sim.joined(&cmds[0].clone(), 50000);
+    // Wifi goes: the mapped initial subflow is withdrawn as the kernel
+    // knows it, and cell carries the connection.
+    let mut cmds = sim.input(Input::PathDown { name: "wifi".into() });
+    assert!(cmds.contains(&Command::SubflowDestroy { token: TOKEN, local, remote }), "{cmds:?}");
+    // Un-backup a moment after the withdrawal (see reconcile, step 3).
+    cmds.extend(sim.advance(Duration::from_secs(1)));
+    assert!(
+        cmds.contains(&Command::SetBackup {
+            token: TOKEN,
+            local: cell_sf,
+            remote: addr("[fd00::2]:443"),
+            backup: false
+        }),
+        "{cmds:?}"
+    );
+    assert_eq!(sim.core.active_path(TOKEN), Some("cell"));
+}
+
+/// The reverse: an IPv6 connection over cell joins the IPv4-only wifi to
+/// the server's announced IPv4 address, which then carries it.
+#[test]
+fn an_ipv6_connection_joins_an_ipv4_only_path_to_the_announced_address() {
+    let mut sim = split_families();
+    let (local, remote) = (addr("[fd00:2::2]:40000"), addr("[fd00::2]:443"));
+    sim.input(Input::Established { token: TOKEN, service: ServiceType::Handover, local, remote, ready: true });
+    let cmds = sim.input(Input::Announced { token: TOKEN, rem_id: 2, addr: addr("10.0.0.2:443") });
+    let [create @ Command::SubflowCreate { local: join, remote: to, .. }] = &cmds[..] else { panic!("{cmds:?}") };
+    assert_eq!((join.addr, *to), ("10.1.0.2".parse().unwrap(), addr("10.0.0.2:443")));
+    assert_eq!(join.flags & flags::BACKUP, flags::BACKUP, "joins as backup until confirmed");
+    sim.joined_and_confirmed(&create.clone(), 41000);
+    assert_eq!(sim.core.active_path(TOKEN), Some("wifi"), "the better path, reached over IPv4");
+}
+
+/// An IPv4 socket cannot take an IPv6 subflow: the announcement changes
+/// nothing. Nor do announcements of addresses no path should use.
+#[test]
+fn announcements_an_ipv4_socket_cannot_use_or_that_are_useless_change_nothing() {
+    let mut sim = split_families();
+    sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    for (id, announced) in [(1, "[fd00::2]:0"), (2, "[fe80::1]:443"), (3, "0.0.0.0:443"), (4, "10.0.0.2:443")] {
+        let cmds = sim.input(Input::Announced { token: TOKEN, rem_id: id, addr: addr(announced) });
+        assert!(cmds.is_empty(), "{announced}: {cmds:?}");
+    }
+    let mut dual = split_families();
+    let (local, remote) = (addr("[::ffff:10.1.0.2]:40000"), addr("[::ffff:10.0.0.2]:443"));
+    dual.input(Input::Established { token: TOKEN, service: ServiceType::Aggregate, local, remote, ready: true });
+    for (id, announced) in [(2, "[fe80::1]:443"), (3, "[::]:443"), (4, "[ff02::1]:443")] {
+        let cmds = dual.input(Input::Announced { token: TOKEN, rem_id: id, addr: addr(announced) });
+        assert!(cmds.is_empty(), "{announced}: {cmds:?}");
+    }
 }
