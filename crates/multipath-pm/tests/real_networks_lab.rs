@@ -314,6 +314,26 @@ fn handover_moves_an_ipv4_connection_to_an_ipv6_only_path_through_the_announced_
     d.assert_carried("cell", 0.95, 2000, 3500);
     d.assert_carried("wifi", 0.95, 5000, 6000);
     assert!(d.stall_after(0) < Duration::from_secs(1), "stall {:?}", d.stall_after(0));
+    assert_lists_both_families(&d, &lab);
+}
+
+/// The library's subflow list of a mixed connection: each subflow with its
+/// family and interface, to the server's address of that family.
+fn assert_lists_both_families(d: &Download, lab: &Lab) {
+    // Interfaces are named from the calling thread's namespace: the
+    // client's, as for a program running there.
+    let subflows = lab.client().run(|| d.conn.subflows()).unwrap();
+    let subflows: Vec<_> = subflows.into_iter().filter(|s| s.is_open()).collect();
+    for s in &subflows {
+        eprintln!("subflow {} -> {} on {:?}, IPv4 {}", s.local, s.remote, s.interface, s.is_ipv4());
+    }
+    let on = |name: &str, v4: bool, server: IpAddr| {
+        subflows.iter().any(|s| {
+            s.interface.as_deref() == Some(name) && s.is_ipv4() == v4 && s.remote.ip().to_canonical() == server
+        })
+    };
+    assert!(on("wifi", true, lab.server_addr().into()), "{subflows:?}");
+    assert!(on("cell", false, lab.server_addr6().into()), "{subflows:?}");
 }
 
 /// The reverse: an IPv6 connection, over cell (the only IPv6 path), joins
@@ -329,4 +349,5 @@ fn an_ipv6_connection_moves_to_an_ipv4_only_path_through_the_announced_address()
     let view = d.view();
     let server4 = SocketAddr::new(lab.server_addr().into(), view.remote.port());
     assert!(view.subflows.iter().any(|s| s.path == "wifi" && s.local.is_ipv4()), "{view:?} (to {server4})");
+    assert_lists_both_families(&d, &lab);
 }

@@ -351,9 +351,10 @@ impl TcpInfo {
 pub struct SubflowInfo {
     /// The kernel's id of this subflow within its connection (1 = initial).
     pub id: u32,
-    /// Local address and port.
+    /// Local address and port, as the kernel reports it: the IPv4 subflows
+    /// of an IPv6 socket as IPv4-mapped IPv6 (see [`SubflowInfo::is_ipv4`]).
     pub local: SocketAddr,
-    /// Remote address and port.
+    /// Remote address and port, as the kernel reports it.
     pub remote: SocketAddr,
     /// Name of the local interface holding `local`'s address, when known
     /// (the namespace's interfaces are read at most once a second).
@@ -363,6 +364,12 @@ pub struct SubflowInfo {
 }
 
 impl SubflowInfo {
+    /// Whether the subflow runs over IPv4 (IPv4-mapped addresses included):
+    /// one connection of an IPv6 socket may have subflows of both families.
+    pub fn is_ipv4(&self) -> bool {
+        canonical_ip(&self.local).is_ipv4()
+    }
+
     /// Whether the subflow is set up or being set up (not closing).
     pub fn is_open(&self) -> bool {
         self.tcp.state.is_open()
