@@ -52,6 +52,7 @@ fn row(l: &Listed) -> [String; 8] {
             }
             format!("{}({})", s.path, notes.join(","))
         })
+        .chain(l.held_back.iter().map(|p| format!("{p}(held back by the subflow limit)")))
         .collect();
     [
         l.program.as_ref().map_or_else(unknown, |p| p.display().to_string()),

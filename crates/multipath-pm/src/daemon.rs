@@ -549,6 +549,7 @@ impl Server {
                             established: s.established,
                         })
                         .collect(),
+                    held_back: c.view.held_back,
                 }
             })
             .filter(|l| asker == 0 || l.uid == Some(asker))

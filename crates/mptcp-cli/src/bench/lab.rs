@@ -15,7 +15,8 @@ use multipath_pm::Manager;
 pub enum Contender {
     /// Plain TCP bound to one path's address.
     Alone(&'static str),
-    /// The kernel's path manager, with cell as a subflow endpoint.
+    /// The kernel's path manager, with cell (every path but the first) as a
+    /// subflow endpoint.
     Kernel {
         /// Cell as backup endpoint (handover) or active (the others).
         cell_backup: bool,
@@ -72,7 +73,18 @@ pub fn prepare(
     service: ServiceType,
     family: Family,
 ) -> Result<(Lab, Parameters, Option<Arc<Manager>>)> {
-    let lab = Lab::up(&LabConfig::wifi_cell()).context("building the lab")?;
+    prepare_in(&LabConfig::wifi_cell(), contender, service, family)
+}
+
+/// [`prepare`] in a lab of `config`'s paths; the kernel's contender has
+/// an endpoint on every path but the first.
+pub fn prepare_in(
+    config: &LabConfig,
+    contender: Contender,
+    service: ServiceType,
+    family: Family,
+) -> Result<(Lab, Parameters, Option<Arc<Manager>>)> {
+    let lab = Lab::up(config).context("building the lab")?;
     let mut params = Parameters::tcp().multipath_service_type(service).nodelay(true);
     let manager = match contender {
         Contender::Alone(path) => {
@@ -81,7 +93,9 @@ pub fn prepare(
             None
         }
         Contender::Kernel { cell_backup } => {
-            lab.add_kernel_endpoint("cell", cell_backup)?;
+            for path in &config.paths[1..] {
+                lab.add_kernel_endpoint(&path.name, cell_backup)?;
+            }
             None
         }
         Contender::Multipath => {

@@ -150,6 +150,9 @@ pub enum BenchCommand {
         /// The connection's family (the lab is dual stack).
         #[arg(long, value_enum, default_value = "v4")]
         family: crate::bench::lab::Family,
+        /// Two paths (wifi fails) or three (eth, then wifi, fail; eth returns).
+        #[arg(long, value_enum, default_value = "two")]
+        paths: crate::bench::handover::Topology,
         /// Runs per path manager.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
@@ -182,8 +185,8 @@ pub fn run(command: BenchCommand) -> Result<()> {
         }
         BenchCommand::Aggregate { seconds, json } => crate::bench::aggregate::run(seconds, json),
         BenchCommand::Interactive { exchanges, json } => crate::bench::interactive::run(exchanges.max(1), json),
-        BenchCommand::Handover { failure, flow, family, rounds, json } => {
-            crate::bench::handover::run(failure, flow, family, rounds, json)
+        BenchCommand::Handover { failure, flow, family, paths, rounds, json } => {
+            crate::bench::handover::run(failure, flow, family, paths, rounds, json)
         }
         BenchCommand::Throughput { seconds, rounds, loopback_only, json } => {
             throughput::run(seconds, rounds, loopback_only, json)

@@ -1,7 +1,8 @@
 //! `mptcp ls`: the daemon's managed connections, one message each.
 //!
 //! `conn token=N service=S source=SRC [uid=U] [pid=P] remote=ADDR [active=PATH]
-//! [subflow=PATH/LOCAL/active|backup/established|joining]... [program=EXE]`,
+//! [subflow=PATH/LOCAL/active|backup/established|joining]... [held=PATH]...
+//! [program=EXE]`,
 //! then `end`. `program` comes last and takes the rest of the message (a
 //! path may hold spaces). Keys this version does not know are skipped: a
 //! newer daemon may say more.
@@ -40,6 +41,8 @@ pub struct Listed {
     pub active: Option<String>,
     /// Its subflows.
     pub subflows: Vec<ListedSubflow>,
+    /// Usable paths the kernel's subflow limit leaves without a subflow.
+    pub held_back: Vec<String>,
 }
 
 /// One subflow of a [`Listed`] connection.
@@ -74,6 +77,9 @@ impl Listed {
                 (if s.backup { "backup" } else { "active" }, if s.established { "established" } else { "joining" });
             out += &format!(" subflow={}/{}/{role}/{state}", s.path, s.local);
         }
+        for path in &self.held_back {
+            out += &format!(" held={path}");
+        }
         if let Some(program) = &self.program {
             out += &format!(" program={}", program.display());
         }
@@ -100,6 +106,7 @@ impl Listed {
             remote: SocketAddr::from(([0, 0, 0, 0], 0)),
             active: None,
             subflows: Vec::new(),
+            held_back: Vec::new(),
         };
         for field in fields.split_whitespace() {
             let (key, value) = field.split_once('=').ok_or_else(malformed)?;
@@ -112,6 +119,7 @@ impl Listed {
                 "remote" => remote = Some(value.parse().map_err(|_| malformed())?),
                 "active" => listed.active = Some(value.to_owned()),
                 "subflow" => listed.subflows.push(subflow(value).ok_or_else(malformed)?),
+                "held" if !value.is_empty() => listed.held_back.push(value.to_owned()),
                 _ => {}
             }
         }
@@ -170,6 +178,7 @@ mod tests {
                     established: false,
                 },
             ],
+            held_back: vec!["eth".into()],
         }
     }
 
@@ -179,7 +188,15 @@ mod tests {
         let text = l.encode();
         assert!(text.ends_with(" program=/opt/my apps/curl"), "{text}");
         assert_eq!(Listed::decode(text.strip_prefix("conn ").unwrap()), Ok(l));
-        let bare = Listed { uid: None, pid: None, program: None, active: None, subflows: vec![], ..sample() };
+        let bare = Listed {
+            uid: None,
+            pid: None,
+            program: None,
+            active: None,
+            subflows: vec![],
+            held_back: vec![],
+            ..sample()
+        };
         assert_eq!(Listed::decode(bare.encode().strip_prefix("conn ").unwrap()), Ok(bare));
     }
 
