@@ -420,6 +420,18 @@ impl Registration {
         if token == 0 {
             return Err(unfit(&"no token yet"));
         }
+        // As the kernel's events show them: an IPv6 socket's IPv4 ends
+        // mapped (the library's subflow list shows them plain). The core
+        // tells from this that joins of both families may be added.
+        let (local, remote) = if sock.domain().is_ok_and(|d| d == socket2::Domain::IPV6) {
+            let mapped = |a: SocketAddr| match a {
+                SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+                v6 => v6,
+            };
+            (mapped(local), mapped(remote))
+        } else {
+            (local, remote)
+        };
         Ok(Registration { token, local, remote })
     }
 }

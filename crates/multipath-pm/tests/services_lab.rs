@@ -104,7 +104,7 @@ fn handover_through(name: &str, via: Via, family: Family, size: usize, fail: fn(
     let (manager, mut conn, token) = (managed.manager, managed.conn, managed.token);
     let (wifi_ip, cell_ip) =
         (lab.path("wifi").unwrap().client_addr_for(server_ip), lab.path("cell").unwrap().client_addr_for(server_ip));
-    assert_eq!(conn.get_ref().local_addr().unwrap().ip(), wifi_ip, "the connection starts on wifi, in its family");
+    assert_eq!(conn.local_addr().unwrap().ip(), wifi_ip, "the connection starts on wifi, in its family");
 
     let mut buf = vec![0u8; 64 * 1024];
     let (mut got, mut phase) = (0usize, 0);

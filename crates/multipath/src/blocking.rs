@@ -32,10 +32,10 @@ impl Connection {
         };
         let mut attempts = Vec::new();
         for addr in ordered(&endpoint, resolved, params)? {
-            let connected = socket::for_attempt(addr, params)?.and_then(|(sock, meta)| {
+            let connected = socket::for_attempt(addr, params)?.and_then(|(sock, meta, to)| {
                 match params.get_connect_timeout() {
-                    Some(t) => sock.connect_timeout(&addr.into(), t)?,
-                    None => sock.connect(&addr.into())?,
+                    Some(t) => sock.connect_timeout(&to.into(), t)?,
+                    None => sock.connect(&to.into())?,
                 }
                 Ok(Connection { stream: sock.into(), meta })
             });
@@ -51,9 +51,20 @@ impl Connection {
         Err(Error::Connect { endpoint: endpoint.to_string(), attempts })
     }
 
-    /// The underlying std stream.
+    /// The underlying std stream. An MPTCP connection to an IPv4 address
+    /// is an IPv6 socket's: its own addresses are IPv4-mapped.
     pub fn get_ref(&self) -> &TcpStream {
         &self.stream
+    }
+
+    /// The local address of the initial subflow (IPv4 as IPv4).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr().map(crate::connection::canonical)
+    }
+
+    /// The peer's address (IPv4 as IPv4).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr().map(crate::connection::canonical)
     }
 
     /// A second handle to the same connection (`dup`), e.g. to read and

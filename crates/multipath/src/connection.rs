@@ -99,14 +99,16 @@ impl Connection {
         Ok(conn)
     }
 
-    /// The local address of the initial subflow.
+    /// The local address of the initial subflow (IPv4 as IPv4, though an
+    /// MPTCP connection to an IPv4 address is an IPv6 socket's, whose own
+    /// `local_addr` shows it IPv4-mapped).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.local_addr()
+        self.stream.local_addr().map(canonical)
     }
 
-    /// The peer's address.
+    /// The peer's address (IPv4 as IPv4, as for [`Connection::local_addr`]).
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
+        self.stream.peer_addr().map(canonical)
     }
 
     /// The underlying tokio stream, for options this crate does not wrap.
@@ -213,12 +215,12 @@ async fn race(
             }
             Step::NextAttempt => {
                 let addr = waiting.next().expect("an address is waiting");
-                let ready = socket::for_attempt(addr, params)?.and_then(|(sock, meta)| {
+                let ready = socket::for_attempt(addr, params)?.and_then(|(sock, meta, to)| {
                     sock.set_nonblocking(true)?;
-                    Ok((TcpSocket::from_std_stream(std::net::TcpStream::from(sock)), meta))
+                    Ok((TcpSocket::from_std_stream(std::net::TcpStream::from(sock)), meta, to))
                 });
                 match ready {
-                    Ok((sock, meta)) => running.push((addr, meta, Box::pin(sock.connect(addr)))),
+                    Ok((sock, meta, to)) => running.push((addr, meta, Box::pin(sock.connect(to)))),
                     Err(e) => failures.push((addr, e)),
                 }
                 delay.as_mut().reset(tokio::time::Instant::now() + ATTEMPT_DELAY);
@@ -390,6 +392,11 @@ impl Listener {
         }
         status
     }
+}
+
+/// `addr` with an IPv4-mapped IPv6 address as IPv4.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 /// Creates, binds and listens; shared with the blocking listener.

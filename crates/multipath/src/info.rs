@@ -351,10 +351,10 @@ impl TcpInfo {
 pub struct SubflowInfo {
     /// The kernel's id of this subflow within its connection (1 = initial).
     pub id: u32,
-    /// Local address and port, as the kernel reports it: the IPv4 subflows
-    /// of an IPv6 socket as IPv4-mapped IPv6 (see [`SubflowInfo::is_ipv4`]).
+    /// Local address and port; IPv4 as IPv4, also for an IPv6 socket's
+    /// IPv4 subflows (which the kernel may report IPv4-mapped).
     pub local: SocketAddr,
-    /// Remote address and port, as the kernel reports it.
+    /// Remote address and port, IPv4 as IPv4.
     pub remote: SocketAddr,
     /// Name of the local interface holding `local`'s address, when known
     /// (the namespace's interfaces are read at most once a second).
@@ -364,8 +364,8 @@ pub struct SubflowInfo {
 }
 
 impl SubflowInfo {
-    /// Whether the subflow runs over IPv4 (IPv4-mapped addresses included):
-    /// one connection of an IPv6 socket may have subflows of both families.
+    /// Whether the subflow runs over IPv4: one connection of an IPv6 socket
+    /// may have subflows of both families.
     pub fn is_ipv4(&self) -> bool {
         canonical_ip(&self.local).is_ipv4()
     }
@@ -449,8 +449,11 @@ fn element(array: &[u8], index: usize, size: usize) -> &[u8] {
 fn decode_subflow_addrs(buf: &[u8]) -> Result<(u32, SocketAddr, SocketAddr), DecodeError> {
     let f = require("struct mptcp_subflow_info", buf, SUBFLOW_INFO_SIZE)?;
     let bad = DecodeError { what: "subflow address family", got: 0, need: 0 };
-    let local = decode_sockaddr(&buf[8..136]).ok_or(bad.clone())?;
-    let remote = decode_sockaddr(&buf[136..264]).ok_or(bad)?;
+    // IPv4 as IPv4: the kernel reports an IPv6 socket's IPv4 subflows
+    // mapped, some of them.
+    let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let local = canonical(decode_sockaddr(&buf[8..136]).ok_or(bad.clone())?);
+    let remote = canonical(decode_sockaddr(&buf[136..264]).ok_or(bad)?);
     Ok((f.u32(0).unwrap_or_default(), local, remote))
 }
 

@@ -121,22 +121,56 @@ fn configure(socket: &Socket, params: &Parameters) -> Result<()> {
 }
 
 /// The socket for one connection attempt to `addr`: opened, configured and
-/// bound. The outer error stops every attempt (strict mode on a host
-/// without MPTCP); the inner one only this address (its family disabled,
-/// its local port taken by a concurrent attempt, ...).
-pub(crate) fn for_attempt(addr: SocketAddr, params: &Parameters) -> Result<io::Result<(Socket, SocketMeta)>> {
-    let opened = open(Domain::for_address(addr), params).and_then(|(sock, mut meta)| {
+/// bound, and the address to connect it to. The outer error stops every
+/// attempt (strict mode on a host without MPTCP); the inner one only this
+/// address (its family disabled, its local port taken by a concurrent
+/// attempt, ...).
+pub(crate) fn for_attempt(
+    addr: SocketAddr,
+    params: &Parameters,
+) -> Result<io::Result<(Socket, SocketMeta, SocketAddr)>> {
+    let opened = open_for(addr, params).and_then(|(sock, mut meta, to)| {
         if let Some(local) = params.get_local_address() {
+            let local = if to.is_ipv6() { SocketAddr::new(mapped(local.ip()), local.port()) } else { local };
             sock.bind(&local.into()).map_err(|e| Error::socket(format!("bind {local}"), e))?;
         }
         meta.peer = Some(addr);
-        Ok((sock, meta))
+        Ok((sock, meta, to))
     });
     match opened {
         Ok(ready) => Ok(Ok(ready)),
         Err(Error::Socket { what, source }) => Ok(Err(io::Error::new(source.kind(), format!("{what}: {source}")))),
         Err(fatal) => Err(fatal),
     }
+}
+
+/// An IPv4 address as an IPv4-mapped IPv6 one (an IPv6 address as it is).
+fn mapped(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().into(),
+        v6 => v6,
+    }
+}
+
+/// The socket for a connection to `addr`, and the address to connect it
+/// to. An MPTCP connection to an IPv4 address goes through an IPv6 socket
+/// (not IPv6-only), to the address mapped: the kernel lets only such a
+/// socket add subflows of the other family, so that an IPv6-only path (a
+/// cellular network) can join the IPv6 address the server announces. Where
+/// the host makes no IPv6 sockets, and for TCP, an IPv4 socket.
+fn open_for(addr: SocketAddr, params: &Parameters) -> Result<(Socket, SocketMeta, SocketAddr)> {
+    if addr.is_ipv4() && params.get_multipath_service_type().is_multipath() {
+        match open(Domain::IPV6, params) {
+            Ok((sock, meta)) if meta.opened == Opened::Mptcp && sock.set_only_v6(false).is_ok() => {
+                return Ok((sock, meta, SocketAddr::new(mapped(addr.ip()), addr.port())));
+            }
+            // No IPv6 here (EAFNOSUPPORT), or MPTCP refused: IPv4 below.
+            Ok(_) | Err(Error::Socket { .. }) => {}
+            Err(fatal) => return Err(fatal),
+        }
+    }
+    let (sock, meta) = open(Domain::for_address(addr), params)?;
+    Ok((sock, meta, addr))
 }
 
 /// BBR on MPTCP subflows misjudges their bandwidth whenever the MPTCP
@@ -341,9 +375,9 @@ fn tcp_flow(fd: BorrowedFd<'_>, meta: &SocketMeta) -> Result<SubflowInfo> {
     };
     Ok(SubflowInfo {
         id: 1,
-        local: addr(sock.local_addr())?,
+        local: crate::connection::canonical(addr(sock.local_addr())?),
         remote: match (addr(sock.peer_addr()), meta.peer) {
-            (Ok(a), _) => a,
+            (Ok(a), _) => crate::connection::canonical(a),
             // getpeername fails once the connection is closed.
             (Err(_), Some(peer)) => peer,
             (Err(e), None) => return Err(e),

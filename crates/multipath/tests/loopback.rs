@@ -331,3 +331,29 @@ async fn registering_with_a_stuck_daemon_never_blocks_the_runtime() {
     assert!(!conn.multipath_status().enforced, "{}", conn.multipath_status());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An MPTCP connection to an IPv4 address is an IPv6 socket's (the kernel
+/// lets only those add subflows of the other family: an IPv6-only path can
+/// then join the server's announced IPv6 address), shown as IPv4 all the
+/// same; `none` stays an IPv4 TCP socket.
+#[test]
+fn multipath_connections_to_ipv4_are_ipv6_sockets_shown_as_ipv4() {
+    let listener = blocking::Listener::bind(any_port(), &params(ServiceType::Handover)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || listener.accept().map(|(_, peer)| peer));
+    let conn = blocking::Connection::connect(addr, &params(ServiceType::Handover)).unwrap();
+    let domain = |fd: std::os::fd::BorrowedFd<'_>| socket2::SockRef::from(&fd).domain().unwrap();
+    assert_eq!(domain(conn.as_fd()), socket2::Domain::IPV6);
+    assert_eq!(conn.peer_addr().unwrap(), addr);
+    let local = conn.local_addr().unwrap();
+    assert!(local.is_ipv4(), "{local}");
+    assert_eq!(server.join().unwrap().unwrap(), local, "the server sees the same IPv4 address");
+    let subflows = conn.subflows().unwrap();
+    assert!(subflows[0].is_ipv4() && subflows[0].interface.as_deref() == Some("lo"), "{subflows:?}");
+
+    let listener = blocking::Listener::bind(any_port(), &params(ServiceType::None)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = std::thread::spawn(move || listener.accept().map(|_| ()));
+    let tcp = blocking::Connection::connect(addr, &params(ServiceType::None)).unwrap();
+    assert_eq!(domain(tcp.as_fd()), socket2::Domain::IPV4);
+}

@@ -167,7 +167,7 @@ impl Sender {
                 if !conn.multipath_status().is_multipath() {
                     bail!("benchmark connection is not multipath: {}", conn.multipath_status());
                 }
-                let local = conn.get_ref().local_addr()?;
+                let local = conn.local_addr()?;
                 send_blocking(conn, duration).map(|_| local)
             }
         }?;
