@@ -113,7 +113,10 @@ pub(super) fn canonical(addr: SocketAddr) -> SocketAddr {
 
 /// A connection found open, if every subflow is on a known path and the
 /// connection is one the core can serve: all its subflows as established,
-/// ids after the highest in use.
+/// ids after the highest in use. An IPv6 socket's IPv4 subflows come
+/// mapped (the initial one) or plain (joins); a subflow of the other family
+/// went to an address the peer announced, which is not known here: it is
+/// left as it is, untracked.
 pub(super) fn adopt(
     paths: &[LocalPath],
     service: ServiceType,
@@ -122,13 +125,19 @@ pub(super) fn adopt(
 ) -> Option<Conn> {
     let mut subflows = Vec::with_capacity(found.len());
     for &(local, loc_id, backup) in found {
-        let path = servable(paths, local.ip(), remote.ip()).ok()?;
+        let (plain_local, plain_remote) = (local.ip().to_canonical(), remote.ip().to_canonical());
+        if plain_local.is_ipv4() != plain_remote.is_ipv4() {
+            continue;
+        }
+        let path = servable(paths, plain_local, plain_remote).ok()?;
+        // The peer's address as the kernel shows it beside this local one.
+        let sf_remote = if plain_local == local.ip() { canonical(remote) } else { remote };
         subflows.push(Subflow {
             path: path.name.clone(),
             ifindex: path.ifindex,
             loc_id,
             local,
-            remote,
+            remote: sf_remote,
             backup,
             state: SubflowState::Established,
             flag_retry_at: None,
@@ -137,7 +146,8 @@ pub(super) fn adopt(
             confirmed: true,
         });
     }
-    let next_id = subflows.iter().map(|s| s.loc_id).max()?.checked_add(1)?;
+    subflows.first()?;
+    let next_id = found.iter().map(|s| s.1).max()?.checked_add(1)?;
     Some(Conn {
         service,
         remote: canonical(remote),

@@ -1194,3 +1194,24 @@ fn announcements_an_ipv4_socket_cannot_use_or_that_are_useless_change_nothing() 
         assert!(cmds.is_empty(), "{announced}: {cmds:?}");
     }
 }
+
+/// A connection of an IPv6 socket found open by a restarted daemon: its
+/// mapped initial subflow and plain IPv4 join are adopted; its IPv6 join
+/// (to an announced address no longer known) is left as it is.
+#[test]
+fn an_ipv6_sockets_mixed_connection_is_adopted_with_its_ipv4_subflows() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let found = vec![
+        (addr("[::ffff:10.1.0.2]:40000"), 0, false),
+        (addr("10.2.0.2:50000"), 1, true),
+        (addr("[fd00:2::2]:50001"), 2, true),
+    ];
+    let remote = addr("[::ffff:10.0.0.2]:443");
+    sim.input(Input::Adopt { token: TOKEN, service: ServiceType::Handover, remote, subflows: found });
+    let view = sim.core.view(TOKEN).expect("adopted");
+    assert_eq!(view.remote, server());
+    assert_eq!(view.subflows.len(), 2, "{view:?}");
+    let ends = sim.core.subflow_ends(TOKEN).unwrap();
+    assert!(ends.contains(&(addr("[::ffff:10.1.0.2]:40000"), remote, 2)), "{ends:?}");
+    assert!(ends.contains(&(addr("10.2.0.2:50000"), server(), 3)), "{ends:?}");
+}
