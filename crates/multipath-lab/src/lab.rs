@@ -202,7 +202,7 @@ impl Lab {
 
     /// Router, server and their link; sysctls of all three namespaces.
     fn build_core(&self) -> Result<()> {
-        let (c, r, s) = (self.client.name(), self.router.name(), self.server.name());
+        let (r, s) = (self.router.name(), self.server.name());
         // Changed from the default, in the lab's own namespaces only: no
         // duplicate address detection on its fresh veths (every address is
         // unique by construction). With it, link-local addresses stay
@@ -240,7 +240,6 @@ impl Lab {
         // MPTCP limits stay the kernel's (`subflows 2 add_addr_accepted
         // 0` in a new namespace): a lab that raised them hid a server
         // refusing a client's third path. A test that needs more says so.
-        let _ = (c, s);
         Ok(())
     }
 
@@ -571,16 +570,14 @@ impl Lab {
     pub fn wait_until_answers(&self, path: &str) -> Result<()> {
         let p = self.path(path)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        {
-            for from in p.client_addrs() {
-                let to = if from.is_ipv4() { IpAddr::from(SERVER_ADDR) } else { SERVER_ADDR6.into() };
-                // Long enough for the path's own round trip.
-                let (up, down) = p.shape();
-                let wait = (up.delay + down.delay) * 2 + Duration::from_millis(100);
-                while self.client.run(|| ping_once(from, to, wait))?.is_none() {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(LabError::Config(format!("path {}: {from} never reached {to}", p.name)));
-                    }
+        for from in p.client_addrs() {
+            let to = if from.is_ipv4() { IpAddr::from(SERVER_ADDR) } else { SERVER_ADDR6.into() };
+            // Long enough for the path's own round trip.
+            let (up, down) = p.shape();
+            let wait = (up.delay + down.delay) * 2 + Duration::from_millis(100);
+            while self.client.run(|| ping_once(from, to, wait))?.is_none() {
+                if std::time::Instant::now() >= deadline {
+                    return Err(LabError::Config(format!("path {}: {from} never reached {to}", p.name)));
                 }
             }
         }
@@ -605,12 +602,13 @@ impl Lab {
         for p in &self.paths {
             let (up, down) = p.shape();
             let addrs: Vec<String> = p.client_addrs().iter().map(ToString::to_string).collect();
+            let gateways: Vec<String> = p.gateways().into_iter().map(|(_, gw)| gw).collect();
             out += &format!(
                 "  path {:<6} {:<4} client {:<22} gateway {:<10} metric {}  RTT {} ms  up {}  down {}{}\n",
                 p.name,
                 p.families.to_string(),
                 addrs.join(" "),
-                p.gateway(),
+                gateways.join(" "),
                 p.metric(),
                 (up.delay + down.delay).as_secs_f64() * 1e3,
                 describe_shape(up),
