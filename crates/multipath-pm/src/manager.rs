@@ -523,6 +523,8 @@ fn subflow_sample(msg: &InetDiagMsg<'_>) -> Option<SubflowSample> {
         total_retrans: tcp.total_retrans,
         last_data_recv_ms: tcp.last_data_recv_ms,
         last_ack_recv_ms: tcp.last_ack_recv_ms,
+        bytes_received: tcp.bytes_received.unwrap_or(0),
+        bytes_acked: tcp.bytes_acked.unwrap_or(0),
         established: tcp.state == multipath::TcpState::Established,
         fully_established: msg.subflow_of.is_none_or(|s| s.fully_established),
     })

@@ -556,7 +556,12 @@ fn echo_prefix(conn: &mut blocking::Connection, size: usize) -> (usize, Option<s
         match conn.read(&mut buf) {
             Ok(0) => break Some(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
             Ok(n) => {
-                assert!(buf[..n].iter().enumerate().all(|(i, b)| *b == byte_at(got + i)), "bytes changed in transit");
+                if let Some(i) = (0..n).find(|&i| buf[i] != byte_at(got + i)) {
+                    let seen = &buf[i..n.min(i + 16)];
+                    let at =
+                        (0..size).find(|&k| seen.iter().enumerate().all(|(j, b)| k + j < size && *b == byte_at(k + j)));
+                    panic!("bytes changed in transit at {}: got {seen:02x?}, which is the pattern at {at:?}", got + i);
+                }
                 got += n;
             }
             Err(e) => break Some(e),

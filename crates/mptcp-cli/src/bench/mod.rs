@@ -7,6 +7,7 @@ pub mod handover;
 pub mod http;
 pub mod interactive;
 pub mod lab;
+mod matrix;
 pub mod run;
 pub mod scale;
 mod stats;
@@ -73,6 +74,17 @@ pub enum BenchCommand {
         /// Seconds per transfer.
         #[arg(long, default_value_t = 8.0)]
         seconds: f64,
+        /// Pairs of unlike paths instead (20/10 Mbit/s 20/60 ms, 20/20
+        /// 20/200, 20/3 20/200 with 1% loss, 50/1 10/300, 5/20 80/30), with
+        /// short transfers (100 KB, 1 MB) against the best path alone.
+        #[arg(long)]
+        matrix: bool,
+        /// With --matrix: short transfers per contender and size.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// With --matrix: only this row (1 to 5).
+        #[arg(long)]
+        row: Option<usize>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -183,7 +195,10 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Serve { seconds, connections, threads, json } => {
             crate::bench::http::serve(seconds.max(1), connections.max(1), threads.max(1), json)
         }
-        BenchCommand::Aggregate { seconds, json } => crate::bench::aggregate::run(seconds, json),
+        BenchCommand::Aggregate { seconds, matrix: true, rounds, row, json } => {
+            crate::bench::matrix::run(seconds, rounds.max(1), row, json)
+        }
+        BenchCommand::Aggregate { seconds, json, .. } => crate::bench::aggregate::run(seconds, json),
         BenchCommand::Interactive { exchanges, json } => crate::bench::interactive::run(exchanges.max(1), json),
         BenchCommand::Handover { failure, flow, family, paths, rounds, json } => {
             crate::bench::handover::run(failure, flow, family, paths, rounds, json)

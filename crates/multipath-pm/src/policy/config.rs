@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use multipath::ServiceType;
 
-use super::{Hysteresis, PathPreference};
+use super::{ContributionGuard, Hysteresis, PathPreference};
 
 /// Tunables, with defaults that suit the lab's 20 ms / 60 ms paths.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +36,8 @@ pub struct PolicyConfig {
     pub silence: Duration,
     /// A probe unanswered this long declares the path dead.
     pub probe_timeout: Duration,
+    /// Aggregate: which paths carry data, from measured goodput.
+    pub contribution: ContributionGuard,
     /// Service type for connections nobody registered, seen through the
     /// kernel's events. The daemon uses `aggregate` (all paths active, as the
     /// kernel's path manager would) so other MPTCP programs keep working;
@@ -56,6 +58,7 @@ impl Default for PolicyConfig {
             demote_after: Duration::from_millis(300),
             silence: Duration::from_millis(40),
             probe_timeout: Duration::from_millis(60),
+            contribution: ContributionGuard::default(),
             default_service: None,
         }
     }

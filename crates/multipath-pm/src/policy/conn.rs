@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use multipath::ServiceType;
 
 use super::probe::Prober;
-use super::{select, servable, LocalPath, PolicyConfig, SubflowSample};
+use super::{contribution, select, servable, LocalPath, PolicyConfig, SubflowSample};
 
 /// Where a subflow stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +101,8 @@ pub(super) struct Conn {
     /// Usable paths the kernel's subflow limit leaves without a subflow, as
     /// last said in the log.
     pub(super) held_back: Vec<String>,
+    /// Aggregate: which paths add to the connection's goodput.
+    pub(super) guard: contribution::Guard,
 }
 
 /// Addresses a peer may announce that a connection keeps.
@@ -165,6 +167,7 @@ pub(super) fn adopt(
         waits_for_join: false,
         awaits: false,
         held_back: Vec::new(),
+        guard: Default::default(),
     })
 }
 

@@ -28,6 +28,10 @@ pub struct SubflowSample {
     /// Since an acknowledgement last arrived on the subflow, ms: a sender
     /// hears its path through these.
     pub last_ack_recv_ms: u32,
+    /// Bytes received on the subflow over its life.
+    pub bytes_received: u64,
+    /// Bytes the peer acknowledged on the subflow over its life.
+    pub bytes_acked: u64,
     /// The subflow is established (not still joining).
     pub established: bool,
     /// The peer acknowledged the handshake's last ACK (MPTCP's "fully

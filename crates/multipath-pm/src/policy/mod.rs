@@ -16,6 +16,7 @@
 
 mod config;
 mod conn;
+mod contribution;
 mod events;
 mod input;
 mod measure;
@@ -41,6 +42,7 @@ use conn::{
     active_heard_at, adopt, backoff, deadline, long_idle, Conn, PathHealth, Subflow, SubflowState, FLAG_RETRY,
     READY_WITHIN,
 };
+pub use contribution::ContributionGuard;
 pub use events::{input_for_event, EarlyAnnouncements};
 pub use input::{servable, Input, Probe, Refusal, SubflowSample, Unservable};
 use measure::{observe, sync};
@@ -63,6 +65,9 @@ pub struct ConnView {
     pub subflows: Vec<SubflowView>,
     /// Usable paths left without a subflow by the kernel's subflow limit.
     pub held_back: Vec<String>,
+    /// Aggregate: paths kept as backup because they did not add to the
+    /// connection's goodput (the contribution guard).
+    pub backed_off: Vec<String>,
 }
 
 /// One subflow of a [`ConnView`].
@@ -173,6 +178,9 @@ impl Core {
             }
             Input::PathDown { name } => {
                 self.paths.retain(|p| p.name != name);
+                for conn in self.conns.values_mut() {
+                    conn.guard.forget(&name);
+                }
                 Some(None)
             }
             Input::Limits { subflows } => (self.join_limit.replace(subflows) != Some(subflows)).then_some(None),
@@ -296,6 +304,7 @@ impl Core {
             waits_for_join: false,
             awaits: false,
             held_back: Vec::new(),
+            guard: Default::default(),
         };
         self.insert_conn(token, conn);
         true
@@ -473,6 +482,20 @@ impl Core {
             }
         }
         observe(&self.config, conn, &subflows, now);
+        if conn.service == ServiceType::Aggregate {
+            let paths_of: Vec<(SocketAddr, String)> = conn.subflows.iter().map(|s| (s.local, s.path.clone())).collect();
+            let path_of = |local: SocketAddr| paths_of.iter().find(|(l, _)| *l == local).map(|(_, p)| p.clone());
+            for v in conn.guard.observe(&self.config.contribution, &subflows, path_of, now) {
+                let (with, without) = (v.with_bps / 1e6, v.without_bps / 1e6);
+                if v.backed_off {
+                    tracing::info!(token, path = %v.path, with_mbps = with, without_mbps = without,
+                        "aggregate: a path that does not add to the connection's goodput is backup now");
+                } else {
+                    tracing::info!(token, path = %v.path, with_mbps = with, without_mbps = without,
+                        "aggregate: a path adds to the connection's goodput and is active");
+                }
+            }
+        }
         broken_joins(&self.config, token, conn, &subflows, now, &mut self.out);
         if let Some(arrived) = active_heard_at(conn, &subflows, now) {
             self.heard_on_active(token, arrived, now);
@@ -696,6 +719,7 @@ impl Core {
             active: conn.active.clone(),
             subflows,
             held_back: conn.held_back.clone(),
+            backed_off: conn.guard.held_back(),
         })
     }
 

@@ -153,8 +153,18 @@ pub(super) fn reconcile(
             }
         }
     }
+    // Aggregate: a path the contribution guard holds back is backup, as
+    // long as another established path carries data; with none left, the
+    // held paths are released (what they were measured against is gone).
+    if !established.iter().any(|p| !conn.guard.holds_back(p)) {
+        for path in &established {
+            conn.guard.release(path);
+        }
+    }
+    let carriers: Vec<&str> = established.iter().copied().filter(|p| !conn.guard.holds_back(p)).collect();
     let wants_backup = |conn: &Conn, path: &str| match conn.service {
-        ServiceType::Aggregate | ServiceType::None => false,
+        ServiceType::Aggregate => conn.guard.holds_back(path) && carriers.iter().any(|p| *p != path),
+        ServiceType::None => false,
         _ => active.as_deref() != Some(path),
     };
 

@@ -110,10 +110,12 @@ pub fn pace(watch: Option<SilenceWatch>, heard_ms: Option<u32>, now: Instant) ->
 /// between, its connection-level counters suffice while they show it
 /// healthy ([`Sampler::wants_subflows`]). Interactive ranks paths by their
 /// RTTs, and so needs them more often than the types that only watch for
-/// failure.
+/// failure; aggregate's contribution guard weighs each path's bytes in
+/// windows of about a second.
 pub fn full_every(service: multipath::ServiceType) -> Duration {
     match service {
         multipath::ServiceType::Interactive => Duration::from_millis(100),
+        multipath::ServiceType::Aggregate => Duration::from_millis(250),
         _ => Duration::from_secs(1),
     }
 }

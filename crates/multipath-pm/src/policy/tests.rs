@@ -109,6 +109,8 @@ fn sample(local: SocketAddr, rtt_ms: u32) -> SubflowSample {
         total_retrans: 0,
         last_data_recv_ms: 5,
         last_ack_recv_ms: 5,
+        bytes_received: 0,
+        bytes_acked: 0,
         established: true,
         fully_established: true,
     }
@@ -1214,4 +1216,40 @@ fn an_ipv6_sockets_mixed_connection_is_adopted_with_its_ipv4_subflows() {
     let ends = sim.core.subflow_ends(TOKEN).unwrap();
     assert!(ends.contains(&(addr("[::ffff:10.1.0.2]:40000"), remote, 2)), "{ends:?}");
     assert!(ends.contains(&(addr("10.2.0.2:50000"), server(), 3)), "{ends:?}");
+}
+
+/// Aggregate's contribution guard through the core: a cell that costs
+/// goodput is flagged backup; once wifi is gone it carries data again,
+/// never left backup as the last path.
+#[test]
+fn aggregate_flags_a_path_that_costs_goodput_backup_but_never_the_last_one() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    assert!(create_on(&cmds[0], &cell(), false), "{cmds:?}");
+    let (cell_sf, _) = sim.joined_and_confirmed(&cmds[0], 40001);
+    let wifi_sf = addr(WIFI_INITIAL);
+    let mut bytes = [0u64; 2];
+    let mut backed = Vec::new();
+    // 16 + 1 Mbit/s with cell active, 19 without, sampled every 250 ms.
+    for _ in 0..40 {
+        let cell_active = !backed.iter().any(|c| matches!(c, Command::SetBackup { backup: true, .. }));
+        let (w, c) = if cell_active { (16e6, 1e6) } else { (19e6, 0.0) };
+        bytes[0] += (w / 8.0 / 4.0) as u64;
+        bytes[1] += (c / 8.0 / 4.0) as u64;
+        sim.advance(Duration::from_millis(250));
+        let samples = [
+            SubflowSample { bytes_received: bytes[0], ..sample(wifi_sf, 20) },
+            SubflowSample { bytes_received: bytes[1], ..sample(cell_sf, 200) },
+        ];
+        backed.extend(sim.sample(&samples));
+    }
+    assert_eq!(backed, [Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true }]);
+    assert_eq!(sim.core.view(TOKEN).unwrap().backed_off, ["cell"]);
+    // Wifi's link goes: cell is all there is, and carries data.
+    let cmds = sim.input(Input::PathDown { name: "wifi".into() });
+    assert!(
+        cmds.contains(&Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: false }),
+        "{cmds:?}"
+    );
+    assert!(sim.core.view(TOKEN).unwrap().backed_off.is_empty());
 }

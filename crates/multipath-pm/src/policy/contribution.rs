@@ -1,0 +1,530 @@
+//! Aggregate's contribution guard: whether each path besides the best one
+//! adds to a connection's goodput or takes from it.
+//!
+//! A slow or lossy path beside a good one can make an MPTCP connection
+//! slower than the good path alone: data the scheduler put on it arrives
+//! late or is lost, and the receiver holds everything the good path
+//! delivered after it until it comes (head-of-line blocking), so the good
+//! path's window fills and it stalls. The guard measures instead of
+//! modelling:
+//!
+//! - A path carrying less than [`ContributionGuard::share_floor`] of a busy
+//!   connection's bytes for [`SUSPECT_FOR`] is suspect: it can add little,
+//!   and its delays can cost the other paths more.
+//! - A suspect is put on trial: flagged backup (MP_PRIO: the peer's
+//!   scheduler stops sending on it, so this steers downloads too), and the
+//!   connection's goodput measured without it, after its queued data has
+//!   drained. It stays backup unless goodput with it was more than
+//!   [`ContributionGuard::margin`] above goodput without it.
+//! - A backed-off path is tried again after [`ContributionGuard::retry_first`],
+//!   doubling up to [`ContributionGuard::retry_max`] while it keeps failing:
+//!   active for a ramp-up (its window restarts after idling) and a
+//!   measurement, kept active if goodput rose by more than the margin.
+//! - A path that passed a trial is trusted (not suspected again) until its
+//!   retry interval has passed, so that a path near the floor does not flap.
+//!
+//! Nothing is judged while the connection is not busy (an application
+//! sending little has the same goodput either way); a trial the connection
+//! went quiet during is abandoned. A backed-off path stays joined: it is a
+//! backup the kernel uses when the other paths fail, and the path manager
+//! never flags the last active path backup.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::SubflowSample;
+
+/// The guard's tunables.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ContributionGuard {
+    /// Judge paths at all; `false`: every path of an aggregate connection
+    /// stays active, as under the kernel's path manager.
+    pub enabled: bool,
+    /// A path carrying less than this share of a busy connection's bytes is
+    /// suspect.
+    pub share_floor: f64,
+    /// A path stays active only if goodput with it exceeds goodput without
+    /// it by more than this fraction.
+    pub margin: f64,
+    /// A backed-off path's first retry.
+    pub retry_first: Duration,
+    /// Longest wait between retries.
+    pub retry_max: Duration,
+}
+
+impl Default for ContributionGuard {
+    fn default() -> Self {
+        ContributionGuard {
+            enabled: true,
+            share_floor: 0.10,
+            margin: 0.03,
+            retry_first: Duration::from_secs(10),
+            retry_max: Duration::from_secs(80),
+        }
+    }
+}
+
+/// A connection below this goodput is not busy enough to judge, bit/s.
+pub(super) const BUSY_BPS: f64 = 1e6;
+/// How long a path must stay under the share floor to be suspect.
+pub(super) const SUSPECT_FOR: Duration = Duration::from_secs(1);
+/// How much goodput a trial measures, after the settling time.
+pub(super) const MEASURE_FOR: Duration = Duration::from_secs(2);
+/// Goodput with a suspect path is taken over this long before its trial:
+/// a lossy path's stalls come a few times a second, and a second can
+/// miss them.
+pub(super) const WITH_OVER: Duration = Duration::from_secs(3);
+/// Windows shorter than this are merged into the next.
+const MIN_WINDOW: Duration = Duration::from_millis(200);
+/// Windows kept: enough for the longest measurement.
+const KEEP_FOR: Duration = Duration::from_secs(5);
+/// A trial that has not reached a verdict in this long (the connection went
+/// quiet) is abandoned.
+const TRIAL_GIVES_UP: Duration = Duration::from_secs(10);
+
+/// Bytes delivered between two samples of a connection.
+#[derive(Clone, Debug)]
+struct Window {
+    end: Instant,
+    span: Duration,
+    per_path: BTreeMap<String, u64>,
+}
+
+impl Window {
+    fn total(&self) -> u64 {
+        self.per_path.values().sum()
+    }
+}
+
+/// Where a path stands with the guard.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Standing {
+    /// Carrying data; `low_since`: under the share floor since then;
+    /// `trusted_until`: passed a trial, not suspected before then.
+    Active { low_since: Option<Instant>, trusted_until: Option<Instant>, interval: Duration },
+    /// Backup while goodput without it is measured against `with_bps`.
+    TrialWithout { since: Instant, settle: Duration, with_bps: f64, interval: Duration },
+    /// Backup until `until`: it did not help.
+    BackedOff { until: Instant, interval: Duration },
+    /// Active again while goodput with it is measured against `without_bps`.
+    TrialWith { since: Instant, settle: Duration, without_bps: f64, interval: Duration },
+}
+
+impl Standing {
+    fn active(interval: Duration) -> Standing {
+        Standing::Active { low_since: None, trusted_until: None, interval }
+    }
+}
+
+/// A decision the guard took, for the log and the connection's view.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Verdict {
+    pub(super) path: String,
+    /// Now backup (true) or active again.
+    pub(super) backed_off: bool,
+    pub(super) with_bps: f64,
+    pub(super) without_bps: f64,
+}
+
+/// One aggregate connection's guard.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Guard {
+    /// Bytes delivered per subflow (received + acknowledged) at the last
+    /// window's end.
+    last: Option<(Instant, BTreeMap<SocketAddr, u64>)>,
+    windows: VecDeque<Window>,
+    standing: BTreeMap<String, Standing>,
+}
+
+impl Guard {
+    /// Whether `path` should be backup now.
+    pub(super) fn holds_back(&self, path: &str) -> bool {
+        matches!(self.standing.get(path), Some(Standing::TrialWithout { .. } | Standing::BackedOff { .. }))
+    }
+
+    /// The paths held back, for the connection's view.
+    pub(super) fn held_back(&self) -> Vec<String> {
+        self.standing.keys().filter(|p| self.holds_back(p)).cloned().collect()
+    }
+
+    /// The connection has no other path to carry data: `path` is active
+    /// again, tried afresh.
+    pub(super) fn release(&mut self, path: &str) {
+        if let Some(standing) = self.standing.get_mut(path) {
+            if let Standing::TrialWithout { interval, .. } | Standing::BackedOff { interval, .. } = *standing {
+                *standing = Standing::active(interval);
+            }
+        }
+    }
+
+    /// A path went away: its standing goes with it (a new interface under
+    /// the same name is judged afresh).
+    pub(super) fn forget(&mut self, path: &str) {
+        self.standing.remove(path);
+    }
+
+    /// Takes a connection's fresh samples; `path_of` names each subflow's
+    /// path, `rtt_of` a path's smoothed RTT. Returns the decisions taken.
+    pub(super) fn observe(
+        &mut self,
+        g: &ContributionGuard,
+        samples: &[SubflowSample],
+        path_of: impl Fn(SocketAddr) -> Option<String>,
+        now: Instant,
+    ) -> Vec<Verdict> {
+        if !g.enabled {
+            self.standing.clear();
+            return Vec::new();
+        }
+        let delivered: BTreeMap<SocketAddr, u64> =
+            samples.iter().map(|s| (s.local, s.bytes_received.saturating_add(s.bytes_acked))).collect();
+        let Some((since, before)) = &self.last else {
+            self.last = Some((now, delivered));
+            return Vec::new();
+        };
+        let span = now.saturating_duration_since(*since);
+        if span < MIN_WINDOW {
+            return Vec::new();
+        }
+        let mut per_path: BTreeMap<String, u64> = BTreeMap::new();
+        for (local, bytes) in &delivered {
+            // A subflow new since the last window counts from the next one.
+            let (Some(old), Some(path)) = (before.get(local), path_of(*local)) else { continue };
+            *per_path.entry(path).or_default() += bytes.saturating_sub(*old);
+        }
+        for path in per_path.keys() {
+            self.standing.entry(path.clone()).or_insert_with(|| Standing::active(g.retry_first));
+        }
+        self.windows.push_back(Window { end: now, span, per_path });
+        while self.windows.front().is_some_and(|w| now.saturating_duration_since(w.end) > KEEP_FOR) {
+            self.windows.pop_front();
+        }
+        self.last = Some((now, delivered));
+        let rtt: BTreeMap<String, Duration> = samples
+            .iter()
+            .filter_map(|s| Some((path_of(s.local)?, Duration::from_micros(u64::from(s.rtt_us)))))
+            .collect();
+        self.judge(g, &rtt, now)
+    }
+
+    /// Goodput over the windows that began after `from`, once they cover
+    /// `at_least`, bit/s: `Some(None)` if the connection was not busy in
+    /// one of them (the application, not the path, set the pace).
+    fn rate_since(&self, from: Instant, at_least: Duration) -> Option<Option<f64>> {
+        let quiet = |w: &Window| (w.total() as f64 * 8.0 / w.span.as_secs_f64()) < BUSY_BPS;
+        if self.windows_since(from).any(quiet) {
+            return Some(None);
+        }
+        let span: Duration = self.windows_since(from).map(|w| w.span).sum();
+        (span >= at_least).then(|| self.average_since(from))
+    }
+
+    /// Goodput over the windows that began after `from`, quiet or not.
+    fn average_since(&self, from: Instant) -> Option<f64> {
+        let span: Duration = self.windows_since(from).map(|w| w.span).sum();
+        let bytes: u64 = self.windows_since(from).map(Window::total).sum();
+        (!span.is_zero()).then(|| bytes as f64 * 8.0 / span.as_secs_f64())
+    }
+
+    fn windows_since(&self, from: Instant) -> impl Iterator<Item = &Window> {
+        self.windows.iter().filter(move |w| w.end - w.span >= from)
+    }
+
+    /// Whether the windows kept reach `span` back.
+    fn covers(&self, span: Duration) -> bool {
+        self.windows.iter().map(|w| w.span).sum::<Duration>() >= span
+    }
+
+    /// Goodput and each path's bytes over about the last `span`.
+    fn recent(&self, span: Duration) -> (f64, BTreeMap<String, u64>) {
+        let (mut covered, mut bytes, mut per_path) = (Duration::ZERO, 0u64, BTreeMap::<String, u64>::new());
+        for w in self.windows.iter().rev() {
+            if covered >= span {
+                break;
+            }
+            covered += w.span;
+            bytes += w.total();
+            for (p, b) in &w.per_path {
+                *per_path.entry(p.clone()).or_default() += b;
+            }
+        }
+        let bps = if covered.is_zero() { 0.0 } else { bytes as f64 * 8.0 / covered.as_secs_f64() };
+        (bps, per_path)
+    }
+
+    fn judge(&mut self, g: &ContributionGuard, rtt: &BTreeMap<String, Duration>, now: Instant) -> Vec<Verdict> {
+        let mut verdicts = Vec::new();
+        let (bps, per_path) = self.recent(Duration::from_secs(1));
+        let busy = bps >= BUSY_BPS;
+        let total: u64 = per_path.values().sum();
+        // The path carrying the most: never judged.
+        let best = per_path.iter().max_by_key(|(_, b)| **b).map(|(p, _)| p.clone());
+        let mut on_trial =
+            self.standing.values().any(|s| matches!(s, Standing::TrialWithout { .. } | Standing::TrialWith { .. }));
+        let names: Vec<String> = self.standing.keys().cloned().collect();
+        for path in names {
+            let standing = self.standing[&path].clone();
+            let previous = standing.clone();
+            let settle_for =
+                |extra: Duration| extra + 2 * rtt.get(&path).copied().unwrap_or(Duration::from_millis(200));
+            let next = match standing {
+                Standing::Active { low_since, trusted_until, interval } => {
+                    let share = per_path.get(&path).copied().unwrap_or(0) as f64 / total.max(1) as f64;
+                    let low = busy
+                        && best.as_deref() != Some(path.as_str())
+                        && per_path.contains_key(&path)
+                        && share < g.share_floor
+                        && trusted_until.is_none_or(|t| now >= t);
+                    match (low, low_since) {
+                        (false, _) => Standing::Active { low_since: None, trusted_until, interval },
+                        (true, Some(t))
+                            if now.saturating_duration_since(t) >= SUSPECT_FOR
+                                && !on_trial
+                                && self.covers(WITH_OVER) =>
+                        {
+                            let (with_bps, _) = self.recent(WITH_OVER);
+                            on_trial = true;
+                            Standing::TrialWithout {
+                                since: now,
+                                settle: settle_for(Duration::from_millis(300)),
+                                with_bps,
+                                interval,
+                            }
+                        }
+                        (true, t) => Standing::Active { low_since: Some(t.unwrap_or(now)), trusted_until, interval },
+                    }
+                }
+                Standing::TrialWithout { since, settle, with_bps, interval } => {
+                    match self.rate_since(since + settle, MEASURE_FOR) {
+                        Some(Some(without_bps)) => {
+                            let helps = with_bps > without_bps * (1.0 + g.margin);
+                            verdicts.push(Verdict { path: path.clone(), backed_off: !helps, with_bps, without_bps });
+                            if helps {
+                                Standing::Active { low_since: None, trusted_until: Some(now + interval), interval }
+                            } else {
+                                Standing::BackedOff { until: now + interval, interval }
+                            }
+                        }
+                        // Quiet: no verdict; the path returns as it was.
+                        Some(None) => Standing::active(interval),
+                        None if now.saturating_duration_since(since) > TRIAL_GIVES_UP => Standing::active(interval),
+                        None => standing,
+                    }
+                }
+                Standing::BackedOff { until, interval } if now >= until => {
+                    if busy && !on_trial {
+                        let (without_bps, _) = self.recent(SUSPECT_FOR);
+                        on_trial = true;
+                        Standing::TrialWith {
+                            since: now,
+                            settle: settle_for(Duration::from_secs(1)),
+                            without_bps,
+                            interval,
+                        }
+                    } else {
+                        standing
+                    }
+                }
+                Standing::BackedOff { .. } => standing,
+                Standing::TrialWith { since, settle, without_bps, interval } => {
+                    // A window without data while the path is back is taken
+                    // as what it is most of the time: the stall the path
+                    // causes (an application pausing right then loses
+                    // nothing by the path staying backup a while longer).
+                    let measured = match self.rate_since(since + settle, MEASURE_FOR) {
+                        Some(Some(bps)) => Some(bps),
+                        Some(None) => Some(self.average_since(since + settle).unwrap_or(0.0)),
+                        None if now.saturating_duration_since(since) > TRIAL_GIVES_UP => Some(0.0),
+                        None => None,
+                    };
+                    match measured {
+                        Some(with_bps) => {
+                            let helps = with_bps > without_bps * (1.0 + g.margin);
+                            verdicts.push(Verdict { path: path.clone(), backed_off: !helps, with_bps, without_bps });
+                            if helps {
+                                Standing::Active {
+                                    low_since: None,
+                                    trusted_until: Some(now + g.retry_first),
+                                    interval: g.retry_first,
+                                }
+                            } else {
+                                let interval = (interval * 2).min(g.retry_max);
+                                Standing::BackedOff { until: now + interval, interval }
+                            }
+                        }
+                        None => standing,
+                    }
+                }
+            };
+            if std::mem::discriminant(&next) != std::mem::discriminant(&previous) {
+                tracing::debug!(%path, from = ?previous, to = ?next, bps, "contribution guard");
+            }
+            self.standing.insert(path, next);
+        }
+        verdicts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WIFI: &str = "10.1.0.2:40000";
+    const CELL: &str = "10.2.0.2:40001";
+
+    /// A connection whose paths deliver what `world` says for whether cell
+    /// is active, sampled every 250 ms.
+    struct Run {
+        guard: Guard,
+        config: ContributionGuard,
+        now: Instant,
+        bytes: [u64; 2],
+        verdicts: Vec<(Duration, Verdict)>,
+        start: Instant,
+    }
+
+    impl Run {
+        fn new(config: ContributionGuard) -> Run {
+            let now = Instant::now();
+            Run { guard: Guard::default(), config, now, bytes: [0, 0], verdicts: Vec::new(), start: now }
+        }
+
+        /// Runs for `secs` with per-path rates (Mbit/s) from `world(cell_active)`.
+        fn run(&mut self, secs: f64, world: impl Fn(bool) -> (f64, f64)) {
+            let step = Duration::from_millis(250);
+            let end = self.now + Duration::from_secs_f64(secs);
+            while self.now < end {
+                let (wifi, cell) = world(!self.guard.holds_back("cell"));
+                self.bytes[0] += (wifi * 1e6 / 8.0 * 0.25) as u64;
+                self.bytes[1] += (cell * 1e6 / 8.0 * 0.25) as u64;
+                self.now += step;
+                let samples = [sample(WIFI, 20, self.bytes[0]), sample(CELL, 200, self.bytes[1])];
+                let path_of = |a: SocketAddr| Some(if a == WIFI.parse().unwrap() { "wifi" } else { "cell" }.to_owned());
+                for v in self.guard.observe(&self.config, &samples, path_of, self.now) {
+                    self.verdicts.push((self.now - self.start, v));
+                }
+            }
+        }
+    }
+
+    fn sample(local: &str, rtt_ms: u32, bytes: u64) -> SubflowSample {
+        SubflowSample {
+            local: local.parse().unwrap(),
+            rtt_us: rtt_ms * 1000,
+            min_rtt_us: rtt_ms * 1000,
+            backoff: 0,
+            unacked: 0,
+            total_retrans: 0,
+            last_data_recv_ms: 1,
+            last_ack_recv_ms: 1,
+            bytes_received: bytes,
+            bytes_acked: 0,
+            established: true,
+            fully_established: true,
+        }
+    }
+
+    /// Lossy slow cell: 17 Mbit/s together, 19 on wifi alone.
+    fn lossy(cell_active: bool) -> (f64, f64) {
+        if cell_active {
+            (16.0, 1.0)
+        } else {
+            (19.0, 0.0)
+        }
+    }
+
+    #[test]
+    fn a_path_that_costs_goodput_is_backed_off_and_retried_with_growing_intervals() {
+        let mut run = Run::new(ContributionGuard::default());
+        run.run(7.0, lossy);
+        assert!(run.guard.holds_back("cell"), "{:?}", run.guard.standing);
+        assert_eq!(run.guard.held_back(), ["cell"]);
+        let (at, first) = &run.verdicts[0];
+        assert!(first.backed_off && first.path == "cell", "{first:?}");
+        // 3 s of goodput with it, 1 s settling, 2 s without.
+        assert!(*at <= Duration::from_millis(6500), "decided after {at:?}");
+        assert!((first.with_bps - 17e6).abs() < 0.5e6 && (first.without_bps - 19e6).abs() < 0.5e6, "{first:?}");
+        // Retried after 10 s, still hurting: backed off for 20 s.
+        run.run(20.0, lossy);
+        let retries: Vec<_> = run.verdicts.iter().skip(1).collect();
+        assert_eq!(retries.len(), 1, "{retries:?}");
+        assert!(retries[0].1.backed_off);
+        assert!(
+            matches!(run.guard.standing["cell"], Standing::BackedOff { interval, .. } if interval == Duration::from_secs(20))
+        );
+        // Intervals stop growing at retry_max.
+        run.run(400.0, lossy);
+        assert!(
+            matches!(run.guard.standing["cell"], Standing::BackedOff { interval, .. } if interval == Duration::from_secs(80))
+        );
+    }
+
+    #[test]
+    fn a_backed_off_path_returns_when_it_adds_goodput() {
+        let mut run = Run::new(ContributionGuard::default());
+        run.run(7.0, lossy);
+        assert!(run.guard.holds_back("cell"));
+        // Cell's loss stops and its rate rises: at the next retry it adds.
+        run.run(20.0, |cell_active| if cell_active { (19.0, 15.0) } else { (19.0, 0.0) });
+        assert!(!run.guard.holds_back("cell"), "{:?}", run.guard.standing);
+        let last = &run.verdicts.last().unwrap().1;
+        assert!(!last.backed_off && last.with_bps > 30e6, "{last:?}");
+        // And it stays: a share of 44% is never suspect.
+        let n = run.verdicts.len();
+        run.run(60.0, |_| (19.0, 15.0));
+        assert_eq!(run.verdicts.len(), n);
+    }
+
+    #[test]
+    fn paths_that_share_the_load_are_never_put_on_trial() {
+        let mut run = Run::new(ContributionGuard::default());
+        // 20/10 Mbit/s; and the cell as the better path (wifi 5, cell 20).
+        run.run(60.0, |_| (19.0, 9.5));
+        run.run(60.0, |_| (4.8, 19.0));
+        assert!(run.verdicts.is_empty(), "{:?}", run.verdicts);
+        assert!(!run.guard.holds_back("cell") && !run.guard.holds_back("wifi"));
+    }
+
+    #[test]
+    fn a_small_path_that_adds_goodput_stays_and_is_trusted_for_a_while() {
+        let mut run = Run::new(ContributionGuard::default());
+        // 1.5 Mbit/s on top, at no cost: 7% more.
+        let world = |cell_active: bool| if cell_active { (19.0, 1.5) } else { (19.0, 0.0) };
+        run.run(8.0, world);
+        assert_eq!(run.verdicts.len(), 1, "{:?}", run.verdicts);
+        assert!(!run.verdicts[0].1.backed_off);
+        assert!(!run.guard.holds_back("cell"));
+        // Trusted for the retry interval: no second trial within it.
+        run.run(8.0, world);
+        assert_eq!(run.verdicts.len(), 1);
+    }
+
+    #[test]
+    fn a_path_adding_less_than_the_margin_is_backed_off() {
+        // 50/1 Mbit/s: 2% more at best.
+        let mut run = Run::new(ContributionGuard::default());
+        run.run(8.0, |cell_active| if cell_active { (49.0, 1.0) } else { (49.5, 0.0) });
+        assert!(run.guard.holds_back("cell"));
+    }
+
+    #[test]
+    fn nothing_is_judged_while_the_connection_is_not_busy_and_a_quiet_trial_is_abandoned() {
+        let mut run = Run::new(ContributionGuard::default());
+        run.run(30.0, |cell_active| if cell_active { (0.5, 0.01) } else { (0.6, 0.0) });
+        assert!(run.verdicts.is_empty() && !run.guard.holds_back("cell"));
+        // A trial starts, then the application stops sending.
+        run.run(2.6, lossy);
+        assert!(run.guard.holds_back("cell"), "{:?}", run.guard.standing);
+        run.run(12.0, |_| (0.0, 0.0));
+        assert!(!run.guard.holds_back("cell"), "{:?}", run.guard.standing);
+        assert!(run.verdicts.is_empty(), "{:?}", run.verdicts);
+    }
+
+    #[test]
+    fn switched_off_it_keeps_every_path_active() {
+        let mut run = Run::new(ContributionGuard { enabled: false, ..ContributionGuard::default() });
+        run.run(30.0, lossy);
+        assert!(run.verdicts.is_empty() && !run.guard.holds_back("cell"));
+    }
+}
