@@ -25,6 +25,9 @@ pub const PAIRS: [(&str, &str); 5] = [
     ("wifi:5mbit:80ms", "cell:20mbit:30ms"),
 ];
 
+/// Bulk goodput is counted from this far into the transfer.
+const WARMUP: Duration = Duration::from_secs(8);
+
 /// Short transfer sizes.
 const SHORT: [usize; 2] = [100_000, 1_000_000];
 
@@ -50,7 +53,8 @@ pub fn run(seconds: f64, rounds: usize, only: Option<usize>, json: bool) -> Resu
     if !multipath_lab::is_root() {
         bail!("the aggregate benchmark builds labs: run it as root");
     }
-    let duration = Duration::from_secs_f64(seconds.max(3.0));
+    // Steady state: the contribution guard takes about 6 s to judge a path.
+    let duration = Duration::from_secs_f64(seconds).max(WARMUP + Duration::from_secs(4));
     let mut rows = Vec::new();
     for (i, (wifi, cell)) in PAIRS.iter().enumerate() {
         if only.is_some_and(|n| n != i + 1) {
@@ -93,8 +97,9 @@ pub fn run(seconds: f64, rounds: usize, only: Option<usize>, json: bool) -> Resu
         println!("{}", serde_json::json!({ "matrix": list, "seconds": duration.as_secs_f64(), "rounds": rounds }));
     } else {
         println!(
-            "bulk: {:.0} s downloads counted after the first second; short: median of {rounds} downloads, connect to last byte",
-            duration.as_secs_f64()
+            "bulk: {:.0} s downloads counted after the first {:.0} s; short: median of {rounds} downloads, connect to last byte",
+            duration.as_secs_f64(),
+            WARMUP.as_secs_f64()
         );
     }
     Ok(())
@@ -235,8 +240,8 @@ fn serve(lab: &Lab) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Bulk goodput of one contender in a fresh lab, counted after the first
-/// second.
+/// Bulk goodput of one contender in a fresh lab, counted after
+/// [`WARMUP`].
 fn bulk(config: &LabConfig, contender: Contender, duration: Duration) -> Result<f64> {
     let (lab, params, _manager) = prepare_in(config, contender, ServiceType::Aggregate, Family::V4)?;
     let server = serve(&lab)?;
@@ -247,7 +252,7 @@ fn bulk(config: &LabConfig, contender: Contender, duration: Duration) -> Result<
     let (mut counted, mut window, mut last) = (0u64, None, start);
     while let Ok(n @ 1..) = conn.read(&mut buf) {
         last = Instant::now();
-        if last - start >= Duration::from_secs(1) {
+        if last - start >= WARMUP {
             match window {
                 None => window = Some(last),
                 Some(_) => counted += n as u64,

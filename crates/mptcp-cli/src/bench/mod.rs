@@ -71,7 +71,8 @@ pub enum BenchCommand {
     /// Bulk download: plain TCP on each path alone, kernel path manager with
     /// both paths active, multipath aggregate (needs root).
     Aggregate {
-        /// Seconds per transfer.
+        /// Seconds per transfer (with --matrix at least 12: bulk goodput
+        /// is counted after the first 8).
         #[arg(long, default_value_t = 8.0)]
         seconds: f64,
         /// Pairs of unlike paths instead (20/10 Mbit/s 20/60 ms, 20/20

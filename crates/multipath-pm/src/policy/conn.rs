@@ -167,7 +167,7 @@ pub(super) fn adopt(
         waits_for_join: false,
         awaits: false,
         held_back: Vec::new(),
-        guard: Default::default(),
+        guard: contribution::Guard::grown(),
     })
 }
 

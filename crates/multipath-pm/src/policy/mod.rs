@@ -304,7 +304,7 @@ impl Core {
             waits_for_join: false,
             awaits: false,
             held_back: Vec::new(),
-            guard: Default::default(),
+            guard: contribution::Guard::young(&path.name, &self.config.contribution),
         };
         self.insert_conn(token, conn);
         true

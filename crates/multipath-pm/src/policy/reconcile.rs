@@ -247,10 +247,15 @@ pub(super) fn reconcile(
         conn.subflows.push(joining);
     }
 
-    // 5. Every other established subflow gets the flag its role wants.
-    // (Not one kept on a dead path for want of a replacement: its MP_PRIO
-    // would go nowhere.)
-    for i in 0..conn.subflows.len() {
+    // 5. Every other established subflow gets the flag its role wants,
+    // those that carry data first: the peer never sees every subflow
+    // backup. (Not one kept on a dead path for want of a replacement: its
+    // MP_PRIO would go nowhere.)
+    let order: Vec<usize> = (0..conn.subflows.len())
+        .filter(|&i| !wants_backup(conn, &conn.subflows[i].path))
+        .chain((0..conn.subflows.len()).filter(|&i| wants_backup(conn, &conn.subflows[i].path)))
+        .collect();
+    for i in order {
         let sf = &conn.subflows[i];
         let want = wants_backup(conn, &sf.path);
         if flag_ready(sf) && sf.backup != want && is_usable(&sf.path) {

@@ -99,6 +99,11 @@ impl Sim {
     }
 }
 
+/// The default policy without aggregate's contribution guard.
+fn unguarded() -> PolicyConfig {
+    PolicyConfig { contribution: ContributionGuard { enabled: false, ..Default::default() }, ..Default::default() }
+}
+
 fn sample(local: SocketAddr, rtt_ms: u32) -> SubflowSample {
     SubflowSample {
         local,
@@ -574,7 +579,9 @@ fn interactive_leaves_a_lossy_path_at_once() {
 
 #[test]
 fn aggregate_uses_every_path_and_restores_a_returning_one() {
-    let mut sim = Sim::new(PolicyConfig::default());
+    // Without the contribution guard: a young connection's join would be
+    // backup until its RTT is known (tested below).
+    let mut sim = Sim::new(unguarded());
     let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
     assert!(create_on(&cmds[0], &cell(), false), "{cmds:?}");
     let (cell_sf, _) = sim.joined(&cmds[0], 50000);
@@ -695,7 +702,7 @@ fn samples_repair_what_lost_events_left_stale() {
 /// registration: the default applies first, the registration then wins.
 #[test]
 fn a_registration_after_the_event_replaces_the_default_service() {
-    let mut sim = Sim::new(PolicyConfig::default());
+    let mut sim = Sim::new(unguarded());
     let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
     assert!(create_on(&cmds[0], &cell(), false), "default: all paths active");
     let (cell_sf, _) = sim.joined(&cmds[0], 50000);
@@ -715,7 +722,8 @@ fn a_refused_create_is_retried_for_every_service_type() {
         assert!(again.is_empty(), "{service}: {again:?}");
         let retry = sim.advance(Duration::from_millis(250));
         assert!(
-            retry.len() == 1 && create_on(&retry[0], &cell(), service != ServiceType::Aggregate),
+            // Aggregate's too: a young connection's join waits for its RTT.
+            retry.len() == 1 && create_on(&retry[0], &cell(), true),
             "{service}: {retry:?}"
         );
     }
@@ -1106,7 +1114,7 @@ fn a_renumbered_only_path_keeps_its_old_subflow_until_the_new_one_is_up() {
 /// third when the limit rises.
 #[test]
 fn the_kernels_subflow_limit_caps_the_joins_and_says_which_paths_wait() {
-    let mut sim = Sim::new(PolicyConfig::default());
+    let mut sim = Sim::new(unguarded());
     sim.input(Input::PathUp(eth()));
     sim.input(Input::Limits { subflows: 1 });
     let cmds = sim.establish(ServiceType::Aggregate, "10.3.0.2:40000");
@@ -1218,22 +1226,22 @@ fn an_ipv6_sockets_mixed_connection_is_adopted_with_its_ipv4_subflows() {
     assert!(ends.contains(&(addr("10.2.0.2:50000"), server(), 3)), "{ends:?}");
 }
 
-/// Aggregate's contribution guard through the core: a cell that costs
-/// goodput is flagged backup; once wifi is gone it carries data again,
-/// never left backup as the last path.
+/// Aggregate's contribution guard through the core. A young connection's
+/// slow cell joins as backup and carries data once the connection has been
+/// busy four of its RTTs; a cell that costs goodput is flagged backup
+/// again; once wifi is gone it carries data, never left backup as the last
+/// path.
 #[test]
 fn aggregate_flags_a_path_that_costs_goodput_backup_but_never_the_last_one() {
     let mut sim = Sim::new(PolicyConfig::default());
     let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
-    assert!(create_on(&cmds[0], &cell(), false), "{cmds:?}");
+    assert!(create_on(&cmds[0], &cell(), true), "{cmds:?}");
     let (cell_sf, _) = sim.joined_and_confirmed(&cmds[0], 40001);
     let wifi_sf = addr(WIFI_INITIAL);
-    let mut bytes = [0u64; 2];
-    let mut backed = Vec::new();
+    let (mut bytes, mut cell_backup, mut flags) = ([0u64; 2], true, Vec::new());
     // 16 + 1 Mbit/s with cell active, 19 without, sampled every 250 ms.
-    for _ in 0..40 {
-        let cell_active = !backed.iter().any(|c| matches!(c, Command::SetBackup { backup: true, .. }));
-        let (w, c) = if cell_active { (16e6, 1e6) } else { (19e6, 0.0) };
+    for step in 0..40 {
+        let (w, c) = if cell_backup { (19e6, 0.0) } else { (16e6, 1e6) };
         bytes[0] += (w / 8.0 / 4.0) as u64;
         bytes[1] += (c / 8.0 / 4.0) as u64;
         sim.advance(Duration::from_millis(250));
@@ -1241,9 +1249,17 @@ fn aggregate_flags_a_path_that_costs_goodput_backup_but_never_the_last_one() {
             SubflowSample { bytes_received: bytes[0], ..sample(wifi_sf, 20) },
             SubflowSample { bytes_received: bytes[1], ..sample(cell_sf, 200) },
         ];
-        backed.extend(sim.sample(&samples));
+        for cmd in sim.sample(&samples) {
+            if let Command::SetBackup { local, backup, .. } = cmd {
+                assert_eq!(local, cell_sf);
+                cell_backup = backup;
+                flags.push((step, backup));
+            }
+        }
     }
-    assert_eq!(backed, [Command::SetBackup { token: TOKEN, local: cell_sf, remote: server(), backup: true }]);
+    // Active once busy 800 ms (4 RTTs), backup again after its trial.
+    assert_eq!(flags.iter().map(|f| f.1).collect::<Vec<_>>(), [false, true], "{flags:?}");
+    assert!((3..=5).contains(&flags[0].0), "{flags:?}");
     assert_eq!(sim.core.view(TOKEN).unwrap().backed_off, ["cell"]);
     // Wifi's link goes: cell is all there is, and carries data.
     let cmds = sim.input(Input::PathDown { name: "wifi".into() });
@@ -1252,4 +1268,33 @@ fn aggregate_flags_a_path_that_costs_goodput_backup_but_never_the_last_one() {
         "{cmds:?}"
     );
     assert!(sim.core.view(TOKEN).unwrap().backed_off.is_empty());
+}
+
+/// A young connection whose cell is faster than the wifi it started on
+/// moves its data to cell at once and keeps wifi as backup until it has
+/// been busy four wifi RTTs.
+#[test]
+fn a_young_aggregate_connection_starts_on_its_fastest_path() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    let (cell_sf, _) = sim.joined_and_confirmed(&cmds[0], 40001);
+    let wifi_sf = addr(WIFI_INITIAL);
+    let mut bytes = 0u64;
+    let mut flags = Vec::new();
+    for step in 0..8 {
+        bytes += 500_000;
+        sim.advance(Duration::from_millis(250));
+        let samples = [
+            SubflowSample { bytes_received: bytes / 5, ..sample(wifi_sf, 80) },
+            SubflowSample { bytes_received: bytes, ..sample(cell_sf, 30) },
+        ];
+        for cmd in sim.sample(&samples) {
+            if let Command::SetBackup { local, backup, .. } = cmd {
+                flags.push((step, local == cell_sf, backup));
+            }
+        }
+    }
+    // Cell active, then wifi backup, at the first measured window; wifi
+    // active once busy 320 ms.
+    assert_eq!(flags, [(0, true, false), (0, false, true), (1, false, false)], "{flags:?}");
 }
