@@ -24,12 +24,21 @@ fn a_lossy_slow_cell_is_backed_off_and_returns_when_it_recovers() {
         .path(PathConfig::new("cell").rate_mbit(3.0).rtt(Duration::from_millis(200)).loss(0.01));
     let lab = Lab::up(&config).unwrap();
     let wifi_alone = plain_rate(&lab, "wifi", 2000, 8000);
-    let mut d = download(&lab, lab.server_addr().into(), ServiceType::Aggregate, &[], 7500);
+    let mut d = download(&lab, lab.server_addr().into(), ServiceType::Aggregate, &[], 1000);
+    // The guard's verdict: about 3 s with the cell (after 2 s a connection
+    // is no longer young), then 2.7 s without it.
+    let started = Instant::now();
+    while d.view().backed_off.is_empty() {
+        read_for(&mut d.conn, &mut d.received, Duration::from_millis(100));
+        assert!(started.elapsed() < Duration::from_secs(15), "cell never backed off: {:?}", d.view());
+    }
+    eprintln!("cell backed off after {:?}", started.elapsed() + Duration::from_secs(1));
     let view = d.view();
-    assert_eq!(view.backed_off, ["cell"], "{view:?}");
     assert!(view.subflows.iter().any(|s| s.path == "cell" && s.backup && s.established), "{view:?}");
-    // Until the first retry, 10 s after the cell backed off.
-    let steady = read_for(&mut d.conn, &mut d.received, Duration::from_secs(5));
+    // What the cell still had in flight drains; then steady until the
+    // first retry, 10 s after the cell backed off.
+    read_for(&mut d.conn, &mut d.received, Duration::from_secs(1));
+    let steady = read_for(&mut d.conn, &mut d.received, Duration::from_secs(6));
     eprintln!(
         "wifi alone {:.2} Mbit/s, aggregate {:.2} Mbit/s ({:.3} of wifi alone)",
         wifi_alone / 1e6,

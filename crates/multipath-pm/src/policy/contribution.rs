@@ -268,9 +268,9 @@ impl Guard {
     /// A young connection: which paths are too slow for it yet, from the
     /// RTTs and how long it has been busy.
     fn grow(&mut self, rtt: &BTreeMap<String, Duration>, now: Instant) {
-        let last = self.windows.back().expect("a window was just added");
-        if last.bps() >= BUSY_BPS {
-            self.busy_since.get_or_insert(last.end - last.span);
+        let last = self.windows.back().map(|w| w.end - w.span).expect("a window was just added");
+        if self.busy() {
+            self.busy_since.get_or_insert(last);
         } else {
             self.busy_since = None;
         }
@@ -291,15 +291,21 @@ impl Guard {
     }
 
     /// Goodput over the windows that began after `from`, once they cover
-    /// `at_least`, bit/s: `Some(None)` if the connection was not busy in
-    /// one of them (the application, not the path, set the pace).
+    /// `at_least`, bit/s: `Some(None)` if the connection is not busy (the
+    /// application, not the paths, sets the pace now).
     fn rate_since(&self, from: Instant, at_least: Duration) -> Option<Option<f64>> {
-        let quiet = |w: &Window| w.bps() < BUSY_BPS;
-        if self.windows_since(from).any(quiet) {
+        if !self.busy() {
             return Some(None);
         }
         let span: Duration = self.windows_since(from).map(|w| w.span).sum();
         (span >= at_least).then(|| self.average_since(from))
+    }
+
+    /// Busy: the last second's goodput is at least [`BUSY_BPS`]. (A
+    /// second, not a window: a lossy path's stalls last a few hundred ms,
+    /// and they are what is measured, not a pause of the application.)
+    fn busy(&self) -> bool {
+        self.recent(Duration::from_secs(1)).0 >= BUSY_BPS
     }
 
     /// Goodput over the windows that began after `from`, quiet or not.
@@ -341,7 +347,8 @@ impl Guard {
             self.standing.values().any(|s| matches!(s, Standing::TrialWithout { .. } | Standing::TrialWith { .. }));
         let names: Vec<String> = self.standing.keys().cloned().collect();
         // Goodput with every path, busy throughout the last WITH_OVER.
-        let with_over = now.checked_sub(WITH_OVER).and_then(|t| self.rate_since(t, WITH_OVER * 3 / 4)).flatten();
+        let busy_over = |span: Duration| self.busy_since.is_some_and(|t| now.saturating_duration_since(t) >= span);
+        let with_over = busy_over(WITH_OVER).then(|| self.recent(WITH_OVER).0);
         for path in names {
             let standing = self.standing[&path].clone();
             let previous = standing.clone();
