@@ -50,6 +50,9 @@ fn row(l: &Listed) -> [String; 8] {
             if !s.established {
                 notes.push("joining");
             }
+            if l.backed_off.contains(&s.path) {
+                notes.push("costs goodput");
+            }
             format!("{}({})", s.path, notes.join(","))
         })
         .chain(l.held_back.iter().map(|p| format!("{p}(held back by the subflow limit)")))

@@ -24,6 +24,7 @@ struct File {
     paths: Paths,
     handover: Handover,
     interactive: Interactive,
+    aggregate: Aggregate,
     joins: Joins,
     rule: Vec<RuleEntry>,
 }
@@ -87,6 +88,16 @@ struct Handover {
 struct Interactive {
     hysteresis_margin: Option<f64>,
     hysteresis_hold_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct Aggregate {
+    contribution_guard: Option<bool>,
+    share_floor: Option<f64>,
+    margin: Option<f64>,
+    retry_first_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -169,6 +180,22 @@ pub fn parse(text: &str) -> Result<DaemonConfig> {
     }
     let hold = ms("interactive.hysteresis_hold_ms", i.hysteresis_hold_ms, policy.hysteresis.hold)?;
     policy.hysteresis = Hysteresis { margin, hold };
+    let a = file.aggregate;
+    let guard = &mut policy.contribution;
+    guard.enabled = a.contribution_guard.unwrap_or(guard.enabled);
+    guard.share_floor = a.share_floor.unwrap_or(guard.share_floor);
+    if !(guard.share_floor > 0.0 && guard.share_floor <= 0.5) {
+        bail!("aggregate.share_floor = {} must be above 0 and at most 0.5", guard.share_floor);
+    }
+    guard.margin = a.margin.unwrap_or(guard.margin);
+    if !(0.0..1.0).contains(&guard.margin) {
+        bail!("aggregate.margin = {} must be at least 0 and below 1", guard.margin);
+    }
+    guard.retry_first = ms("aggregate.retry_first_ms", a.retry_first_ms, guard.retry_first)?;
+    guard.retry_max = ms("aggregate.retry_max_ms", a.retry_max_ms, guard.retry_max)?;
+    if guard.retry_first > guard.retry_max {
+        bail!("aggregate.retry_first_ms is above aggregate.retry_max_ms");
+    }
     let j = file.joins;
     policy.join_timeout = ms("joins.timeout_ms", j.timeout_ms, policy.join_timeout)?;
     policy.retry_min = ms("joins.retry_min_ms", j.retry_min_ms, policy.retry_min)?;
@@ -347,6 +374,8 @@ mod tests {
             silence_ms = 70
             [interactive]
             hysteresis_margin = 0.3
+            [aggregate]
+            contribution_guard = false
             [joins]
             retry_max_ms = 4000
             [limits]
@@ -363,6 +392,7 @@ mod tests {
         assert!(c.policy.lazy_secondary);
         assert_eq!(c.policy.silence, Duration::from_millis(70));
         assert_eq!(c.policy.hysteresis.margin, 0.3);
+        assert!(!c.policy.contribution.enabled);
         assert_eq!(c.policy.retry_max, Duration::from_secs(4));
         assert_eq!(c.event_buffer, Some(8192));
         assert_eq!(c.policy.probe_timeout, defaults().policy.probe_timeout, "untouched keys keep defaults");
@@ -413,6 +443,10 @@ mod tests {
             ("[handover]\nsilence_ms = -5", "silence_ms"),
             ("[interactive]\nhysteresis_margin = 1.5", "hysteresis_margin"),
             ("[joins]\nretry_min_ms = 9000", "retry_min_ms is above"),
+            ("[aggregate]\nshare_floor = 0.9", "aggregate.share_floor"),
+            ("[aggregate]\nmargin = -0.1", "aggregate.margin"),
+            ("[aggregate]\nretry_first_ms = 90000", "retry_first_ms is above"),
+            ("[aggregate]\nguard = false", "guard"),
             ("[entitlements]\naggregate_executables = [\"backup\"]", "not an absolute path"),
             ("[paths]\nprimary = [\"\"]", "cannot match"),
             ("[paths\nprimary = []", "TOML"),

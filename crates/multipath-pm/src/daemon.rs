@@ -550,6 +550,7 @@ impl Server {
                         })
                         .collect(),
                     held_back: c.view.held_back,
+                    backed_off: c.view.backed_off,
                 }
             })
             .filter(|l| asker == 0 || l.uid == Some(asker))

@@ -546,6 +546,8 @@ fn a_path_whose_interface_is_down_is_quarantined_until_it_returns_or_the_manager
 fn echo_prefix(conn: &mut blocking::Connection, size: usize) -> (usize, Option<std::io::Error>) {
     let payload: Vec<u8> = (0..size).map(byte_at).collect();
     let mut writer = conn.try_clone().expect("a second handle on the socket");
+    // A peer that stops reading must not hang the sender.
+    socket2::SockRef::from(&writer).set_write_timeout(Some(Duration::from_secs(3))).unwrap();
     let sender = std::thread::spawn(move || writer.write_all(&payload));
     let mut got = 0;
     let mut buf = vec![0u8; 64 * 1024];
@@ -557,10 +559,7 @@ fn echo_prefix(conn: &mut blocking::Connection, size: usize) -> (usize, Option<s
             Ok(0) => break Some(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
             Ok(n) => {
                 if let Some(i) = (0..n).find(|&i| buf[i] != byte_at(got + i)) {
-                    let seen = &buf[i..n.min(i + 16)];
-                    let at =
-                        (0..size).find(|&k| seen.iter().enumerate().all(|(j, b)| k + j < size && *b == byte_at(k + j)));
-                    panic!("bytes changed in transit at {}: got {seen:02x?}, which is the pattern at {at:?}", got + i);
+                    panic!("bytes changed in transit at {}: got {:02x?}", got + i, &buf[i..n.min(i + 16)]);
                 }
                 got += n;
             }
@@ -574,8 +573,18 @@ fn echo_prefix(conn: &mut blocking::Connection, size: usize) -> (usize, Option<s
 /// Middleboxes meet a path manager that adds subflows. One strips MPTCP
 /// from SYNs: the connection is plain TCP, the manager is told so and
 /// leaves it alone, and it works. One strips MPTCP from every segment once
-/// the connection has its cell join: the status must say what the kernel
-/// did, and no byte may arrive altered.
+/// the connection's cell join is fully established: the status must say
+/// what the kernel did, and no byte may arrive altered (the kernel resets
+/// the subflows: an error or a stall, never other bytes).
+///
+/// Stripping that starts while a join is still being set up is not tested
+/// for intact bytes: since Linux 6.12 the server then falls back to TCP
+/// while the client, not yet fallen back, resends its unacknowledged window
+/// on the initial subflow, which the server takes as new data (1 run in 5
+/// here; the same without any join, by the client's retransmission timer;
+/// DSS checksums do not help, they travel in the stripped option). Upstream:
+/// multipath-tcp/mptcp_net-next#519. Nothing a path manager does can
+/// prevent it.
 #[test]
 fn middleboxes_meet_a_path_manager_adding_subflows() {
     let Some(_one_at_a_time) = lab_test("middleboxes_meet_a_path_manager_adding_subflows") else { return };
@@ -588,16 +597,25 @@ fn middleboxes_meet_a_path_manager_adding_subflows() {
         socket2::SockRef::from(c).set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     };
 
-    // Stripped after the handshake, with a cell join in place.
+    // Stripped after the handshake, with a cell join in place: established
+    // (not still SYN-SENT, whose stripped SYN-ACK would reset it), and data
+    // acknowledged after it.
     let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params)).unwrap();
     read_timeout(&conn);
     assert!(conn.multipath_status().enforced, "{}", conn.multipath_status());
+    let established = |c: &blocking::Connection| {
+        c.subflows().unwrap().iter().filter(|s| s.tcp.state == multipath::TcpState::Established).count()
+    };
     eventually(Duration::from_secs(5), "the cell backup subflow", || {
         conn.write_all(b"ping").unwrap();
         conn.read_exact(&mut [0u8; 4]).unwrap();
-        conn.subflows().unwrap().iter().filter(|s| s.is_open()).count() == 2
+        established(&conn) == 2
     });
+    conn.write_all(b"ping").unwrap();
+    conn.read_exact(&mut [0u8; 4]).unwrap();
     strip_mptcp_options(&lab, false);
+    // The kernel resets the subflows; a stall ends the echo sooner.
+    socket2::SockRef::from(&conn).set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let (got, error) = echo_prefix(&mut conn, 2_000_000);
     let status = conn.multipath_status();
     let fell_back = conn.mptcp_info().map(|i| i.flags & multipath::MptcpInfo::FLAG_FALLBACK != 0).unwrap_or(true);

@@ -43,6 +43,9 @@ pub struct Listed {
     pub subflows: Vec<ListedSubflow>,
     /// Usable paths the kernel's subflow limit leaves without a subflow.
     pub held_back: Vec<String>,
+    /// Aggregate: paths kept as backup because they cost the connection
+    /// goodput (the contribution guard).
+    pub backed_off: Vec<String>,
 }
 
 /// One subflow of a [`Listed`] connection.
@@ -80,6 +83,9 @@ impl Listed {
         for path in &self.held_back {
             out += &format!(" held={path}");
         }
+        for path in &self.backed_off {
+            out += &format!(" off={path}");
+        }
         if let Some(program) = &self.program {
             out += &format!(" program={}", program.display());
         }
@@ -107,6 +113,7 @@ impl Listed {
             active: None,
             subflows: Vec::new(),
             held_back: Vec::new(),
+            backed_off: Vec::new(),
         };
         for field in fields.split_whitespace() {
             let (key, value) = field.split_once('=').ok_or_else(malformed)?;
@@ -120,6 +127,7 @@ impl Listed {
                 "active" => listed.active = Some(value.to_owned()),
                 "subflow" => listed.subflows.push(subflow(value).ok_or_else(malformed)?),
                 "held" if !value.is_empty() => listed.held_back.push(value.to_owned()),
+                "off" if !value.is_empty() => listed.backed_off.push(value.to_owned()),
                 _ => {}
             }
         }
@@ -179,6 +187,7 @@ mod tests {
                 },
             ],
             held_back: vec!["eth".into()],
+            backed_off: vec!["cell".into()],
         }
     }
 
@@ -195,6 +204,7 @@ mod tests {
             active: None,
             subflows: vec![],
             held_back: vec![],
+            backed_off: vec![],
             ..sample()
         };
         assert_eq!(Listed::decode(bare.encode().strip_prefix("conn ").unwrap()), Ok(bare));
