@@ -84,6 +84,17 @@ pub fn prepare_in(
     service: ServiceType,
     family: Family,
 ) -> Result<(Lab, Parameters, Option<Arc<Manager>>)> {
+    prepare_with(config, contender, service, family, PolicyConfig::default())
+}
+
+/// [`prepare_in`] with the path manager's `policy`.
+pub fn prepare_with(
+    config: &LabConfig,
+    contender: Contender,
+    service: ServiceType,
+    family: Family,
+    policy: PolicyConfig,
+) -> Result<(Lab, Parameters, Option<Arc<Manager>>)> {
     let lab = Lab::up(config).context("building the lab")?;
     let mut params = Parameters::tcp().multipath_service_type(service).nodelay(true);
     let manager = match contender {
@@ -100,13 +111,13 @@ pub fn prepare_in(
         }
         Contender::Multipath => {
             lab.client().sysctl("net.mptcp.pm_type", "1")?;
-            let manager = Arc::new(lab.client().run(|| Manager::start(PolicyConfig::default()))?);
+            let manager = Arc::new(lab.client().run(|| Manager::start(policy))?);
             params = params.path_manager(manager.clone());
             Some(manager)
         }
         Contender::Unregistered => {
             lab.client().sysctl("net.mptcp.pm_type", "1")?;
-            let config = PolicyConfig { default_service: Some(service), ..PolicyConfig::default() };
+            let config = PolicyConfig { default_service: Some(service), ..policy };
             // No daemon runs in the lab's namespace: the library finds none
             // to register with.
             Some(Arc::new(lab.client().run(|| Manager::start(config))?))

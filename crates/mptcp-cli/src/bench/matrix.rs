@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use multipath::{blocking, Parameters, ServiceType};
 use multipath_lab::{Lab, LabConfig};
 
-use crate::bench::lab::{prepare_in, Contender, Family};
+use crate::bench::lab::{prepare_with, Contender, Family};
 use crate::bench::stats::median;
 
 /// The pairs the issue names: (wifi, cell) path specs.
@@ -38,6 +38,15 @@ const CONTENDERS: [Contender; 4] = [
     Contender::Multipath,
 ];
 
+/// How the MPTCP contenders are set up.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// A fixed receive buffer (SO_RCVBUF) instead of autotuning.
+    pub recv_buffer: Option<usize>,
+    /// The path manager's contribution guard on.
+    pub guard: bool,
+}
+
 /// What one contender made of one pair.
 #[derive(Clone, Debug, Default)]
 struct Outcome {
@@ -49,7 +58,7 @@ struct Outcome {
 }
 
 /// Runs the matrix (`only`: one row of it, 1-based).
-pub fn run(seconds: f64, rounds: usize, only: Option<usize>, json: bool) -> Result<()> {
+pub fn run(seconds: f64, rounds: usize, only: Option<usize>, opts: Options, json: bool) -> Result<()> {
     if !multipath_lab::is_root() {
         bail!("the aggregate benchmark builds labs: run it as root");
     }
@@ -64,7 +73,7 @@ pub fn run(seconds: f64, rounds: usize, only: Option<usize>, json: bool) -> Resu
         let mut outcomes: Vec<Outcome> = Vec::new();
         for contender in CONTENDERS {
             let bulk_bps =
-                bulk(&config, contender, duration).with_context(|| format!("{wifi} {cell}: {contender:?}"))?;
+                bulk(&config, contender, duration, opts).with_context(|| format!("{wifi} {cell}: {contender:?}"))?;
             outcomes.push(Outcome { bulk_bps, short: Vec::new() });
         }
         // The faster path alone is timed first. The other is not timed for a
@@ -81,7 +90,7 @@ pub fn run(seconds: f64, rounds: usize, only: Option<usize>, json: bool) -> Resu
                         continue;
                     }
                 }
-                let times = transfers(&config, CONTENDERS[c], size, rounds)
+                let times = transfers(&config, CONTENDERS[c], size, rounds, opts)
                     .with_context(|| format!("{wifi} {cell}: {:?}, {size} B", CONTENDERS[c]))?;
                 short.push(Some(median_of(times)));
             }
@@ -101,6 +110,12 @@ pub fn run(seconds: f64, rounds: usize, only: Option<usize>, json: bool) -> Resu
             duration.as_secs_f64(),
             WARMUP.as_secs_f64()
         );
+        if !opts.guard {
+            println!("multipath aggregate without its contribution guard");
+        }
+        if let Some(bytes) = opts.recv_buffer {
+            println!("MPTCP contenders with SO_RCVBUF {bytes} B (the kernel doubles it, capped by net.core.rmem_max)");
+        }
     }
     Ok(())
 }
@@ -173,6 +188,21 @@ fn print_row(row: &Row, header: bool) {
     }
 }
 
+/// A fresh lab for `contender`, set up as `opts` say.
+fn prepare(
+    config: &LabConfig,
+    contender: Contender,
+    opts: Options,
+) -> Result<(Lab, Parameters, Option<std::sync::Arc<multipath_pm::Manager>>)> {
+    let mut policy = multipath_pm::policy::PolicyConfig::default();
+    policy.contribution.enabled = opts.guard;
+    let (lab, mut params, manager) = prepare_with(config, contender, ServiceType::Aggregate, Family::V4, policy)?;
+    if !matches!(contender, Contender::Alone(_)) {
+        params = params.recv_buffer_size(opts.recv_buffer);
+    }
+    Ok((lab, params, manager))
+}
+
 /// What the client asks the lab's server for.
 #[derive(Clone, Copy)]
 enum Ask {
@@ -242,8 +272,8 @@ fn serve(lab: &Lab) -> Result<SocketAddr> {
 
 /// Bulk goodput of one contender in a fresh lab, counted after
 /// [`WARMUP`].
-fn bulk(config: &LabConfig, contender: Contender, duration: Duration) -> Result<f64> {
-    let (lab, params, _manager) = prepare_in(config, contender, ServiceType::Aggregate, Family::V4)?;
+fn bulk(config: &LabConfig, contender: Contender, duration: Duration, opts: Options) -> Result<f64> {
+    let (lab, params, _manager) = prepare(config, contender, opts)?;
     let server = serve(&lab)?;
     let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params))?;
     conn.write_all(&Ask::For(duration).encode())?;
@@ -268,8 +298,14 @@ fn bulk(config: &LabConfig, contender: Contender, duration: Duration) -> Result<
 
 /// `rounds` downloads of `size` bytes, each on a new connection, in one
 /// fresh lab: connect to last byte.
-fn transfers(config: &LabConfig, contender: Contender, size: usize, rounds: usize) -> Result<Vec<Duration>> {
-    let (lab, params, _manager) = prepare_in(config, contender, ServiceType::Aggregate, Family::V4)?;
+fn transfers(
+    config: &LabConfig,
+    contender: Contender,
+    size: usize,
+    rounds: usize,
+    opts: Options,
+) -> Result<Vec<Duration>> {
+    let (lab, params, _manager) = prepare(config, contender, opts)?;
     let server = serve(&lab)?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut times = Vec::with_capacity(rounds);

@@ -7,7 +7,7 @@ pub mod handover;
 pub mod http;
 pub mod interactive;
 pub mod lab;
-mod matrix;
+pub mod matrix;
 pub mod run;
 pub mod scale;
 mod stats;
@@ -86,6 +86,14 @@ pub enum BenchCommand {
         /// With --matrix: only this row (1 to 5).
         #[arg(long)]
         row: Option<usize>,
+        /// With --matrix: a fixed receive buffer (SO_RCVBUF) of this many
+        /// bytes for the MPTCP contenders, instead of autotuning.
+        #[arg(long)]
+        recv_buffer: Option<usize>,
+        /// With --matrix: multipath aggregate without its contribution
+        /// guard (every path active, as the kernel's path manager has them).
+        #[arg(long)]
+        unguarded: bool,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -196,8 +204,9 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Serve { seconds, connections, threads, json } => {
             crate::bench::http::serve(seconds.max(1), connections.max(1), threads.max(1), json)
         }
-        BenchCommand::Aggregate { seconds, matrix: true, rounds, row, json } => {
-            crate::bench::matrix::run(seconds, rounds.max(1), row, json)
+        BenchCommand::Aggregate { seconds, matrix: true, rounds, row, recv_buffer, unguarded, json } => {
+            let opts = crate::bench::matrix::Options { recv_buffer, guard: !unguarded };
+            crate::bench::matrix::run(seconds, rounds.max(1), row, opts, json)
         }
         BenchCommand::Aggregate { seconds, json, .. } => crate::bench::aggregate::run(seconds, json),
         BenchCommand::Interactive { exchanges, json } => crate::bench::interactive::run(exchanges.max(1), json),
