@@ -171,9 +171,12 @@ pub(super) struct Guard {
 
 impl Guard {
     /// The guard of a new connection whose initial subflow is on
-    /// `initial`.
-    pub(super) fn young(initial: &str, g: &ContributionGuard) -> Guard {
-        Guard { initial: Some(initial.to_owned()), grown: !g.enabled, ..Guard::default() }
+    /// `initial`; `known`: the paths' RTTs as other connections measured
+    /// them lately (a path not among them waits for its own measurement).
+    pub(super) fn young(initial: &str, g: &ContributionGuard, known: &BTreeMap<String, Duration>) -> Guard {
+        let mut guard = Guard { initial: Some(initial.to_owned()), grown: !g.enabled, ..Guard::default() };
+        guard.classify(known, Duration::ZERO);
+        guard
     }
 
     /// The guard of a connection found open: not young.
@@ -242,9 +245,18 @@ impl Guard {
             .filter(|s| s.rtt_us > 0)
             .filter_map(|s| Some((path_of(s.local)?, Duration::from_micros(u64::from(s.rtt_us)))))
             .collect();
+        // Young connections are sorted by the paths' own delays, without
+        // the queueing a transfer adds.
+        let delay: BTreeMap<String, Duration> = samples
+            .iter()
+            .filter_map(|s| {
+                let us = if s.min_rtt_us > 0 { s.min_rtt_us } else { s.rtt_us };
+                (us > 0).then_some((path_of(s.local)?, Duration::from_micros(u64::from(us))))
+            })
+            .collect();
         let Some((since, before)) = &self.last else {
             self.last = Some((now, delivered));
-            self.classify(&rtt, Duration::ZERO);
+            self.classify(&delay, Duration::ZERO);
             return Vec::new();
         };
         let span = now.saturating_duration_since(*since);
@@ -265,7 +277,7 @@ impl Guard {
             self.windows.pop_front();
         }
         self.last = Some((now, delivered));
-        self.grow(&rtt, now);
+        self.grow(&delay, now);
         self.judge(g, &rtt, now)
     }
 

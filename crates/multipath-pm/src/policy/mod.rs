@@ -83,6 +83,9 @@ pub struct SubflowView {
     pub established: bool,
 }
 
+/// How long a path's last measured RTT is trusted for new connections.
+const PATH_RTT_KEPT: Duration = Duration::from_secs(60);
+
 /// The core: all managed connections and the paths they may use.
 #[derive(Debug)]
 pub struct Core {
@@ -101,6 +104,9 @@ pub struct Core {
     probes: VecDeque<Probe>,
     /// The kernel's subflow limit, joins per connection (`None` until the
     /// driver says).
+    /// Each path's lowest RTT as its connections last measured it: a new
+    /// aggregate connection's joins start from it.
+    path_rtt: BTreeMap<String, (Duration, Instant)>,
     join_limit: Option<u32>,
 }
 
@@ -156,6 +162,7 @@ impl Core {
             peers: HashMap::new(),
             out: VecDeque::new(),
             probes: VecDeque::new(),
+            path_rtt: BTreeMap::new(),
             join_limit: None,
         }
     }
@@ -181,6 +188,7 @@ impl Core {
                 for conn in self.conns.values_mut() {
                     conn.guard.forget(&name);
                 }
+                self.path_rtt.remove(&name);
                 Some(None)
             }
             Input::Limits { subflows } => (self.join_limit.replace(subflows) != Some(subflows)).then_some(None),
@@ -274,6 +282,12 @@ impl Core {
         // Do no harm: a connection the core cannot serve is never touched
         // (the driver says why, from the same function).
         let Ok(path) = servable(&self.paths, local.ip(), remote.ip()) else { return false };
+        let known_rtts: BTreeMap<String, Duration> = self
+            .path_rtt
+            .iter()
+            .filter(|(_, (_, at))| now.saturating_duration_since(*at) < PATH_RTT_KEPT)
+            .map(|(p, (rtt, _))| (p.clone(), *rtt))
+            .collect();
         let initial = Subflow {
             path: path.name.clone(),
             ifindex: path.ifindex,
@@ -304,7 +318,7 @@ impl Core {
             waits_for_join: false,
             awaits: false,
             held_back: Vec::new(),
-            guard: contribution::Guard::young(&path.name, &self.config.contribution),
+            guard: contribution::Guard::young(&path.name, &self.config.contribution, &known_rtts),
         };
         self.insert_conn(token, conn);
         true
@@ -482,6 +496,12 @@ impl Core {
             }
         }
         observe(&self.config, conn, &subflows, now);
+        for s in subflows.iter().filter(|s| s.established) {
+            let rtt = if s.min_rtt_us > 0 { s.min_rtt_us } else { s.rtt_us };
+            if let (Some(sf), true) = (conn.subflows.iter().find(|sf| sf.local == s.local), rtt > 0) {
+                self.path_rtt.insert(sf.path.clone(), (Duration::from_micros(u64::from(rtt)), now));
+            }
+        }
         if conn.service == ServiceType::Aggregate {
             let paths_of: Vec<(SocketAddr, String)> = conn.subflows.iter().map(|s| (s.local, s.path.clone())).collect();
             let path_of = |local: SocketAddr| paths_of.iter().find(|(l, _)| *l == local).map(|(_, p)| p.clone());

@@ -1308,3 +1308,19 @@ fn a_young_aggregate_connection_starts_on_its_fastest_path() {
     // Wifi active once busy 600 ms.
     assert_eq!(flags, [(2, false, false)], "{flags:?}");
 }
+
+/// A new aggregate connection's join starts from what earlier connections
+/// measured of its path: active on a path of similar delay, backup on one
+/// ten times slower.
+#[test]
+fn a_new_aggregate_connection_starts_from_the_paths_known_delays() {
+    for (cell_ms, backup) in [(60, false), (200, true)] {
+        let mut sim = Sim::new(PolicyConfig::default());
+        let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
+        let (cell_sf, _) = sim.joined(&cmds[0], 40001);
+        sim.sample(&[sample(addr(WIFI_INITIAL), 20), sample(cell_sf, cell_ms)]);
+        sim.input(Input::Closed { token: TOKEN });
+        let cmds = sim.establish(ServiceType::Aggregate, "10.1.0.2:40002");
+        assert!(create_on(&cmds[0], &cell(), backup), "cell {cell_ms} ms: {cmds:?}");
+    }
+}
