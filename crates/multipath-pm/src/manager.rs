@@ -894,8 +894,12 @@ impl Driver {
                 self.replay_announcements(token, now);
             }
             // Measured soon where it matters: whether the peer completes
-            // the join a handover waits on.
-            if let Some(token) = joined.filter(|&t| self.core.awaits_confirmation(t)) {
+            // the join a handover waits on; an aggregate join's delay,
+            // which decides whether it carries data yet.
+            let soon = |t: u32| {
+                self.core.awaits_confirmation(t) || self.core.service_of(t) == Some(multipath::ServiceType::Aggregate)
+            };
+            if let Some(token) = joined.filter(|&t| soon(t)) {
                 self.sampler.postpone(token, now);
             }
         }
