@@ -160,6 +160,9 @@ pub(super) struct Guard {
     /// how long the connection has been busy; a path not measured yet is
     /// not among them.
     fast: Vec<String>,
+    /// Young: each path's delay, from this connection's samples or, until
+    /// it measures the path itself, from other connections'.
+    delays: BTreeMap<String, Duration>,
     /// Since when the connection has been busy without a pause.
     busy_since: Option<Instant>,
     /// Bytes delivered per subflow (received + acknowledged) at the last
@@ -302,8 +305,12 @@ impl Guard {
     /// A young connection's paths that may carry data: within
     /// [`SIMILAR_RTT`] of the fastest, or busy long enough for them.
     fn classify(&mut self, rtt: &BTreeMap<String, Duration>, busy: Duration) {
-        let Some(fastest) = rtt.values().min().copied() else { return };
-        self.fast = rtt
+        // A sample without a path (its join not yet established) keeps
+        // what was known of it.
+        self.delays.extend(rtt.iter().map(|(p, r)| (p.clone(), *r)));
+        let Some(fastest) = self.delays.values().min().copied() else { return };
+        self.fast = self
+            .delays
             .iter()
             .filter(|(_, r)| {
                 r.as_secs_f64() <= fastest.as_secs_f64() * SIMILAR_RTT

@@ -1322,5 +1322,10 @@ fn a_new_aggregate_connection_starts_from_the_paths_known_delays() {
         sim.input(Input::Closed { token: TOKEN });
         let cmds = sim.establish(ServiceType::Aggregate, "10.1.0.2:40002");
         assert!(create_on(&cmds[0], &cell(), backup), "cell {cell_ms} ms: {cmds:?}");
+        // A sample before the join is up keeps what was known of cell: its
+        // flag stays as created once it is established.
+        sim.sample(&[sample(addr("10.1.0.2:40002"), 20)]);
+        let (_, cmds) = sim.joined(&cmds[0], 40003);
+        assert!(!cmds.iter().any(|c| matches!(c, Command::SetBackup { .. })), "cell {cell_ms} ms: {cmds:?}");
     }
 }
