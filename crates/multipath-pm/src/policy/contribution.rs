@@ -250,13 +250,8 @@ impl Guard {
             .collect();
         // Young connections are sorted by the paths' own delays, without
         // the queueing a transfer adds.
-        let delay: BTreeMap<String, Duration> = samples
-            .iter()
-            .filter_map(|s| {
-                let us = if s.min_rtt_us > 0 { s.min_rtt_us } else { s.rtt_us };
-                (us > 0).then_some((path_of(s.local)?, Duration::from_micros(u64::from(us))))
-            })
-            .collect();
+        let delay: BTreeMap<String, Duration> =
+            samples.iter().filter_map(|s| Some((path_of(s.local)?, s.delay()?))).collect();
         let Some((since, before)) = &self.last else {
             self.last = Some((now, delivered));
             self.classify(&delay, Duration::ZERO);

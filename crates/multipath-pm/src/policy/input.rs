@@ -40,6 +40,15 @@ pub struct SubflowSample {
     pub fully_established: bool,
 }
 
+impl SubflowSample {
+    /// The path's own delay: the lowest RTT seen (no queueing), else the
+    /// smoothed one; `None` before any RTT sample.
+    pub fn delay(&self) -> Option<std::time::Duration> {
+        let us = if self.min_rtt_us > 0 { self.min_rtt_us } else { self.rtt_us };
+        (us > 0).then(|| std::time::Duration::from_micros(u64::from(us)))
+    }
+}
+
 /// An ICMP echo the driver should send from a path to the peer, to tell a
 /// silent path from a dead one (a download's receiver has no retransmission
 /// timer of its own to notice a blackhole).

@@ -102,11 +102,11 @@ pub struct Core {
     peers: HashMap<IpAddr, usize>,
     out: VecDeque<Command>,
     probes: VecDeque<Probe>,
-    /// The kernel's subflow limit, joins per connection (`None` until the
-    /// driver says).
-    /// Each path's lowest RTT as its connections last measured it: a new
+    /// Each path's delay as its connections last measured it: a new
     /// aggregate connection's joins start from it.
     path_rtt: BTreeMap<String, (Duration, Instant)>,
+    /// The kernel's subflow limit, joins per connection (`None` until the
+    /// driver says).
     join_limit: Option<u32>,
 }
 
@@ -282,12 +282,15 @@ impl Core {
         // Do no harm: a connection the core cannot serve is never touched
         // (the driver says why, from the same function).
         let Ok(path) = servable(&self.paths, local.ip(), remote.ip()) else { return false };
-        let known_rtts: BTreeMap<String, Duration> = self
-            .path_rtt
-            .iter()
-            .filter(|(_, (_, at))| now.saturating_duration_since(*at) < PATH_RTT_KEPT)
-            .map(|(p, (rtt, _))| (p.clone(), *rtt))
-            .collect();
+        let known_rtts: BTreeMap<String, Duration> = match service {
+            ServiceType::Aggregate => self
+                .path_rtt
+                .iter()
+                .filter(|(_, (_, at))| now.saturating_duration_since(*at) < PATH_RTT_KEPT)
+                .map(|(p, (rtt, _))| (p.clone(), *rtt))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         let initial = Subflow {
             path: path.name.clone(),
             ifindex: path.ifindex,
@@ -497,9 +500,12 @@ impl Core {
         }
         observe(&self.config, conn, &subflows, now);
         for s in subflows.iter().filter(|s| s.established) {
-            let rtt = if s.min_rtt_us > 0 { s.min_rtt_us } else { s.rtt_us };
-            if let (Some(sf), true) = (conn.subflows.iter().find(|sf| sf.local == s.local), rtt > 0) {
-                self.path_rtt.insert(sf.path.clone(), (Duration::from_micros(u64::from(rtt)), now));
+            let (Some(delay), Some(sf)) = (s.delay(), conn.subflows.iter().find(|sf| sf.local == s.local)) else {
+                continue;
+            };
+            match self.path_rtt.get_mut(&sf.path) {
+                Some(known) => *known = (delay, now),
+                None => drop(self.path_rtt.insert(sf.path.clone(), (delay, now))),
             }
         }
         if conn.service == ServiceType::Aggregate {
