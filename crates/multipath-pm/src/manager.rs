@@ -77,6 +77,10 @@ enum Request {
     Tables {
         reply: mpsc::Sender<Tables>,
     },
+    FirstPath {
+        remote: IpAddr,
+        reply: mpsc::Sender<multipath::FirstPath>,
+    },
 }
 
 /// Who handed a connection to the daemon, as the kernel recorded it when
@@ -338,6 +342,14 @@ impl Manager {
         answer.recv().map_err(|_| stopped())
     }
 
+    /// Where a new aggregate or interactive connection to `remote` should
+    /// start, by what the manager measured of its paths.
+    pub fn first_path(&self, remote: IpAddr) -> Result<multipath::FirstPath, PmError> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Request::FirstPath { remote, reply })?;
+        answer.recv().map_err(|_| stopped())
+    }
+
     /// Whether the manager's thread is still running (it stops only when
     /// dropped, or on a bug).
     pub fn is_running(&self) -> bool {
@@ -372,6 +384,15 @@ impl multipath::Enforcer for Manager {
 
     fn kind(&self) -> multipath::PathManager {
         multipath::PathManager::InProcess
+    }
+
+    fn first_path(&self, remote: IpAddr, service: ServiceType) -> multipath::FirstPath {
+        match service {
+            ServiceType::Aggregate | ServiceType::Interactive => {
+                Manager::first_path(self, remote).unwrap_or(multipath::FirstPath::Routed)
+            }
+            _ => multipath::FirstPath::Routed,
+        }
     }
 }
 
@@ -764,6 +785,9 @@ impl Driver {
             }
             Request::ActivePath { token, reply } => {
                 let _ = reply.send(self.core.active_path(token).map(str::to_owned));
+            }
+            Request::FirstPath { remote, reply } => {
+                let _ = reply.send(self.core.first_path(remote, Instant::now()));
             }
             Request::Paths { reply } => {
                 let _ = reply.send(self.paths.clone());

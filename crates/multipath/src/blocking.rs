@@ -32,14 +32,20 @@ impl Connection {
         };
         let mut attempts = Vec::new();
         for addr in ordered(&endpoint, resolved, params)? {
-            let connected = socket::for_attempt(addr, params)?.and_then(|(sock, meta, to)| {
-                match params.get_connect_timeout() {
-                    Some(t) => sock.connect_timeout(&to.into(), t)?,
-                    None => sock.connect(&to.into())?,
+            let turns = socket::first_paths(addr.ip(), params);
+            let connected = match turns.as_slice() {
+                [turn] if turn.len() == 1 => {
+                    socket::for_attempt(addr, turn[0], params)?.and_then(|(sock, meta, to)| {
+                        match params.get_connect_timeout() {
+                            Some(t) => sock.connect_timeout(&to.into(), t)?,
+                            None => sock.connect(&to.into())?,
+                        }
+                        Ok((sock, meta))
+                    })
                 }
-                Ok(Connection { stream: sock.into(), meta })
-            });
-            match connected {
+                _ => Self::race(addr, turns, params, &mut attempts)?,
+            };
+            match connected.map(|(sock, meta)| Connection { stream: sock.into(), meta }) {
                 Ok(mut conn) => {
                     conn.meta.enforced_by = socket::enforce(conn.stream.as_fd(), &conn.meta, params);
                     socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
@@ -49,6 +55,49 @@ impl Connection {
             }
         }
         Err(Error::Connect { endpoint: endpoint.to_string(), attempts })
+    }
+
+    /// Handshakes to `addr` from each source of `turns` (see
+    /// [`socket::first_paths`]); the first to complete wins and the others
+    /// are closed. The losers' failures are added to `failures`.
+    fn race(
+        addr: SocketAddr,
+        turns: Vec<Vec<Option<SocketAddr>>>,
+        params: &Parameters,
+        failures: &mut Vec<(SocketAddr, io::Error)>,
+    ) -> Result<io::Result<(socket2::Socket, SocketMeta)>> {
+        // Sockets are opened as their turn comes; an error that stops every
+        // attempt (strict mode without MPTCP) shows at the first.
+        let mut fatal = None;
+        let started = turns.into_iter().map(|turn| {
+            turn.into_iter()
+                .filter_map(|from| match socket::for_attempt(addr, from, params) {
+                    Ok(ready) => Some(ready.and_then(|(sock, meta, to)| {
+                        sock.set_nonblocking(true)?;
+                        match sock.connect(&to.into()) {
+                            Err(e) if e.raw_os_error() != Some(libc::EINPROGRESS) => Err(e),
+                            _ => Ok((sock, meta, addr)),
+                        }
+                    })),
+                    Err(e) => {
+                        fatal.get_or_insert(e);
+                        None
+                    }
+                })
+                .collect()
+        });
+        let won = socket::first_to_connect(started, socket::ATTEMPT_DELAY, params.get_connect_timeout());
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        Ok(match won {
+            Ok((sock, meta)) => sock.set_nonblocking(false).map(|()| (sock, meta)),
+            Err(mut lost) => {
+                let last = lost.pop().unwrap_or_else(|| io::Error::from(io::ErrorKind::NotConnected));
+                failures.extend(lost.into_iter().map(|e| (addr, e)));
+                Err(last)
+            }
+        })
     }
 
     /// The underlying std stream. An MPTCP connection to an IPv4 address

@@ -18,7 +18,7 @@ use crate::socket::{self, SocketMeta};
 use crate::{Error, MultipathStatus, Parameters, Result};
 
 /// Delay before racing the next address (RFC 8305's "Connection Attempt Delay").
-const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+use crate::socket::ATTEMPT_DELAY;
 
 /// Adds the telemetry methods to a type holding a socket and its meta.
 macro_rules! telemetry_methods {
@@ -174,7 +174,12 @@ async fn race(
     params: &Parameters,
     deadline: Option<(tokio::time::Instant, Duration)>,
 ) -> Result<Connection> {
-    let mut waiting = addrs.into_iter();
+    // Each address's turns (see `socket::first_paths`), one after another.
+    let turns: Vec<(SocketAddr, Vec<Option<SocketAddr>>)> = addrs
+        .into_iter()
+        .flat_map(|addr| socket::first_paths(addr.ip(), params).into_iter().map(move |turn| (addr, turn)))
+        .collect();
+    let mut waiting = turns.into_iter();
     let mut running: Vec<(SocketAddr, SocketMeta, Attempt)> = Vec::new();
     let mut failures: Vec<(SocketAddr, io::Error)> = Vec::new();
     let mut delay = Box::pin(tokio::time::sleep(Duration::ZERO));
@@ -214,14 +219,16 @@ async fn race(
                 failures.push((addr, e));
             }
             Step::NextAttempt => {
-                let addr = waiting.next().expect("an address is waiting");
-                let ready = socket::for_attempt(addr, params)?.and_then(|(sock, meta, to)| {
-                    sock.set_nonblocking(true)?;
-                    Ok((TcpSocket::from_std_stream(std::net::TcpStream::from(sock)), meta, to))
-                });
-                match ready {
-                    Ok((sock, meta, to)) => running.push((addr, meta, Box::pin(sock.connect(to)))),
-                    Err(e) => failures.push((addr, e)),
+                let (addr, turn) = waiting.next().expect("an address is waiting");
+                for from in turn {
+                    let ready = socket::for_attempt(addr, from, params)?.and_then(|(sock, meta, to)| {
+                        sock.set_nonblocking(true)?;
+                        Ok((TcpSocket::from_std_stream(std::net::TcpStream::from(sock)), meta, to))
+                    });
+                    match ready {
+                        Ok((sock, meta, to)) => running.push((addr, meta, Box::pin(sock.connect(to)))),
+                        Err(e) => failures.push((addr, e)),
+                    }
                 }
                 delay.as_mut().reset(tokio::time::Instant::now() + ATTEMPT_DELAY);
             }

@@ -3,6 +3,7 @@
 //! has its service type enforced from the moment it is established.
 
 use std::fmt::Debug;
+use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 
 use crate::{PathManager, ServiceType};
@@ -17,6 +18,35 @@ pub trait Enforcer: Send + Sync + Debug {
     /// What [`MultipathStatus::path_manager`](crate::MultipathStatus::path_manager)
     /// reports for the connections it manages.
     fn kind(&self) -> PathManager;
+
+    /// Where a new `service` connection to `remote` should start, asked
+    /// before it connects (only for aggregate and interactive, and only
+    /// when the caller chose neither a local address nor a device). The
+    /// default leaves it to the routing table.
+    fn first_path(&self, remote: IpAddr, service: ServiceType) -> FirstPath {
+        let _ = (remote, service);
+        FirstPath::Routed
+    }
+}
+
+/// Where a connection's first subflow starts: which path carries the
+/// handshake and everything sent before the path manager adds the others.
+/// A short transfer is over before the others help, so it matters most.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FirstPath {
+    /// The routing table's choice (the default route).
+    Routed,
+    /// From these local addresses in turn, the path the manager knows to
+    /// be fastest first: each has 250 ms to itself before the next starts
+    /// beside it (a path may have failed since it was measured).
+    Ordered(Vec<IpAddr>),
+    /// From each of these local addresses at once, keeping the first
+    /// handshake to complete: nothing is known of the paths yet (happy
+    /// eyeballs across paths).
+    ///
+    /// Either way, the routing table's choice gets a last turn.
+    Race(Vec<IpAddr>),
 }
 
 /// Why a path manager did not take a connection. Either way the kernel's

@@ -60,7 +60,7 @@ pub mod tls;
 
 pub use connection::{Connection, Listener, ReadHalf, Telemetry, WriteHalf};
 pub use endpoint::{Endpoint, ToEndpoint};
-pub use enforcer::{EnforceError, Enforcer};
+pub use enforcer::{EnforceError, Enforcer, FirstPath};
 pub use error::{Error, Result};
 pub use info::{DecodeError, MptcpInfo, SubflowInfo, TcpInfo, TcpState};
 pub use params::{Keepalive, Parameters, MAX_RECV_BUFFER};

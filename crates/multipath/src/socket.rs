@@ -4,15 +4,15 @@
 //! options in [`open`], then the `SOL_MPTCP` telemetry block.
 
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::BorrowedFd;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::info::{canonical_ip, MptcpInfo, SubflowInfo, TcpInfo, MPTCP_INFO_SIZE, TCP_INFO_SIZE};
-use crate::{sys, Error, MultipathStatus, Parameters, PathManager, Result, ServiceType, Transport};
+use crate::{sys, Error, FirstPath, MultipathStatus, Parameters, PathManager, Result, ServiceType, Transport};
 
 /// What [`open`] created, fixed for the socket's life.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,17 +120,50 @@ fn configure(socket: &Socket, params: &Parameters) -> Result<()> {
     Ok(())
 }
 
-/// The socket for one connection attempt to `addr`: opened, configured and
-/// bound, and the address to connect it to. The outer error stops every
-/// attempt (strict mode on a host without MPTCP); the inner one only this
-/// address (its family disabled, its local port taken by a concurrent
-/// attempt, ...).
+/// How long one connection attempt has to itself before the next starts
+/// beside it (happy eyeballs' 250 ms).
+pub(crate) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Where attempts to `remote` start from, in turns: the attempts of a turn
+/// start together, each turn a little after the one before unless one
+/// connected. `None` leaves the source to the routing table.
+/// - The caller's local address, if any: one turn.
+/// - Aggregate and interactive connections under a path manager: its
+///   paths fastest first, or a race from every path when nothing is known;
+///   then the routing table's choice (should none of them answer).
+/// - Otherwise the routing table's choice.
+pub(crate) fn first_paths(remote: IpAddr, params: &Parameters) -> Vec<Vec<Option<SocketAddr>>> {
+    let routed = vec![vec![params.get_local_address()]];
+    let chooses = matches!(params.get_multipath_service_type(), ServiceType::Aggregate | ServiceType::Interactive);
+    let Some(manager) = params.get_path_manager().filter(|_| chooses) else { return routed };
+    if params.get_local_address().is_some() || params.get_bind_device().is_some() {
+        return routed;
+    }
+    let usable = |ip: &IpAddr| ip.is_ipv4() == remote.to_canonical().is_ipv4();
+    let from = |ip: IpAddr| Some(SocketAddr::new(ip, 0));
+    match manager.first_path(remote.to_canonical(), params.get_multipath_service_type()) {
+        FirstPath::Ordered(ips) if ips.iter().any(usable) => {
+            ips.into_iter().filter(usable).map(|ip| vec![from(ip)]).chain([vec![None]]).collect()
+        }
+        FirstPath::Race(ips) if ips.iter().any(usable) => {
+            vec![ips.into_iter().filter(usable).map(from).collect(), vec![None]]
+        }
+        _ => routed,
+    }
+}
+
+/// The socket for one connection attempt to `addr` from `from` (else
+/// where the routing table says): opened, configured and bound, and the
+/// address to connect it to. The outer error stops every attempt (strict
+/// mode on a host without MPTCP); the inner one only this address (its
+/// family disabled, its local port taken by a concurrent attempt, ...).
 pub(crate) fn for_attempt(
     addr: SocketAddr,
+    from: Option<SocketAddr>,
     params: &Parameters,
 ) -> Result<io::Result<(Socket, SocketMeta, SocketAddr)>> {
     let opened = open_for(addr, params).and_then(|(sock, mut meta, to)| {
-        if let Some(local) = params.get_local_address() {
+        if let Some(local) = from {
             let local = if to.is_ipv6() { SocketAddr::new(mapped(local.ip()), local.port()) } else { local };
             sock.bind(&local.into()).map_err(|e| Error::socket(format!("bind {local}"), e))?;
         }
@@ -142,6 +175,77 @@ pub(crate) fn for_attempt(
         Err(Error::Socket { what, source }) => Ok(Err(io::Error::new(source.kind(), format!("{what}: {source}")))),
         Err(fatal) => Err(fatal),
     }
+}
+
+/// A connection attempt under way: a non-blocking socket whose connect
+/// has started, what is known of it, and the address it is for.
+pub(crate) type Started = (Socket, SocketMeta, SocketAddr);
+
+/// Connects the first attempt to complete, within `timeout`: `turns` are
+/// started one after another, `every` apart (sooner when every attempt
+/// under way has failed); the losers are closed. The failures come back
+/// as the error.
+pub(crate) fn first_to_connect(
+    mut turns: impl Iterator<Item = Vec<io::Result<Started>>>,
+    every: Duration,
+    timeout: Option<Duration>,
+) -> std::result::Result<(Socket, SocketMeta), Vec<io::Error>> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut failures = Vec::new();
+    let mut running: Vec<Started> = Vec::new();
+    let mut next_turn = Some(Instant::now());
+    loop {
+        let now = Instant::now();
+        if next_turn.is_some_and(|at| now >= at || running.is_empty()) {
+            match turns.next() {
+                Some(turn) => {
+                    for attempt in turn {
+                        match attempt {
+                            Ok(a) => running.push(a),
+                            Err(e) => failures.push(e),
+                        }
+                    }
+                    next_turn = Some(now + every);
+                    continue;
+                }
+                None => next_turn = None,
+            }
+        }
+        if running.is_empty() || deadline.is_some_and(|at| now >= at) {
+            break;
+        }
+        let until = [deadline, next_turn].into_iter().flatten().min();
+        let wait =
+            until.map_or(-1, |at| at.saturating_duration_since(now).as_millis().clamp(1, i32::MAX as u128) as i32);
+        let mut fds: Vec<libc::pollfd> = running
+            .iter()
+            .map(|(s, _, _)| libc::pollfd { fd: s.as_raw_fd(), events: libc::POLLOUT, revents: 0 })
+            .collect();
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfds for the call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            failures.extend(running.drain(..).map(|_| io::Error::new(e.kind(), e.to_string())));
+            break;
+        }
+        // Back to front, so that removing one leaves the others' indices.
+        for i in (0..fds.len()).rev() {
+            if fds[i].revents == 0 {
+                continue;
+            }
+            let (sock, meta, to) = running.swap_remove(i);
+            match sock.take_error() {
+                Ok(None) if sock.peer_addr().is_ok() => return Ok((sock, meta)),
+                Ok(None) => failures.push(io::Error::new(io::ErrorKind::NotConnected, format!("{to}: not connected"))),
+                Ok(Some(e)) | Err(e) => failures.push(e),
+            }
+        }
+    }
+    failures.extend(running.into_iter().map(|_| io::Error::from(io::ErrorKind::TimedOut)));
+    Err(failures)
 }
 
 /// An IPv4 address as an IPv4-mapped IPv6 one (an IPv6 address as it is).

@@ -18,6 +18,7 @@ mod config;
 mod conn;
 mod contribution;
 mod events;
+mod first_path;
 mod input;
 mod measure;
 mod probe;
@@ -44,6 +45,7 @@ use conn::{
 };
 pub use contribution::ContributionGuard;
 pub use events::{input_for_event, EarlyAnnouncements};
+use first_path::PathDelay;
 pub use input::{servable, Input, Probe, Refusal, SubflowSample, Unservable};
 use measure::{observe, sync};
 use probe::{silence_probe, PathProbe, Prober};
@@ -83,9 +85,6 @@ pub struct SubflowView {
     pub established: bool,
 }
 
-/// How long a path's last measured RTT is trusted for new connections.
-const PATH_RTT_KEPT: Duration = Duration::from_secs(60);
-
 /// The core: all managed connections and the paths they may use.
 #[derive(Debug)]
 pub struct Core {
@@ -103,8 +102,9 @@ pub struct Core {
     out: VecDeque<Command>,
     probes: VecDeque<Probe>,
     /// Each path's delay as its connections last measured it: a new
-    /// aggregate connection's joins start from it.
-    path_rtt: BTreeMap<String, (Duration, Instant)>,
+    /// aggregate connection's joins start from it, and new connections
+    /// choose their first path by it.
+    path_rtt: BTreeMap<String, PathDelay>,
     /// The kernel's subflow limit, joins per connection (`None` until the
     /// driver says).
     join_limit: Option<u32>,
@@ -283,12 +283,9 @@ impl Core {
         // (the driver says why, from the same function).
         let Ok(path) = servable(&self.paths, local.ip(), remote.ip()) else { return false };
         let known_rtts: BTreeMap<String, Duration> = match service {
-            ServiceType::Aggregate => self
-                .path_rtt
-                .iter()
-                .filter(|(_, (_, at))| now.saturating_duration_since(*at) < PATH_RTT_KEPT)
-                .map(|(p, (rtt, _))| (p.clone(), *rtt))
-                .collect(),
+            ServiceType::Aggregate => {
+                first_path::fresh(&self.path_rtt, now).map(|(p, d)| (p.clone(), d.base)).collect()
+            }
             _ => BTreeMap::new(),
         };
         let initial = Subflow {
@@ -503,9 +500,11 @@ impl Core {
             let (Some(delay), Some(sf)) = (s.delay(), conn.subflows.iter().find(|sf| sf.local == s.local)) else {
                 continue;
             };
+            let smoothed = if s.rtt_us > 0 { Duration::from_micros(u64::from(s.rtt_us)) } else { delay };
+            let measured = PathDelay { base: delay, smoothed, at: now };
             match self.path_rtt.get_mut(&sf.path) {
-                Some(known) => *known = (delay, now),
-                None => drop(self.path_rtt.insert(sf.path.clone(), (delay, now))),
+                Some(known) => *known = measured,
+                None => drop(self.path_rtt.insert(sf.path.clone(), measured)),
             }
         }
         if conn.service == ServiceType::Aggregate {
@@ -810,6 +809,20 @@ impl Core {
             // The subflow or address is already gone: nothing to undo.
             Command::SubflowDestroy { .. } | Command::Remove { .. } | Command::Announce { .. } => {}
         }
+    }
+
+    /// Where a new aggregate or interactive connection to `remote` should
+    /// start (see [`first_path::choose`]): by the delays its paths' last
+    /// connections measured, avoiding a path whose last probe to `remote`
+    /// went unanswered.
+    pub fn first_path(&self, remote: IpAddr, now: Instant) -> multipath::FirstPath {
+        let remote = remote.to_canonical();
+        let failing = |path: &str| {
+            self.path_probes
+                .get(&(path.to_string(), remote))
+                .is_some_and(|p| p.answered.is_none() && now >= p.sent + p.wait)
+        };
+        first_path::choose(&self.paths, remote, &self.path_rtt, failing, now)
     }
 
     /// Whether the core would serve a connection from `local` to `remote`
