@@ -37,6 +37,17 @@ pub fn run(args: LsArgs) -> Result<()> {
         let cells: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", cells.join("  ").trim_end());
     }
+    for l in &listed {
+        if let Some((need, cap)) = l.receive_buffer {
+            println!(
+                "connection to {}: its paths need a {:.1} MB receive buffer, net.ipv4.tcp_rmem allows {:.1} MB: \
+                 the slowest path's data holds up the others (raise tcp_rmem's maximum)",
+                l.remote,
+                need as f64 / 1e6,
+                cap as f64 / 1e6
+            );
+        }
+    }
     Ok(())
 }
 

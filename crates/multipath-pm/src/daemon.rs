@@ -485,6 +485,12 @@ impl Server {
                 Err(reason) => Reply::Refused { reason },
             },
             Ok(Request::List) => return Some(self.list(p.peer.uid)),
+            // Which local path answers fastest: nothing in it names a
+            // connection or a user.
+            Ok(Request::FirstPath { remote }) => match self.manager.first_path(remote) {
+                Ok(first) => Reply::FirstPath(first),
+                Err(e) => Reply::Refused { reason: e.to_string() },
+            },
             Ok(Request::Run { service }) => match self.begin_run(p, service) {
                 Ok(()) => Reply::Granted,
                 Err(reason) => Reply::Refused { reason },
@@ -551,6 +557,7 @@ impl Server {
                         .collect(),
                     held_back: c.view.held_back,
                     backed_off: c.view.backed_off,
+                    receive_buffer: c.view.receive_buffer.map(|r| (r.need, r.cap)),
                 }
             })
             .filter(|l| asker == 0 || l.uid == Some(asker))

@@ -939,6 +939,11 @@ impl Driver {
             Ok(limits) => self.core.handle(Input::Limits { subflows: limits.subflows }, now),
             Err(e) => tracing::debug!(error = %e, "reading the MPTCP limits"),
         }
+        // This thread's namespace's, as the managed sockets'.
+        let rmem = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem").ok();
+        if let Some(max) = rmem.as_deref().and_then(|s| s.split_whitespace().nth(2)?.parse().ok()) {
+            self.core.handle(Input::ReceiveBufferMax(max), now);
+        }
     }
 
     fn refresh_paths(&mut self, now: Instant) -> Result<(), PmError> {

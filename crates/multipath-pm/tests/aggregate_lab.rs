@@ -83,4 +83,29 @@ fn similar_paths_aggregate_to_their_sum() {
     eprintln!("sum {:.2} Mbit/s, aggregate {:.2} Mbit/s ({:.3})", sum / 1e6, both / 1e6, both / sum);
     assert!(both >= 0.97 * sum, "aggregate {both:.0} bit/s, sum {sum:.0}");
     assert!(d.view().backed_off.is_empty(), "{:?}", d.view());
+    assert_eq!(d.view().receive_buffer, None, "the stock tcp_rmem holds these paths");
+}
+
+/// A host whose receive buffers may not grow past 256 KB, beside a 200 ms
+/// path: the manager says the paths need more than that, measured (the
+/// goodput times the cell's RTT, twice), and what the host allows. The limit is set in the lab's own client namespace,
+/// the one setting this test is about.
+#[test]
+fn a_receive_buffer_too_small_for_the_paths_is_reported() {
+    let Some(_one_at_a_time) = lab_test("a_receive_buffer_too_small_for_the_paths_is_reported") else { return };
+    let config = LabConfig::new()
+        .path(PathConfig::new("wifi").rate_mbit(20.0).rtt(Duration::from_millis(20)))
+        .path(PathConfig::new("cell").rate_mbit(20.0).rtt(Duration::from_millis(200)));
+    let lab = Lab::up(&config).unwrap();
+    lab.client().sysctl("net.ipv4.tcp_rmem", "4096 131072 262144").unwrap();
+    let mut d = download(&lab, lab.server_addr().into(), ServiceType::Aggregate, &[], 1000);
+    let started = Instant::now();
+    while d.view().receive_buffer.is_none() {
+        read_for(&mut d.conn, &mut d.received, Duration::from_millis(250));
+        assert!(started.elapsed() < Duration::from_secs(10), "never reported: {:?}", d.view());
+    }
+    let short = d.view().receive_buffer.unwrap();
+    eprintln!("{short:?}");
+    assert_eq!(short.cap, 262_144);
+    assert!(short.rtt_us >= 200_000 && short.need > short.cap, "{short:?}");
 }

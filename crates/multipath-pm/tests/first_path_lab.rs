@@ -11,11 +11,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multipath::{blocking, FirstPath, Parameters, ServiceType};
-use multipath_lab::testing::{echo_server, lab_test};
+use multipath::daemon_client::Daemon as DaemonClient;
+use multipath::{blocking, FirstPath, Parameters, PathManager, ServiceType};
+use multipath_lab::testing::{become_user, echo_server, lab_test};
 use multipath_lab::{Lab, LabConfig, PathConfig};
 use multipath_pm::policy::PolicyConfig;
-use multipath_pm::Manager;
+use multipath_pm::{Daemon, DaemonConfig, Manager};
 
 /// A server in the lab that answers each connection's 8-byte size with
 /// that many bytes, then closes; dual stack.
@@ -67,6 +68,14 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
+/// The lab where the cell is the better path and wifi holds the default
+/// route.
+fn cell_better() -> LabConfig {
+    LabConfig::new()
+        .path(PathConfig::new("wifi").rate_mbit(5.0).rtt(Duration::from_millis(80)))
+        .path(PathConfig::new("cell").rate_mbit(20.0).rtt(Duration::from_millis(30)))
+}
+
 /// The cell is the better path (20 Mbit/s, 30 ms) beside a slow wifi
 /// (5 Mbit/s, 80 ms) that holds the default route. The first aggregate
 /// connection, over IPv6, knows nothing of the paths: its race of
@@ -77,10 +86,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 #[test]
 fn short_transfers_start_on_the_faster_path_and_keep_its_pace() {
     let Some(_one_at_a_time) = lab_test("short_transfers_start_on_the_faster_path_and_keep_its_pace") else { return };
-    let config = LabConfig::new()
-        .path(PathConfig::new("wifi").rate_mbit(5.0).rtt(Duration::from_millis(80)))
-        .path(PathConfig::new("cell").rate_mbit(20.0).rtt(Duration::from_millis(30)));
-    let lab = Lab::up(&config).unwrap();
+    let lab = Lab::up(&cell_better()).unwrap();
     lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
     let aggregate = Parameters::tcp().multipath_service_type(ServiceType::Aggregate).nodelay(true);
     let port = sized_server(&lab, &aggregate);
@@ -163,4 +169,45 @@ fn an_interactive_connection_opened_while_wifi_fails_starts_on_cell() {
     ping(&mut second);
     // Starting on wifi would have cost 250 ms before the cell's turn.
     assert!(took < Duration::from_millis(250), "connect took {took:?}");
+}
+
+/// An unprivileged program using the library with no path manager of its
+/// own: the namespace's daemon, found by the library, says where its
+/// interactive connections start (a race first, then the measured cell).
+#[test]
+fn the_daemon_chooses_the_first_path_for_programs_that_ask_it() {
+    let Some(_one_at_a_time) = lab_test("the_daemon_chooses_the_first_path_for_programs_that_ask_it") else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let lab = Lab::up(&cell_better()).unwrap();
+    lab.client().sysctl("net.mptcp.pm_type", "1").unwrap();
+    let daemon = lab.client().run(|| Daemon::start(DaemonConfig::default())).unwrap();
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Interactive).nodelay(true);
+    let port = sized_server(&lab, &params);
+    let server = SocketAddr::new(lab.server_addr().into(), port);
+    let cell = IpAddr::from(lab.path("cell").unwrap().client_addr());
+    let ask = || lab.client().run(|| DaemonClient::of_this_namespace().first_path(server.ip())).unwrap();
+    assert!(matches!(ask(), FirstPath::Race(_)), "nothing is known yet");
+    for round in 0..2 {
+        let mut conn = lab
+            .client()
+            .run(|| {
+                become_user(4242)?;
+                blocking::Connection::connect(server, &params).map_err(std::io::Error::other)
+            })
+            .unwrap();
+        let status = conn.multipath_status();
+        assert!(status.enforced && status.path_manager == PathManager::Daemon, "{status}");
+        assert_eq!(conn.local_addr().unwrap().ip(), cell, "round {round} starts on the cell");
+        // 2 s at the cell's rate: the daemon measures both paths meanwhile.
+        conn.write_all(&5_000_000u64.to_be_bytes()).unwrap();
+        std::io::copy(&mut conn, &mut std::io::sink()).unwrap();
+    }
+    let wifi = IpAddr::from(lab.path("wifi").unwrap().client_addr());
+    assert_eq!(ask(), FirstPath::Ordered(vec![cell, wifi]), "measured by the daemon's connections");
+    drop(daemon);
 }

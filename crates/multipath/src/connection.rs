@@ -87,7 +87,24 @@ impl Connection {
             None => resolving.await?,
         };
         let addrs = ordered(&endpoint, resolved, params)?;
-        let mut conn = race(&endpoint, addrs, params, deadline).await?;
+        // Each address's turns (see `socket::first_paths`), one after
+        // another. Asking a daemon may wait: not on a runtime thread.
+        let routed = |addrs: Vec<SocketAddr>| -> Vec<Turn> {
+            addrs.into_iter().map(|addr| (addr, vec![params.get_local_address()])).collect()
+        };
+        let turns = if socket::asks_for_first_path(params) {
+            let (for_turns, fallback) = (params.clone(), addrs.clone());
+            tokio::task::spawn_blocking(move || {
+                let each =
+                    |addr: SocketAddr| socket::first_paths(addr.ip(), &for_turns).into_iter().map(move |t| (addr, t));
+                addrs.into_iter().flat_map(each).collect()
+            })
+            .await
+            .unwrap_or_else(|_| routed(fallback))
+        } else {
+            routed(addrs)
+        };
+        let mut conn = race(&endpoint, turns, params, deadline).await?;
         // Registration may wait on a daemon: not on a runtime thread.
         let fd = conn.stream.as_fd().try_clone_to_owned()?;
         let (meta, for_enforcer) = ((*conn.meta).clone(), params.clone());
@@ -164,21 +181,20 @@ enum Step {
     TimedOut,
 }
 
-/// Races connection attempts, starting the next address when the previous
-/// one fails or after [`ATTEMPT_DELAY`], whichever comes first, until one
-/// connects, all fail, or the deadline passes. Sockets are created here, in
-/// the caller's thread (and so its network namespace).
+/// An address and the local addresses its attempts start from together
+/// (`None`: where routing says).
+type Turn = (SocketAddr, Vec<Option<SocketAddr>>);
+
+/// Races connection attempts, starting the next turn when the previous
+/// one's attempts fail or after [`ATTEMPT_DELAY`], whichever comes first,
+/// until one connects, all fail, or the deadline passes. Sockets are
+/// created here, in the caller's thread (and so its network namespace).
 async fn race(
     endpoint: &Endpoint,
-    addrs: Vec<SocketAddr>,
+    turns: Vec<Turn>,
     params: &Parameters,
     deadline: Option<(tokio::time::Instant, Duration)>,
 ) -> Result<Connection> {
-    // Each address's turns (see `socket::first_paths`), one after another.
-    let turns: Vec<(SocketAddr, Vec<Option<SocketAddr>>)> = addrs
-        .into_iter()
-        .flat_map(|addr| socket::first_paths(addr.ip(), params).into_iter().map(move |turn| (addr, turn)))
-        .collect();
     let mut waiting = turns.into_iter();
     let mut running: Vec<(SocketAddr, SocketMeta, Attempt)> = Vec::new();
     let mut failures: Vec<(SocketAddr, io::Error)> = Vec::new();
@@ -420,6 +436,11 @@ mod tests {
     use super::*;
     use crate::ServiceType;
 
+    /// Each address once, from where routing says.
+    fn routed(addrs: Vec<SocketAddr>) -> Vec<Turn> {
+        addrs.into_iter().map(|a| (a, vec![None])).collect()
+    }
+
     /// A loopback address whose SYNs go unanswered: a listener whose accept
     /// queue is full drops them, so connecting there hangs.
     fn unanswered() -> (std::net::TcpListener, Vec<std::net::TcpStream>, SocketAddr) {
@@ -446,7 +467,7 @@ mod tests {
         let good = listener.local_addr().unwrap();
         let endpoint = Endpoint::Host { host: "test".into(), port: 0 };
         let started = std::time::Instant::now();
-        let conn = race(&endpoint, vec![dead, good], &params(), None).await.unwrap();
+        let conn = race(&endpoint, routed(vec![dead, good]), &params(), None).await.unwrap();
         let took = started.elapsed();
         assert_eq!(conn.peer_addr().unwrap(), good);
         assert!(took >= ATTEMPT_DELAY && took < 4 * ATTEMPT_DELAY, "second attempt started after {took:?}");
@@ -459,11 +480,11 @@ mod tests {
         let good_addr = good.local_addr().unwrap();
         let endpoint = Endpoint::Addr(refused);
         let started = std::time::Instant::now();
-        let conn = race(&endpoint, vec![refused, good_addr], &params(), None).await.unwrap();
+        let conn = race(&endpoint, routed(vec![refused, good_addr]), &params(), None).await.unwrap();
         assert!(started.elapsed() < ATTEMPT_DELAY, "a refusal starts the next attempt without waiting");
         assert_eq!(conn.peer_addr().unwrap(), good_addr);
         drop(good);
-        let err = race(&endpoint, vec![refused, good_addr], &params(), None).await.unwrap_err();
+        let err = race(&endpoint, routed(vec![refused, good_addr]), &params(), None).await.unwrap_err();
         assert!(matches!(&err, Error::Connect { attempts, .. } if attempts.len() == 2), "{err}");
     }
 
@@ -472,7 +493,7 @@ mod tests {
         let (_hold, _queued, dead) = unanswered();
         let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let deadline = Some((tokio::time::Instant::now() + Duration::from_millis(400), Duration::from_millis(400)));
-        let err = race(&Endpoint::Addr(refused), vec![refused, dead], &params(), deadline).await.unwrap_err();
+        let err = race(&Endpoint::Addr(refused), routed(vec![refused, dead]), &params(), deadline).await.unwrap_err();
         match &err {
             Error::Timeout { attempts, .. } => assert_eq!(attempts.len(), 1, "{err}"),
             other => panic!("expected a timeout, got {other}"),
@@ -489,7 +510,8 @@ mod tests {
         let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addrs = vec![a.local_addr().unwrap(), b.local_addr().unwrap()];
-        let err = race(&Endpoint::Addr(addrs[0]), addrs, &params, None).await.unwrap_err();
+        let turns = addrs.iter().map(|&a| (a, vec![params.get_local_address()])).collect();
+        let err = race(&Endpoint::Addr(addrs[0]), turns, &params, None).await.unwrap_err();
         match &err {
             Error::Connect { attempts, .. } => assert_eq!(attempts.len(), 2, "{err}"),
             other => panic!("expected both attempts to fail, got {other}"),

@@ -124,21 +124,38 @@ fn configure(socket: &Socket, params: &Parameters) -> Result<()> {
 /// beside it (happy eyeballs' 250 ms).
 pub(crate) const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
+/// Whether a connection with `params` asks a path manager where to start
+/// (see [`first_paths`]).
+pub(crate) fn asks_for_first_path(params: &Parameters) -> bool {
+    matches!(params.get_multipath_service_type(), ServiceType::Aggregate | ServiceType::Interactive)
+        && params.get_local_address().is_none()
+        && params.get_bind_device().is_none()
+}
+
 /// Where attempts to `remote` start from, in turns: the attempts of a turn
 /// start together, each turn a little after the one before unless one
 /// connected. `None` leaves the source to the routing table.
 /// - The caller's local address, if any: one turn.
-/// - Aggregate and interactive connections under a path manager: its
-///   paths fastest first, or a race from every path when nothing is known;
-///   then the routing table's choice (should none of them answer).
+/// - Aggregate and interactive connections under a path manager (the
+///   parameters', else the namespace's daemon): its paths fastest first,
+///   or a race from every path when nothing is known; then the routing
+///   table's choice (should none of them answer).
 /// - Otherwise the routing table's choice.
 pub(crate) fn first_paths(remote: IpAddr, params: &Parameters) -> Vec<Vec<Option<SocketAddr>>> {
     let routed = vec![vec![params.get_local_address()]];
-    let chooses = matches!(params.get_multipath_service_type(), ServiceType::Aggregate | ServiceType::Interactive);
-    let Some(manager) = params.get_path_manager().filter(|_| chooses) else { return routed };
-    if params.get_local_address().is_some() || params.get_bind_device().is_some() {
+    if !asks_for_first_path(params) {
         return routed;
     }
+    // The parameters' manager, else the daemon of this namespace if one
+    // runs (as for registration).
+    let daemon;
+    let manager: &dyn crate::Enforcer = match params.get_path_manager() {
+        Some(m) => m.as_ref(),
+        None => {
+            daemon = crate::daemon_client::Daemon::discover();
+            &daemon
+        }
+    };
     let usable = |ip: &IpAddr| ip.is_ipv4() == remote.to_canonical().is_ipv4();
     let from = |ip: IpAddr| Some(SocketAddr::new(ip, 0));
     match manager.first_path(remote.to_canonical(), params.get_multipath_service_type()) {

@@ -39,12 +39,14 @@ const CONTENDERS: [Contender; 4] = [
 ];
 
 /// How the MPTCP contenders are set up.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// A fixed receive buffer (SO_RCVBUF) instead of autotuning.
     pub recv_buffer: Option<usize>,
     /// The path manager's contribution guard on.
     pub guard: bool,
+    /// The server's congestion control, else the library's choice.
+    pub sender_cc: Option<String>,
 }
 
 /// What one contender made of one pair.
@@ -73,7 +75,7 @@ pub fn run(seconds: f64, rounds: usize, only: Option<usize>, opts: Options, json
         let mut outcomes: Vec<Outcome> = Vec::new();
         for contender in CONTENDERS {
             let bulk_bps =
-                bulk(&config, contender, duration, opts).with_context(|| format!("{wifi} {cell}: {contender:?}"))?;
+                bulk(&config, contender, duration, &opts).with_context(|| format!("{wifi} {cell}: {contender:?}"))?;
             outcomes.push(Outcome { bulk_bps, short: Vec::new() });
         }
         // The faster path alone is timed first. The other is not timed for a
@@ -90,7 +92,7 @@ pub fn run(seconds: f64, rounds: usize, only: Option<usize>, opts: Options, json
                         continue;
                     }
                 }
-                let times = transfers(&config, CONTENDERS[c], size, rounds, opts)
+                let times = transfers(&config, CONTENDERS[c], size, rounds, &opts)
                     .with_context(|| format!("{wifi} {cell}: {:?}, {size} B", CONTENDERS[c]))?;
                 short.push(Some(median_of(times)));
             }
@@ -112,6 +114,9 @@ pub fn run(seconds: f64, rounds: usize, only: Option<usize>, opts: Options, json
         );
         if !opts.guard {
             println!("multipath aggregate without its contribution guard");
+        }
+        if let Some(cc) = &opts.sender_cc {
+            println!("the server's congestion control: {cc}");
         }
         if let Some(bytes) = opts.recv_buffer {
             println!("MPTCP contenders with SO_RCVBUF {bytes} B (the kernel doubles it, capped by net.core.rmem_max)");
@@ -192,7 +197,7 @@ fn print_row(row: &Row, header: bool) {
 fn prepare(
     config: &LabConfig,
     contender: Contender,
-    opts: Options,
+    opts: &Options,
 ) -> Result<(Lab, Parameters, Option<std::sync::Arc<multipath_pm::Manager>>)> {
     let mut policy = multipath_pm::policy::PolicyConfig::default();
     policy.contribution.enabled = opts.guard;
@@ -236,8 +241,11 @@ impl Ask {
 /// A server in the lab's server namespace answering [`Ask`]s, one thread
 /// per connection, as an aggregate endpoint (the library's congestion
 /// control choice for aggregate, on both ends).
-fn serve(lab: &Lab) -> Result<SocketAddr> {
-    let params = Parameters::tcp().multipath_service_type(ServiceType::Aggregate);
+fn serve(lab: &Lab, opts: &Options) -> Result<SocketAddr> {
+    let mut params = Parameters::tcp().multipath_service_type(ServiceType::Aggregate);
+    if let Some(cc) = &opts.sender_cc {
+        params = params.congestion_control(cc.clone());
+    }
     let listener = lab.server().run(|| blocking::Listener::bind("0.0.0.0:0".parse().expect("addr"), &params))?;
     let addr = SocketAddr::new(lab.server_addr().into(), listener.local_addr()?.port());
     std::thread::spawn(move || {
@@ -272,9 +280,9 @@ fn serve(lab: &Lab) -> Result<SocketAddr> {
 
 /// Bulk goodput of one contender in a fresh lab, counted after
 /// [`WARMUP`].
-fn bulk(config: &LabConfig, contender: Contender, duration: Duration, opts: Options) -> Result<f64> {
+fn bulk(config: &LabConfig, contender: Contender, duration: Duration, opts: &Options) -> Result<f64> {
     let (lab, params, _manager) = prepare(config, contender, opts)?;
-    let server = serve(&lab)?;
+    let server = serve(&lab, opts)?;
     let mut conn = lab.client().run(|| blocking::Connection::connect(server, &params))?;
     conn.write_all(&Ask::For(duration).encode())?;
     let mut buf = vec![0u8; 256 * 1024];
@@ -303,10 +311,10 @@ fn transfers(
     contender: Contender,
     size: usize,
     rounds: usize,
-    opts: Options,
+    opts: &Options,
 ) -> Result<Vec<Duration>> {
     let (lab, params, _manager) = prepare(config, contender, opts)?;
-    let server = serve(&lab)?;
+    let server = serve(&lab, opts)?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds {

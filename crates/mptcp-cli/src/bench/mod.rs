@@ -94,6 +94,11 @@ pub enum BenchCommand {
         /// guard (every path active, as the kernel's path manager has them).
         #[arg(long)]
         unguarded: bool,
+        /// With --matrix: the server's congestion control for every
+        /// contender (default: the library's choice, cubic for aggregate
+        /// sockets where available).
+        #[arg(long, value_name = "NAME")]
+        sender_cc: Option<String>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -204,8 +209,8 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Serve { seconds, connections, threads, json } => {
             crate::bench::http::serve(seconds.max(1), connections.max(1), threads.max(1), json)
         }
-        BenchCommand::Aggregate { seconds, matrix: true, rounds, row, recv_buffer, unguarded, json } => {
-            let opts = crate::bench::matrix::Options { recv_buffer, guard: !unguarded };
+        BenchCommand::Aggregate { seconds, matrix: true, rounds, row, recv_buffer, unguarded, sender_cc, json } => {
+            let opts = crate::bench::matrix::Options { recv_buffer, guard: !unguarded, sender_cc };
             crate::bench::matrix::run(seconds, rounds.max(1), row, opts, json)
         }
         BenchCommand::Aggregate { seconds, json, .. } => crate::bench::aggregate::run(seconds, json),

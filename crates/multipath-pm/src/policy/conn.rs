@@ -103,6 +103,8 @@ pub(super) struct Conn {
     pub(super) held_back: Vec<String>,
     /// Aggregate: which paths add to the connection's goodput.
     pub(super) guard: contribution::Guard,
+    /// Aggregate: found to need more receive buffer than the host allows.
+    pub(super) receive_buffer: Option<super::ReceiveBufferShort>,
 }
 
 /// Addresses a peer may announce that a connection keeps.
@@ -168,6 +170,7 @@ pub(super) fn adopt(
         awaits: false,
         held_back: Vec::new(),
         guard: contribution::Guard::grown(),
+        receive_buffer: None,
     })
 }
 

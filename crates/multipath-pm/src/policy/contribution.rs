@@ -333,6 +333,11 @@ impl Guard {
         self.recent(Duration::from_secs(1)).0 >= BUSY_BPS
     }
 
+    /// The connection's goodput over the last second while busy, bit/s.
+    pub(super) fn goodput(&self) -> Option<f64> {
+        self.busy().then(|| self.recent(Duration::from_secs(1)).0)
+    }
+
     /// Goodput over the windows that began after `from`, quiet or not.
     fn average_since(&self, from: Instant) -> Option<f64> {
         let span: Duration = self.windows_since(from).map(|w| w.span).sum();

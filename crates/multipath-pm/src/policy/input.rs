@@ -83,6 +83,9 @@ pub enum Input {
         /// Joins a connection may have besides its initial subflow.
         subflows: u32,
     },
+    /// The largest receive buffer the kernel's autotuning grows a socket's
+    /// to in this namespace (`net.ipv4.tcp_rmem`'s third field), bytes.
+    ReceiveBufferMax(u64),
     /// A connection to manage is established (path-manager ESTABLISHED,
     /// or a registration).
     Established {

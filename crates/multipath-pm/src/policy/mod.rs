@@ -70,6 +70,26 @@ pub struct ConnView {
     /// Aggregate: paths kept as backup because they did not add to the
     /// connection's goodput (the contribution guard).
     pub backed_off: Vec<String>,
+    /// Aggregate: the host's receive-buffer limit was found too small for
+    /// the connection's paths (once found, kept).
+    pub receive_buffer: Option<ReceiveBufferShort>,
+}
+
+/// An aggregate connection whose paths need more receive buffer than the
+/// kernel's autotuning may give it: the sum of their rates times the
+/// largest RTT, twice (about half a buffer is window), is over
+/// `net.ipv4.tcp_rmem`'s maximum. The slow path's data then stalls the
+/// fast one's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceiveBufferShort {
+    /// What the paths measured need, bytes.
+    pub need: u64,
+    /// The namespace's limit, bytes.
+    pub cap: u64,
+    /// The goodput measured, bit/s.
+    pub bps: u64,
+    /// The largest smoothed RTT among the subflows, microseconds.
+    pub rtt_us: u32,
 }
 
 /// One subflow of a [`ConnView`].
@@ -108,6 +128,8 @@ pub struct Core {
     /// The kernel's subflow limit, joins per connection (`None` until the
     /// driver says).
     join_limit: Option<u32>,
+    /// The namespace's receive-buffer limit (`None` until the driver says).
+    recv_buffer_max: Option<u64>,
 }
 
 /// What a sweep does with a connection whose counters stood still (see
@@ -128,6 +150,15 @@ fn needs_samples(conn: &Conn, now: Instant) -> bool {
         ServiceType::Aggregate | ServiceType::None => false,
         _ => conn.prober.quiet_until.is_none_or(|t| now >= t),
     }
+}
+
+/// Whether a busy aggregate connection's paths (goodput `bps`, subflows'
+/// RTTs) need more receive buffer than `cap`.
+fn receive_buffer_short(bps: Option<f64>, subflows: &[SubflowSample], cap: u64) -> Option<ReceiveBufferShort> {
+    let rtt_us = subflows.iter().filter(|s| s.established).map(|s| s.rtt_us).max()?;
+    let bps = bps?;
+    let need = (bps / 8.0 * f64::from(rtt_us) / 1e6 * 2.0) as u64;
+    (need > cap).then_some(ReceiveBufferShort { need, cap, bps: bps as u64, rtt_us })
 }
 
 /// See [`Core::awaits_confirmation`]: as of the last reconcile.
@@ -164,6 +195,7 @@ impl Core {
             probes: VecDeque::new(),
             path_rtt: BTreeMap::new(),
             join_limit: None,
+            recv_buffer_max: None,
         }
     }
 
@@ -192,6 +224,10 @@ impl Core {
                 Some(None)
             }
             Input::Limits { subflows } => (self.join_limit.replace(subflows) != Some(subflows)).then_some(None),
+            Input::ReceiveBufferMax(bytes) => {
+                self.recv_buffer_max = Some(bytes);
+                None
+            }
             Input::Established { token, service, local, remote, ready } => {
                 self.established(token, service, local, remote, ready, now).then_some(Some(token))
             }
@@ -319,6 +355,7 @@ impl Core {
             awaits: false,
             held_back: Vec::new(),
             guard: contribution::Guard::young(&path.name, &self.config.contribution, &known_rtts),
+            receive_buffer: None,
         };
         self.insert_conn(token, conn);
         true
@@ -519,6 +556,13 @@ impl Core {
                     tracing::info!(token, path = %v.path, with_mbps = with, without_mbps = without,
                         "aggregate: a path adds to the connection's goodput and is active");
                 }
+            }
+        }
+        if let (ServiceType::Aggregate, Some(cap), None) = (conn.service, self.recv_buffer_max, conn.receive_buffer) {
+            conn.receive_buffer = receive_buffer_short(conn.guard.goodput(), &subflows, cap);
+            if let Some(short) = conn.receive_buffer {
+                tracing::warn!(token, need = short.need, cap, mbps = short.bps as f64 / 1e6, rtt_ms = short.rtt_us / 1000,
+                    "aggregate: the paths need more receive buffer than net.ipv4.tcp_rmem allows; the slowest path's data will hold up the others");
             }
         }
         broken_joins(&self.config, token, conn, &subflows, now, &mut self.out);
@@ -745,6 +789,7 @@ impl Core {
             subflows,
             held_back: conn.held_back.clone(),
             backed_off: conn.guard.held_back(),
+            receive_buffer: conn.receive_buffer,
         })
     }
 

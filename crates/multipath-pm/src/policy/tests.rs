@@ -1329,3 +1329,52 @@ fn a_new_aggregate_connection_starts_from_the_paths_known_delays() {
         assert!(!cmds.iter().any(|c| matches!(c, Command::SetBackup { .. })), "cell {cell_ms} ms: {cmds:?}");
     }
 }
+
+/// A busy aggregate download over wifi (20 ms) and cell (200 ms) at
+/// 40 Mbit/s in all: `windows` of 250 ms sampled.
+fn busy_aggregate(sim: &mut Sim, windows: u64) {
+    let cmds = sim.establish(ServiceType::Aggregate, WIFI_INITIAL);
+    let (cell_sf, _) = sim.joined(&cmds[0], 40001);
+    for i in 0..=windows {
+        let bytes = i * 625_000; // 20 Mbit/s each, per 250 ms
+        let mut wifi = sample(addr(WIFI_INITIAL), 20);
+        let mut cell = sample(cell_sf, 200);
+        (wifi.bytes_received, cell.bytes_received) = (bytes, bytes);
+        sim.sample(&[wifi, cell]);
+        sim.advance(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn an_aggregate_connection_needing_more_receive_buffer_than_the_host_allows_says_so() {
+    for (cap, short) in [(256 * 1024, true), (32 << 20, false)] {
+        let mut sim = Sim::new(PolicyConfig::default());
+        sim.input(Input::ReceiveBufferMax(cap));
+        busy_aggregate(&mut sim, 8);
+        let view = sim.core.view(TOKEN).unwrap();
+        match view.receive_buffer {
+            // 40 Mbit/s for 200 ms, twice: 2 MB.
+            Some(s) if short => {
+                assert_eq!((s.cap, s.rtt_us), (cap, 200_000));
+                assert!((1_900_000..2_100_000).contains(&s.need), "{s:?}");
+            }
+            None if !short => {}
+            other => panic!("cap {cap}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn new_connections_start_on_the_path_measured_fastest() {
+    let mut sim = Sim::new(PolicyConfig::default());
+    let remote = server().ip();
+    let race = multipath::FirstPath::Race(vec!["10.1.0.2".parse().unwrap(), "10.2.0.2".parse().unwrap()]);
+    assert_eq!(sim.core.first_path(remote, sim.now), race, "nothing measured");
+    busy_aggregate(&mut sim, 2);
+    let ordered = multipath::FirstPath::Ordered(vec!["10.1.0.2".parse().unwrap(), "10.2.0.2".parse().unwrap()]);
+    assert_eq!(sim.core.first_path(remote, sim.now), ordered);
+    sim.input(Input::Closed { token: TOKEN });
+    assert_eq!(sim.core.first_path(remote, sim.now), ordered, "kept after the connection");
+    sim.advance(Duration::from_secs(61));
+    assert_eq!(sim.core.first_path(remote, sim.now), race, "forgotten after a minute");
+}

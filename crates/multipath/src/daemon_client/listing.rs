@@ -2,7 +2,7 @@
 //!
 //! `conn token=N service=S source=SRC [uid=U] [pid=P] remote=ADDR [active=PATH]
 //! [subflow=PATH/LOCAL/active|backup/established|joining]... [held=PATH]...
-//! [program=EXE]`,
+//! [off=PATH]... [rcvbuf=NEED/CAP] [program=EXE]`,
 //! then `end`. `program` comes last and takes the rest of the message (a
 //! path may hold spaces). Keys this version does not know are skipped: a
 //! newer daemon may say more.
@@ -46,6 +46,9 @@ pub struct Listed {
     /// Aggregate: paths kept as backup because they cost the connection
     /// goodput (the contribution guard).
     pub backed_off: Vec<String>,
+    /// Aggregate: the receive buffer its paths need and the most the host
+    /// allows (`net.ipv4.tcp_rmem`), bytes, when the need is larger.
+    pub receive_buffer: Option<(u64, u64)>,
 }
 
 /// One subflow of a [`Listed`] connection.
@@ -86,6 +89,9 @@ impl Listed {
         for path in &self.backed_off {
             out += &format!(" off={path}");
         }
+        if let Some((need, cap)) = self.receive_buffer {
+            out += &format!(" rcvbuf={need}/{cap}");
+        }
         if let Some(program) = &self.program {
             out += &format!(" program={}", program.display());
         }
@@ -114,6 +120,7 @@ impl Listed {
             subflows: Vec::new(),
             held_back: Vec::new(),
             backed_off: Vec::new(),
+            receive_buffer: None,
         };
         for field in fields.split_whitespace() {
             let (key, value) = field.split_once('=').ok_or_else(malformed)?;
@@ -128,6 +135,11 @@ impl Listed {
                 "subflow" => listed.subflows.push(subflow(value).ok_or_else(malformed)?),
                 "held" if !value.is_empty() => listed.held_back.push(value.to_owned()),
                 "off" if !value.is_empty() => listed.backed_off.push(value.to_owned()),
+                "rcvbuf" => {
+                    let (need, cap) = value.split_once('/').ok_or_else(malformed)?;
+                    let (need, cap) = (need.parse().map_err(|_| malformed())?, cap.parse().map_err(|_| malformed())?);
+                    listed.receive_buffer = Some((need, cap));
+                }
                 _ => {}
             }
         }
@@ -188,6 +200,7 @@ mod tests {
             ],
             held_back: vec!["eth".into()],
             backed_off: vec!["cell".into()],
+            receive_buffer: Some((2_000_000, 6_291_456)),
         }
     }
 
@@ -205,6 +218,7 @@ mod tests {
             subflows: vec![],
             held_back: vec![],
             backed_off: vec![],
+            receive_buffer: None,
             ..sample()
         };
         assert_eq!(Listed::decode(bare.encode().strip_prefix("conn ").unwrap()), Ok(bare));
@@ -221,6 +235,8 @@ mod tests {
             "token=1 service=aggregate source=default remote=1.2.3.4:80 subflow=wifi/1.2.3.4:1/maybe/established",
             "token=1 service=aggregate source=default remote=1.2.3.4:80 subflow=wifi/1.2.3.4:1/active",
             "token=1 service=aggregate source=default remote=1.2.3.4:80 loose",
+            "token=1 service=aggregate source=default remote=1.2.3.4:80 rcvbuf=12",
+            "token=1 service=aggregate source=default remote=1.2.3.4:80 rcvbuf=1/x",
         ] {
             assert!(Listed::decode(bad).is_err(), "{bad}");
         }

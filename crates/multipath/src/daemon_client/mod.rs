@@ -16,16 +16,19 @@
 //! (no token, address or user in them). `check <service> <program>`:
 //! `granted` or `error <reason>`. And `list`: one `conn ...` message per
 //! managed connection the asker may see ([`Listed`]: root sees all, a user
-//! their own), then `end`.
+//! their own), then `end`. `first <address>`, which anyone may ask before
+//! connecting: `first routed`, `first ordered <local>...` or `first race
+//! <local>...` ([`FirstPath`]).
 
 use std::fmt;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{sys, Enforcer, PathManager, ServiceType};
+use crate::{sys, Enforcer, FirstPath, PathManager, ServiceType};
 
 mod listing;
 pub use listing::{Listed, ListedSubflow, MAX_LISTED};
@@ -73,6 +76,12 @@ pub enum Request {
         /// The program's executable, as `/proc/<pid>/exe` will show it.
         program: PathBuf,
     },
+    /// Where a new aggregate or interactive connection to `remote` should
+    /// start ([`Reply::FirstPath`]), asked before it connects.
+    FirstPath {
+        /// The peer's address.
+        remote: IpAddr,
+    },
 }
 
 /// Who registers a connection, as `mptcp ls` shows it. A label only: the
@@ -117,6 +126,8 @@ pub enum Reply {
     Listed(Box<Listed>),
     /// The end of a [`Request::List`] answer.
     End,
+    /// The answer to a [`Request::FirstPath`].
+    FirstPath(FirstPath),
 }
 
 /// Bytes that are not a message of the protocol.
@@ -129,7 +140,7 @@ pub enum ProtocolError {
     #[error("request is not text")]
     NotText,
     /// Not a known request or reply.
-    #[error("malformed request {0:?} (expected `manage <service>`, `run <service>`, `check <service> <program>`, `list` or `tables`)")]
+    #[error("malformed request {0:?} (expected `manage <service>`, `run <service>`, `check <service> <program>`, `first <address>`, `list` or `tables`)")]
     Malformed(String),
     /// A service type this version does not know.
     #[error(transparent)]
@@ -156,6 +167,7 @@ impl Request {
             Request::Tables => b"tables".to_vec(),
             Request::List => b"list".to_vec(),
             Request::Run { service } => format!("run {service}").into_bytes(),
+            Request::FirstPath { remote } => format!("first {remote}").into_bytes(),
             Request::Check { service, program } => {
                 let mut out = format!("check {service} ").into_bytes();
                 out.extend_from_slice(program.as_os_str().as_encoded_bytes());
@@ -177,6 +189,12 @@ impl Request {
                 }
                 _ => Err(ProtocolError::Malformed(text.to_owned())),
             };
+        }
+        if let Some(remote) = text.strip_prefix("first ") {
+            return remote
+                .parse()
+                .map(|remote| Request::FirstPath { remote })
+                .map_err(|_| ProtocolError::Malformed(text.to_owned()));
         }
         match text {
             "tables" => return Ok(Request::Tables),
@@ -211,6 +229,23 @@ impl Reply {
                 out.into_bytes()
             }
             Reply::End => b"end".to_vec(),
+            Reply::FirstPath(first) => {
+                let (kind, addrs) = match first {
+                    FirstPath::Ordered(addrs) => ("ordered", addrs.as_slice()),
+                    FirstPath::Race(addrs) => ("race", addrs.as_slice()),
+                    _ => ("routed", &[][..]),
+                };
+                let mut out = format!("first {kind}");
+                // Addresses that do not fit are left out whole.
+                for addr in addrs {
+                    let item = format!(" {addr}");
+                    if out.len() + item.len() > MAX_MESSAGE {
+                        break;
+                    }
+                    out.push_str(&item);
+                }
+                out.into_bytes()
+            }
             Reply::Managed { token } => format!("ok {token}").into_bytes(),
             Reply::Granted => b"granted".to_vec(),
             Reply::Refused { reason } => {
@@ -252,6 +287,18 @@ impl Reply {
             "granted" => return Ok(Reply::Granted),
             "end" => return Ok(Reply::End),
             _ => {}
+        }
+        if let Some(first) = text.strip_prefix("first ") {
+            let mut words = first.split_whitespace();
+            let malformed = || ProtocolError::Malformed(text.to_owned());
+            let kind = words.next().ok_or_else(malformed)?;
+            let addrs: Vec<IpAddr> = words.map(|w| w.parse().map_err(|_| malformed())).collect::<Result<_, _>>()?;
+            return match (kind, addrs.is_empty()) {
+                ("routed", true) => Ok(Reply::FirstPath(FirstPath::Routed)),
+                ("ordered", false) => Ok(Reply::FirstPath(FirstPath::Ordered(addrs))),
+                ("race", false) => Ok(Reply::FirstPath(FirstPath::Race(addrs))),
+                _ => Err(malformed()),
+            };
         }
         if let Some(token) = text.strip_prefix("ok ") {
             let token = token.parse().map_err(|_| ProtocolError::Malformed(text.to_owned()))?;
@@ -376,6 +423,19 @@ impl Daemon {
         match self.reply(&conn)? {
             Reply::Granted => Ok(Ok(())),
             Reply::Refused { reason } => Ok(Err(reason)),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
+        }
+    }
+
+    /// Where a new aggregate or interactive connection to `remote` should
+    /// start, by the daemon's measurements ([`Request::FirstPath`]). No
+    /// daemon listening is [`io::ErrorKind::NotFound`].
+    pub fn first_path(&self, remote: IpAddr) -> io::Result<FirstPath> {
+        let conn = self.connect()?;
+        io::Write::write_all(&mut &conn, &Request::FirstPath { remote }.encode())?;
+        match self.reply(&conn)? {
+            Reply::FirstPath(first) => Ok(first),
+            Reply::Refused { reason } => Err(io::Error::other(format!("the path-manager daemon said: {reason}"))),
             _ => Err(io::Error::new(io::ErrorKind::InvalidData, "the daemon answered out of turn")),
         }
     }
@@ -507,6 +567,21 @@ impl Enforcer for Daemon {
     fn kind(&self) -> PathManager {
         PathManager::Daemon
     }
+
+    fn first_path(&self, remote: IpAddr, service: ServiceType) -> FirstPath {
+        match service {
+            ServiceType::Aggregate | ServiceType::Interactive => match Daemon::first_path(self, remote) {
+                Ok(first) => first,
+                // No daemon is the normal case, and silent.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => FirstPath::Routed,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the daemon did not say where to start");
+                    FirstPath::Routed
+                }
+            },
+            _ => FirstPath::Routed,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -535,6 +610,28 @@ mod tests {
         for reply in [Reply::Managed { token: u32::MAX }, Reply::Refused { reason: "no entitlement".into() }, tables] {
             assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
         }
+        for remote in ["10.0.0.2", "fd00::2"] {
+            let first = Request::FirstPath { remote: remote.parse().unwrap() };
+            assert_eq!(first.encode(), format!("first {remote}").as_bytes());
+            assert_eq!(Request::decode(&first.encode()), Ok(first));
+        }
+        let (wifi, cell): (IpAddr, IpAddr) = ("10.1.0.2".parse().unwrap(), "fd00:2::2".parse().unwrap());
+        let ordered = Reply::FirstPath(FirstPath::Ordered(vec![cell, wifi]));
+        assert_eq!(ordered.encode(), b"first ordered fd00:2::2 10.1.0.2");
+        for reply in [ordered, Reply::FirstPath(FirstPath::Race(vec![wifi])), Reply::FirstPath(FirstPath::Routed)] {
+            assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
+        }
+    }
+
+    #[test]
+    fn a_first_path_answer_that_does_not_fit_keeps_whole_addresses() {
+        let many: Vec<IpAddr> = (0..40).map(|i| format!("fd00:{i}::1234:5678:9abc:def0").parse().unwrap()).collect();
+        let bytes = Reply::FirstPath(FirstPath::Race(many.clone())).encode();
+        assert!(bytes.len() <= MAX_MESSAGE);
+        match Reply::decode(&bytes) {
+            Ok(Reply::FirstPath(FirstPath::Race(kept))) => assert!(!kept.is_empty() && many.starts_with(&kept)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -555,6 +652,12 @@ mod tests {
             assert!(matches!(Reply::decode(bad.as_bytes()), Err(ProtocolError::Malformed(_))), "{bad}");
         }
         assert!(matches!(Request::decode(b"tables please"), Err(ProtocolError::Malformed(_))));
+        for bad in ["first", "first ", "first example.com", "first 10.0.0.2 10.0.0.3", "first 10.0.0.2:80"] {
+            assert!(matches!(Request::decode(bad.as_bytes()), Err(ProtocolError::Malformed(_))), "{bad}");
+        }
+        for bad in ["first", "first routed 10.1.0.2", "first ordered", "first race x", "first maybe 10.1.0.2"] {
+            assert!(matches!(Reply::decode(bad.as_bytes()), Err(ProtocolError::Malformed(_))), "{bad}");
+        }
     }
 
     #[test]
