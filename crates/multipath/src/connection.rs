@@ -509,7 +509,7 @@ mod tests {
         let params = params().local_address(taken.local_addr().unwrap());
         let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addrs = vec![a.local_addr().unwrap(), b.local_addr().unwrap()];
+        let addrs = [a.local_addr().unwrap(), b.local_addr().unwrap()];
         let turns = addrs.iter().map(|&a| (a, vec![params.get_local_address()])).collect();
         let err = race(&Endpoint::Addr(addrs[0]), turns, &params, None).await.unwrap_err();
         match &err {
