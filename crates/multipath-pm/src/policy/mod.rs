@@ -857,9 +857,10 @@ impl Core {
     }
 
     /// Where a new aggregate or interactive connection to `remote` should
-    /// start (see [`first_path::choose`]): by the delays its paths' last
-    /// connections measured, avoiding a path whose last probe to `remote`
-    /// went unanswered.
+    /// start: every path by the smoothed RTT its connections measured in
+    /// the last minute, fastest first, a path whose last probe to `remote`
+    /// went unanswered last; a race of handshakes where a path is not
+    /// measured; the routing table's choice with a single path.
     pub fn first_path(&self, remote: IpAddr, now: Instant) -> multipath::FirstPath {
         let remote = remote.to_canonical();
         let failing = |path: &str| {
