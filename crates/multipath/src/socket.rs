@@ -181,6 +181,12 @@ pub(crate) fn for_attempt(
 ) -> Result<io::Result<(Socket, SocketMeta, SocketAddr)>> {
     let opened = open_for(addr, params).and_then(|(sock, mut meta, to)| {
         if let Some(local) = from {
+            if local.port() == 0 {
+                // The port is then chosen at connect, per destination, as
+                // for an unbound socket: binding port 0 would take one from
+                // the ephemeral range for good. Best effort.
+                let _ = sys::setsockopt(&sock, libc::SOL_IP, libc::IP_BIND_ADDRESS_NO_PORT, &1i32);
+            }
             let local = if to.is_ipv6() { SocketAddr::new(mapped(local.ip()), local.port()) } else { local };
             sock.bind(&local.into()).map_err(|e| Error::socket(format!("bind {local}"), e))?;
         }

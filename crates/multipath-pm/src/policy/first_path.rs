@@ -32,8 +32,8 @@ pub(super) fn fresh(delays: &BTreeMap<String, PathDelay>, now: Instant) -> impl 
 }
 
 /// Where a connection to `remote` should start, among `paths` (best
-/// ranked first), knowing `delays` and the paths `failing` towards
-/// `remote` (their last probe went unanswered):
+/// ranked first), knowing `delays` and which paths are `failing` (their
+/// latest probe went unanswered):
 /// - if every working path's delay is known, all of them by their
 ///   smoothed RTT, lowest first (the better ranked on a tie), and the
 ///   failing ones last;

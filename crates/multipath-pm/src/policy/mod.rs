@@ -858,17 +858,30 @@ impl Core {
 
     /// Where a new aggregate or interactive connection to `remote` should
     /// start: every path by the smoothed RTT its connections measured in
-    /// the last minute, fastest first, a path whose last probe to `remote`
-    /// went unanswered last; a race of handshakes where a path is not
-    /// measured; the routing table's choice with a single path.
+    /// the last minute, fastest first, a failing path last; a race of
+    /// handshakes where a path is not measured; the routing table's choice
+    /// with a single path.
+    ///
+    /// A path fails when its latest lost probe (unanswered past its wait),
+    /// to any peer, came after its latest answer. A path's state, not a
+    /// peer's: the daemon answers anyone, and whether some connection to
+    /// `remote` exists is not theirs to learn.
     pub fn first_path(&self, remote: IpAddr, now: Instant) -> multipath::FirstPath {
-        let remote = remote.to_canonical();
         let failing = |path: &str| {
-            self.path_probes
-                .get(&(path.to_string(), remote))
-                .is_some_and(|p| p.answered.is_none() && now >= p.sent + p.wait)
+            let (mut lost, mut heard) = (None, None);
+            for ((p, _), probe) in &self.path_probes {
+                if p != path {
+                    continue;
+                }
+                match probe.answered {
+                    Some(at) => heard = heard.max(Some(at)),
+                    None if now >= probe.sent + probe.wait => lost = lost.max(Some(probe.sent)),
+                    None => {}
+                }
+            }
+            lost.is_some_and(|lost| heard.is_none_or(|heard| heard < lost))
         };
-        first_path::choose(&self.paths, remote, &self.path_rtt, failing, now)
+        first_path::choose(&self.paths, remote.to_canonical(), &self.path_rtt, failing, now)
     }
 
     /// Whether the core would serve a connection from `local` to `remote`

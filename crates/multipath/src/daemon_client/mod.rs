@@ -44,6 +44,10 @@ pub const MAX_MESSAGE: usize = 256;
 /// answers in milliseconds, or it is stuck.
 const REGISTER_WITHIN: Duration = Duration::from_secs(2);
 
+/// How long a connect waits for the daemon's advice on where to start: it
+/// answers in well under a millisecond, or it is stuck.
+const FIRST_PATH_WITHIN: Duration = Duration::from_millis(200);
+
 /// A request to the daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -431,7 +435,8 @@ impl Daemon {
     /// start, by the daemon's measurements ([`Request::FirstPath`]). No
     /// daemon listening is [`io::ErrorKind::NotFound`].
     pub fn first_path(&self, remote: IpAddr) -> io::Result<FirstPath> {
-        let conn = self.connect()?;
+        // Advice on every connect: a daemon slower than this is not waited for.
+        let conn = self.connect_within(FIRST_PATH_WITHIN)?;
         io::Write::write_all(&mut &conn, &Request::FirstPath { remote }.encode())?;
         match self.reply(&conn)? {
             Reply::FirstPath(first) => Ok(first),
@@ -488,7 +493,7 @@ impl Daemon {
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("the path-manager daemon at {} did not answer within {REGISTER_WITHIN:?}", self.address),
+                    format!("the path-manager daemon at {} did not answer in time", self.address),
                 ))
             }
             r => r?,
@@ -500,9 +505,15 @@ impl Daemon {
     /// Connects to the daemon, within [`REGISTER_WITHIN`] (a full backlog
     /// would block `connect` itself).
     fn connect(&self) -> io::Result<UnixStream> {
+        self.connect_within(REGISTER_WITHIN)
+    }
+
+    /// Connects to the daemon; each wait (connect, send, reply) is limited
+    /// to `limit`.
+    fn connect_within(&self, limit: Duration) -> io::Result<UnixStream> {
         let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None)?;
-        sock.set_write_timeout(Some(REGISTER_WITHIN))?;
-        sock.set_read_timeout(Some(REGISTER_WITHIN))?;
+        sock.set_write_timeout(Some(limit))?;
+        sock.set_read_timeout(Some(limit))?;
         match sock.connect(&self.address.sockaddr()?) {
             Ok(()) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNREFUSED | libc::ENOENT)) => {
