@@ -386,13 +386,8 @@ impl multipath::Enforcer for Manager {
         multipath::PathManager::InProcess
     }
 
-    fn first_path(&self, remote: IpAddr, service: ServiceType) -> multipath::FirstPath {
-        match service {
-            ServiceType::Aggregate | ServiceType::Interactive => {
-                Manager::first_path(self, remote).unwrap_or(multipath::FirstPath::Routed)
-            }
-            _ => multipath::FirstPath::Routed,
-        }
+    fn first_path(&self, remote: IpAddr, _service: ServiceType) -> multipath::FirstPath {
+        Manager::first_path(self, remote).unwrap_or(multipath::FirstPath::Routed)
     }
 }
 

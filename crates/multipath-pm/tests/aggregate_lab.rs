@@ -1,7 +1,8 @@
 //! Aggregate that never loses: goodput against each path alone, measured
 //! side by side in the same lab, with every byte of the aggregate download
-//! checked. The kernel's sysctls stay stock. Needs root; without it each
-//! test reports itself SKIPPED.
+//! checked. The kernel's sysctls stay stock, but for the one test about
+//! `net.ipv4.tcp_rmem`, which lowers it in the lab's own client namespace.
+//! Needs root; without it each test reports itself SKIPPED.
 
 mod common;
 

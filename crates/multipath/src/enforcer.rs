@@ -20,9 +20,9 @@ pub trait Enforcer: Send + Sync + Debug {
     fn kind(&self) -> PathManager;
 
     /// Where a new `service` connection to `remote` should start, asked
-    /// before it connects (only for aggregate and interactive, and only
-    /// when the caller chose neither a local address nor a device). The
-    /// default leaves it to the routing table.
+    /// before it connects. The library asks only for aggregate and
+    /// interactive connections whose caller chose neither a local address
+    /// nor a device. The default leaves it to the routing table.
     fn first_path(&self, remote: IpAddr, service: ServiceType) -> FirstPath {
         let _ = (remote, service);
         FirstPath::Routed

@@ -579,18 +579,15 @@ impl Enforcer for Daemon {
         PathManager::Daemon
     }
 
-    fn first_path(&self, remote: IpAddr, service: ServiceType) -> FirstPath {
-        match service {
-            ServiceType::Aggregate | ServiceType::Interactive => match Daemon::first_path(self, remote) {
-                Ok(first) => first,
-                // No daemon is the normal case, and silent.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => FirstPath::Routed,
-                Err(e) => {
-                    tracing::debug!(error = %e, "the daemon did not say where to start");
-                    FirstPath::Routed
-                }
-            },
-            _ => FirstPath::Routed,
+    fn first_path(&self, remote: IpAddr, _service: ServiceType) -> FirstPath {
+        match Daemon::first_path(self, remote) {
+            Ok(first) => first,
+            // No daemon is the normal case, and silent.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => FirstPath::Routed,
+            Err(e) => {
+                tracing::debug!(error = %e, "the daemon did not say where to start");
+                FirstPath::Routed
+            }
         }
     }
 }
