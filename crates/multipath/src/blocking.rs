@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::connection::{listening_socket, telemetry_methods};
 use crate::endpoint::{ordered, Endpoint, ToEndpoint};
+use crate::send_buffer::SendBuffer;
 use crate::socket::{self, SocketMeta};
 use crate::{Error, Parameters, Result};
 
@@ -17,6 +18,7 @@ use crate::{Error, Parameters, Result};
 pub struct Connection {
     stream: TcpStream,
     meta: SocketMeta,
+    send_buffer: SendBuffer,
 }
 
 impl Connection {
@@ -45,7 +47,11 @@ impl Connection {
                 }
                 _ => Self::race(addr, turns, params, &mut attempts)?,
             };
-            match connected.map(|(sock, meta)| Connection { stream: sock.into(), meta }) {
+            match connected.map(|(sock, meta)| Connection {
+                stream: sock.into(),
+                send_buffer: SendBuffer::new(&meta),
+                meta,
+            }) {
                 Ok(mut conn) => {
                     conn.meta.enforced_by = socket::enforce(conn.stream.as_fd(), &conn.meta, params);
                     socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
@@ -119,7 +125,11 @@ impl Connection {
     /// A second handle to the same connection (`dup`), e.g. to read and
     /// write from two threads.
     pub fn try_clone(&self) -> io::Result<Connection> {
-        Ok(Connection { stream: self.stream.try_clone()?, meta: self.meta.clone() })
+        Ok(Connection {
+            stream: self.stream.try_clone()?,
+            meta: self.meta.clone(),
+            send_buffer: self.send_buffer.clone(),
+        })
     }
 
     fn socket_fd(&self) -> BorrowedFd<'_> {
@@ -140,7 +150,9 @@ impl Read for Connection {
 
 impl Write for Connection {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
+        let n = self.stream.write(buf)?;
+        self.send_buffer.wrote(self.stream.as_fd(), n);
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.stream.flush()
@@ -174,7 +186,8 @@ impl Listener {
         if self.params.get_nodelay() {
             stream.set_nodelay(true)?;
         }
-        Ok((Connection { stream, meta: SocketMeta { peer: Some(peer), ..self.meta.clone() } }, peer))
+        let meta = SocketMeta { peer: Some(peer), ..self.meta.clone() };
+        Ok((Connection { stream, send_buffer: SendBuffer::new(&meta), meta }, peer))
     }
 
     /// The address the listener is bound to.

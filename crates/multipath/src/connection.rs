@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{tcp, TcpListener, TcpSocket, TcpStream};
 
 use crate::endpoint::{ordered, Endpoint, ToEndpoint};
+use crate::send_buffer::SendBuffer;
 use crate::socket::{self, SocketMeta};
 use crate::{Error, MultipathStatus, Parameters, Result};
 
@@ -68,6 +69,7 @@ pub struct Connection {
     stream: TcpStream,
     meta: Arc<SocketMeta>,
     telemetry: TelemetryGuard,
+    send_buffer: SendBuffer,
 }
 
 impl Connection {
@@ -138,7 +140,7 @@ impl Connection {
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         let (r, w) = self.stream.into_split();
         let read = ReadHalf { inner: r, meta: self.meta.clone(), telemetry: self.telemetry };
-        (read, WriteHalf { inner: w, meta: self.meta })
+        (read, WriteHalf { inner: w, meta: self.meta, send_buffer: self.send_buffer })
     }
 
     /// A handle that reads this connection's telemetry from elsewhere (an
@@ -223,7 +225,13 @@ async fn race(
         match step {
             Step::Finished(i, Ok(stream)) => {
                 let (_, meta, _) = running.swap_remove(i);
-                return Ok(Connection { stream, meta: Arc::new(meta), telemetry: TelemetryGuard::default() });
+                let send_buffer = SendBuffer::new(&meta);
+                return Ok(Connection {
+                    stream,
+                    meta: Arc::new(meta),
+                    telemetry: TelemetryGuard::default(),
+                    send_buffer,
+                });
             }
             Step::TimedOut => {
                 let after = deadline.map_or(Duration::ZERO, |(_, after)| after);
@@ -253,9 +261,13 @@ async fn race(
 }
 
 /// `AsyncRead` and `AsyncWrite` for a type wrapping a stream in its
-/// `stream` field, forwarded as they are.
+/// `stream` field, forwarded as they are; `$wrote(&mut self, n)` is told
+/// what each write took.
 macro_rules! forward_async_io {
     ($ty:ty) => {
+        $crate::connection::forward_async_io!($ty, |_: &mut $ty, _: usize| {});
+    };
+    ($ty:ty, $wrote:expr) => {
         impl tokio::io::AsyncRead for $ty {
             fn poll_read(
                 mut self: std::pin::Pin<&mut Self>,
@@ -268,18 +280,28 @@ macro_rules! forward_async_io {
 
         impl tokio::io::AsyncWrite for $ty {
             fn poll_write(
-                mut self: std::pin::Pin<&mut Self>,
+                self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+                let this = self.get_mut();
+                let polled = std::pin::Pin::new(&mut this.stream).poll_write(cx, buf);
+                if let std::task::Poll::Ready(Ok(n)) = polled {
+                    ($wrote)(&mut *this, n);
+                }
+                polled
             }
             fn poll_write_vectored(
-                mut self: std::pin::Pin<&mut Self>,
+                self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
                 bufs: &[std::io::IoSlice<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+                let this = self.get_mut();
+                let polled = std::pin::Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+                if let std::task::Poll::Ready(Ok(n)) = polled {
+                    ($wrote)(&mut *this, n);
+                }
+                polled
             }
             fn is_write_vectored(&self) -> bool {
                 self.stream.is_write_vectored()
@@ -302,7 +324,7 @@ macro_rules! forward_async_io {
 #[cfg_attr(not(feature = "tls"), allow(unused_imports))]
 pub(crate) use forward_async_io;
 
-forward_async_io!(Connection);
+forward_async_io!(Connection, |this: &mut Connection, n| this.send_buffer.wrote(this.stream.as_fd(), n));
 
 /// The reading half of a [`Connection`].
 #[derive(Debug)]
@@ -317,6 +339,7 @@ pub struct ReadHalf {
 pub struct WriteHalf {
     inner: tcp::OwnedWriteHalf,
     meta: Arc<SocketMeta>,
+    send_buffer: SendBuffer,
 }
 
 impl ReadHalf {
@@ -329,10 +352,12 @@ impl ReadHalf {
     /// Puts the halves back together.
     pub fn unsplit(self, write: WriteHalf) -> Result<Connection, (ReadHalf, WriteHalf)> {
         match self.inner.reunite(write.inner) {
-            Ok(stream) => Ok(Connection { stream, meta: self.meta, telemetry: self.telemetry }),
+            Ok(stream) => {
+                Ok(Connection { stream, meta: self.meta, telemetry: self.telemetry, send_buffer: write.send_buffer })
+            }
             Err(e) => Err((
                 ReadHalf { inner: e.0, meta: self.meta, telemetry: self.telemetry },
-                WriteHalf { inner: e.1, meta: write.meta },
+                WriteHalf { inner: e.1, meta: write.meta, send_buffer: write.send_buffer },
             )),
         }
     }
@@ -356,8 +381,13 @@ impl AsyncRead for ReadHalf {
 }
 
 impl AsyncWrite for WriteHalf {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.send_buffer.wrote(this.inner.as_ref().as_fd(), n);
+        }
+        polled
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -397,7 +427,8 @@ impl Listener {
             stream.set_nodelay(true)?;
         }
         let meta = Arc::new(SocketMeta { peer: Some(peer), ..self.meta.clone() });
-        Ok((Connection { stream, meta, telemetry: TelemetryGuard::default() }, peer))
+        let send_buffer = SendBuffer::new(&meta);
+        Ok((Connection { stream, meta, telemetry: TelemetryGuard::default(), send_buffer }, peer))
     }
 
     /// The address the listener is bound to.

@@ -51,6 +51,7 @@ pub mod icmp;
 mod info;
 mod params;
 pub mod raw;
+mod send_buffer;
 mod service;
 mod socket;
 mod status;

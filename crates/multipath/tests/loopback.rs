@@ -357,3 +357,89 @@ fn multipath_connections_to_ipv4_are_ipv6_sockets_shown_as_ipv4() {
     let tcp = blocking::Connection::connect(addr, &params(ServiceType::None)).unwrap();
     assert_eq!(domain(tcp.as_fd()), socket2::Domain::IPV4);
 }
+
+/// `SO_SNDBUF` as the kernel reports it.
+fn send_buffer(fd: std::os::fd::BorrowedFd<'_>) -> usize {
+    socket2::SockRef::from(&fd).send_buffer_size().unwrap()
+}
+
+/// What an aggregate connection's send buffer grows to on this host:
+/// `tcp_wmem`'s maximum, doubled by the kernel, within `wmem_max`.
+fn grown_send_buffer() -> usize {
+    let field = |path: &str, i: usize| -> usize {
+        std::fs::read_to_string(path).unwrap().split_whitespace().nth(i).unwrap().parse().unwrap()
+    };
+    2 * field("/proc/sys/net/ipv4/tcp_wmem", 2).min(field("/proc/sys/net/core/wmem_max", 0))
+}
+
+/// Writes `bytes` on `conn` while the other end drains them.
+async fn send_through(conn: &mut (impl tokio::io::AsyncWrite + Unpin), bytes: usize) {
+    let chunk = vec![7u8; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        conn.write_all(&chunk[..n]).await.unwrap();
+        left -= n;
+    }
+    conn.flush().await.unwrap();
+}
+
+/// A peer that reads everything it is sent.
+async fn drain(mut conn: Connection) {
+    let mut buf = vec![0u8; 256 * 1024];
+    while matches!(conn.read(&mut buf).await, Ok(1..)) {}
+}
+
+#[tokio::test]
+async fn an_aggregate_connection_grows_its_send_buffer_once_it_is_a_bulk_transfer() {
+    let grown = grown_send_buffer();
+    for (service, grows) in [(ServiceType::Aggregate, true), (ServiceType::Handover, false)] {
+        let listener = Listener::bind(any_port(), &params(service)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut conn = Connection::connect(addr, &params(service)).await.unwrap();
+        let (peer, _) = listener.accept().await.unwrap();
+        tokio::spawn(drain(peer));
+        // A short transfer keeps autotuning (a fixed buffer cost 100 KB
+        // downloads a round trip in the lab).
+        send_through(&mut conn, 100 * 1024).await;
+        let short = send_buffer(conn.as_fd());
+        assert_ne!(short, grown, "{service}: grown after 100 KB");
+        // Through the split write half as well.
+        let (read, mut write) = conn.into_split();
+        send_through(&mut write, 1 << 20).await;
+        let conn = read.unsplit(write).unwrap();
+        let after = send_buffer(conn.as_fd());
+        if grows && grown > short {
+            assert_eq!(after, grown, "{service}");
+        } else {
+            assert_ne!(after, grown, "{service}: autotuning is not replaced (short {short})");
+        }
+    }
+}
+
+#[test]
+fn a_blocking_aggregate_connection_grows_its_send_buffer_but_not_one_that_fell_back() {
+    use std::io::{Read, Write};
+    let grown = grown_send_buffer();
+    // An MPTCP peer, then a plain TCP one (the connection falls back).
+    for (peer_service, grows) in [(ServiceType::Aggregate, true), (ServiceType::None, false)] {
+        let listener = blocking::Listener::bind(any_port(), &params(ServiceType::Aggregate)).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut conn = blocking::Connection::connect(addr, &params(peer_service)).unwrap();
+            let mut buf = vec![0u8; 256 * 1024];
+            while matches!(conn.read(&mut buf), Ok(1..)) {}
+        });
+        let (mut conn, _) = listener.accept().unwrap();
+        let before = send_buffer(conn.as_fd());
+        conn.write_all(&vec![7u8; 2 << 20]).unwrap();
+        let after = send_buffer(conn.as_fd());
+        if grows && grown > before {
+            assert_eq!(after, grown, "peer {peer_service}");
+        } else {
+            assert_ne!(after, grown, "peer {peer_service}: a TCP connection keeps autotuning");
+        }
+        drop(conn);
+        reader.join().unwrap();
+    }
+}
