@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use multipath::{Connection, Error, Parameters, ServiceType, SubflowInfo, TcpState, Transport};
 use multipath_lab::testing::{echo_server, lab_test, strip_mptcp_options};
-use multipath_lab::{Lab, LabConfig, Netns};
+use multipath_lab::{Lab, LabConfig, Netns, PathConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn handover() -> Parameters {
@@ -185,4 +185,77 @@ fn a_middlebox_stripping_mptcp_after_the_handshake_loses_nothing() {
         assert_eq!(status.transport == Transport::FellBackToTcp, fell_back, "{status}");
         eprintln!("after the handshake, options stripped: {status}");
     });
+}
+
+/// A server in the lab that reads everything it is sent.
+fn sink_server(lab: &Lab) -> std::net::SocketAddr {
+    use std::io::Read;
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Aggregate);
+    let any = "0.0.0.0:0".parse().unwrap();
+    let listener = lab.server().run(|| multipath::blocking::Listener::bind(any, &params)).unwrap();
+    let addr = std::net::SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        while let Ok((mut conn, _)) = listener.accept() {
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                while matches!(conn.read(&mut buf), Ok(1..)) {}
+            });
+        }
+    });
+    addr
+}
+
+/// An aggregate upload's send buffer grows once it has written 2 MB while
+/// both paths carry a real share (20/10 Mbit/s, 20/60 ms), and stays
+/// autotuned beside a path carrying a sliver (50/1 Mbit/s, 10/300 ms),
+/// where a large buffer lets the scheduler park data on the slow path.
+#[test]
+fn an_aggregate_upload_grows_its_send_buffer_only_while_two_paths_share_it() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let Some(_one_at_a_time) = lab_test("an_aggregate_upload_grows_its_send_buffer_only_while_two_paths_share_it")
+    else {
+        return;
+    };
+    let field = |path: &str, i: usize| -> usize {
+        std::fs::read_to_string(path).unwrap().split_whitespace().nth(i).unwrap().parse().unwrap()
+    };
+    let grown = 2 * field("/proc/sys/net/ipv4/tcp_wmem", 2).min(field("/proc/sys/net/core/wmem_max", 0));
+    let ms = Duration::from_millis;
+    let pairs = [
+        (
+            PathConfig::new("wifi").rate_mbit(20.0).rtt(ms(20)),
+            PathConfig::new("cell").rate_mbit(10.0).rtt(ms(60)),
+            true,
+        ),
+        (
+            PathConfig::new("wifi").rate_mbit(50.0).rtt(ms(10)),
+            PathConfig::new("cell").rate_mbit(1.0).rtt(ms(300)),
+            false,
+        ),
+    ];
+    for (wifi, cell, shared) in pairs {
+        let lab = Lab::up(&LabConfig::new().path(wifi).path(cell)).unwrap();
+        lab.add_kernel_endpoint("cell", false).unwrap();
+        let server = sink_server(&lab);
+        let params = Parameters::tcp().multipath_service_type(ServiceType::Aggregate);
+        let (before, after, subflows) = lab.client().run(|| {
+            let mut conn = multipath::blocking::Connection::connect(server, &params).unwrap();
+            let size =
+                |c: &multipath::blocking::Connection| socket2::SockRef::from(&c.as_fd()).send_buffer_size().unwrap();
+            let before = size(&conn);
+            let chunk = vec![7u8; 256 * 1024];
+            for _ in 0..48 {
+                conn.write_all(&chunk).unwrap();
+            }
+            (before, size(&conn), conn.subflows().unwrap())
+        });
+        let open = subflows.iter().filter(|s| s.tcp.state == TcpState::Established).count();
+        assert_eq!(open, 2, "{subflows:#?}");
+        if shared && grown > before {
+            assert_eq!(after, grown, "paths sharing 12 MB: the send buffer did not grow");
+        } else {
+            assert_ne!(after, grown, "shared {shared}: the send buffer grew ({before} before)");
+        }
+    }
 }
