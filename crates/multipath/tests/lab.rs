@@ -187,13 +187,14 @@ fn a_middlebox_stripping_mptcp_after_the_handshake_loses_nothing() {
     });
 }
 
-/// A server in the lab that reads everything it is sent.
-fn sink_server(lab: &Lab) -> std::net::SocketAddr {
+/// A server in the lab that reads everything it is sent, at `ip` (one
+/// dual-stack listener).
+fn sink_server(lab: &Lab, ip: std::net::IpAddr) -> std::net::SocketAddr {
     use std::io::Read;
     let params = Parameters::tcp().multipath_service_type(ServiceType::Aggregate);
-    let any = "0.0.0.0:0".parse().unwrap();
+    let any = "[::]:0".parse().unwrap();
     let listener = lab.server().run(|| multipath::blocking::Listener::bind(any, &params)).unwrap();
-    let addr = std::net::SocketAddr::new(lab.server_addr().into(), listener.local_addr().unwrap().port());
+    let addr = std::net::SocketAddr::new(ip, listener.local_addr().unwrap().port());
     std::thread::spawn(move || {
         while let Ok((mut conn, _)) = listener.accept() {
             std::thread::spawn(move || {
@@ -206,9 +207,10 @@ fn sink_server(lab: &Lab) -> std::net::SocketAddr {
 }
 
 /// An aggregate upload's send buffer grows once it has written 2 MB while
-/// both paths carry a real share (20/10 Mbit/s, 20/60 ms), and stays
-/// autotuned beside a path carrying a sliver (50/1 Mbit/s, 10/300 ms),
-/// where a large buffer lets the scheduler park data on the slow path.
+/// both paths carry a real share (20/10 Mbit/s, 20/60 ms; IPv4 and IPv6),
+/// and stays autotuned beside a path carrying a sliver (50/1 Mbit/s,
+/// 10/300 ms), where a large buffer lets the scheduler park data on the
+/// slow path.
 #[test]
 fn an_aggregate_upload_grows_its_send_buffer_only_while_two_paths_share_it() {
     use std::io::Write;
@@ -222,22 +224,15 @@ fn an_aggregate_upload_grows_its_send_buffer_only_while_two_paths_share_it() {
     };
     let grown = 2 * field("/proc/sys/net/ipv4/tcp_wmem", 2).min(field("/proc/sys/net/core/wmem_max", 0));
     let ms = Duration::from_millis;
-    let pairs = [
-        (
-            PathConfig::new("wifi").rate_mbit(20.0).rtt(ms(20)),
-            PathConfig::new("cell").rate_mbit(10.0).rtt(ms(60)),
-            true,
-        ),
-        (
-            PathConfig::new("wifi").rate_mbit(50.0).rtt(ms(10)),
-            PathConfig::new("cell").rate_mbit(1.0).rtt(ms(300)),
-            false,
-        ),
-    ];
-    for (wifi, cell, shared) in pairs {
+    let alike =
+        || (PathConfig::new("wifi").rate_mbit(20.0).rtt(ms(20)), PathConfig::new("cell").rate_mbit(10.0).rtt(ms(60)));
+    let sliver =
+        (PathConfig::new("wifi").rate_mbit(50.0).rtt(ms(10)), PathConfig::new("cell").rate_mbit(1.0).rtt(ms(300)));
+    for ((wifi, cell), ipv6, shared) in [(alike(), false, true), (alike(), true, true), (sliver, false, false)] {
         let lab = Lab::up(&LabConfig::new().path(wifi).path(cell)).unwrap();
         lab.add_kernel_endpoint("cell", false).unwrap();
-        let server = sink_server(&lab);
+        let ip = if ipv6 { lab.server_addr6().into() } else { lab.server_addr().into() };
+        let server = sink_server(&lab, ip);
         let params = Parameters::tcp().multipath_service_type(ServiceType::Aggregate);
         let (before, after, subflows) = lab.client().run(|| {
             let mut conn = multipath::blocking::Connection::connect(server, &params).unwrap();
@@ -253,7 +248,7 @@ fn an_aggregate_upload_grows_its_send_buffer_only_while_two_paths_share_it() {
         let open = subflows.iter().filter(|s| s.tcp.state == TcpState::Established).count();
         assert_eq!(open, 2, "{subflows:#?}");
         if shared && grown > before {
-            assert_eq!(after, grown, "paths sharing 12 MB: the send buffer did not grow");
+            assert_eq!(after, grown, "paths sharing 12 MB (IPv6 {ipv6}): the send buffer did not grow");
         } else {
             assert_ne!(after, grown, "shared {shared}: the send buffer grew ({before} before)");
         }
