@@ -77,18 +77,18 @@ impl SendBuffer {
     pub(crate) fn wrote(&mut self, fd: BorrowedFd<'_>, n: usize) {
         let Some(left) = self.left else { return };
         let left = left.saturating_sub(n as u64);
-        self.left = Some(if left > 0 { left } else { GROW_AFTER });
         if left > 0 {
+            self.left = Some(left);
             return;
         }
-        match self.look(fd) {
-            Ok(false) => {}
-            Ok(true) => self.left = None,
+        self.left = match self.look(fd) {
+            Ok(false) => Some(GROW_AFTER),
+            Ok(true) => None,
             Err(e) => {
-                self.left = None;
                 tracing::debug!(error = %e, "could not grow an aggregate connection's send buffer");
+                None
             }
-        }
+        };
     }
 
     /// Grows the buffer if the paths share the data; whether it is done.
