@@ -146,6 +146,27 @@ enum Inner {
 pub struct MptcpStream {
     inner: Inner,
     info: ConnectionInfo,
+    /// Dropped with the stream: tells [`IoLife`] that hyper let go of it.
+    _alive: tokio::sync::watch::Sender<()>,
+    life: IoLife,
+}
+
+/// Ends when hyper drops a connection's stream (its connection task is
+/// over): a request it has not answered by then never will be.
+#[derive(Clone, Debug)]
+pub(crate) struct IoLife(tokio::sync::watch::Receiver<()>);
+
+impl IoLife {
+    /// Waits until the stream is dropped.
+    pub(crate) async fn ended(&mut self) {
+        // Nothing is ever sent: `changed` returns only when the sender goes.
+        while self.0.changed().await.is_ok() {}
+    }
+
+    /// Whether both watch the same connection.
+    pub(crate) fn same(&self, other: &IoLife) -> bool {
+        self.0.same_channel(&other.0)
+    }
 }
 
 impl std::fmt::Debug for MptcpStream {
@@ -175,7 +196,8 @@ impl MptcpStream {
             alpn,
             telemetry: conn.telemetry(),
         };
-        MptcpStream { inner, info }
+        let (_alive, life) = tokio::sync::watch::channel(());
+        MptcpStream { inner, info, _alive, life: IoLife(life) }
     }
 
     /// What the connection is.
@@ -186,7 +208,7 @@ impl MptcpStream {
 
 impl HyperConnection for MptcpStream {
     fn connected(&self) -> Connected {
-        let connected = Connected::new().extra(self.info.clone());
+        let connected = Connected::new().extra(self.info.clone()).extra(self.life.clone());
         if self.info.alpn.as_deref() == Some("h2") {
             connected.negotiated_h2()
         } else {

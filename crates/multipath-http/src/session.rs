@@ -16,11 +16,13 @@ use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{capture_connection, Connected};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use multipath::{Enforcer, Parameters, ServiceType, SubflowInfo, TlsOptions};
 use serde::Serialize;
 
+use crate::connector::IoLife;
 use crate::{ConnectionInfo, HttpError, MptcpConnector};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -389,21 +391,30 @@ impl RequestBuilder<'_> {
                     request = request.version(Version::HTTP_2);
                 }
                 let request = request.body(this_body.body).map_err(|e| HttpError::Body(e.to_string()))?;
-                let response = match session.client.request(request).await {
-                    Ok(r) => r,
-                    // A pooled connection the server had closed: once more
-                    // on a fresh one, if the request can be sent again
-                    // without harm (idempotent, its body kept).
-                    Err(e) if !retried && method.is_idempotent() && HttpError::is_stale_connection(&e) => {
-                        if let Some(b) = again {
-                            tracing::debug!(%uri, error = %e, "the connection was closed under the request; once more");
-                            retried = true;
-                            body = Some(b);
-                            continue;
-                        }
-                        return Err(HttpError::from_client(e));
+                let outcome = unless_lost(&session.client, request).await;
+                // A pooled connection the server had closed: once more on a
+                // fresh one, if the request can be sent again without harm
+                // (idempotent, its body kept).
+                let stale = match &outcome {
+                    Some(Ok(_)) => false,
+                    Some(Err(e)) => HttpError::is_stale_connection(e),
+                    None => true,
+                };
+                if stale && !retried && method.is_idempotent() {
+                    if let Some(b) = again {
+                        tracing::debug!(%uri, "the connection was closed under the request; once more");
+                        retried = true;
+                        body = Some(b);
+                        continue;
                     }
-                    Err(e) => return Err(HttpError::from_client(e)),
+                }
+                let response = match outcome {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => return Err(HttpError::from_client(e)),
+                    None => {
+                        let message = "the connection closed before the request was answered".to_owned();
+                        return Err(HttpError::protocol(message, None));
+                    }
                 };
                 retried = false;
                 let status = response.status();
@@ -496,6 +507,52 @@ fn origin(uri: &Uri) -> (Option<&str>, Option<&str>, Option<u16>) {
 
 /// Reads and drops a response body of at most 64 KiB within a second;
 /// larger or slower ones are dropped unread (their connection is closed).
+/// How long a request may stay unanswered after its connection is gone
+/// before it is taken for lost.
+const LOST_AFTER: Duration = Duration::from_millis(500);
+
+/// Sends `request`; `None` if hyper lost it. hyper's HTTP/1 client can lose
+/// a request handed to a pooled connection whose task is ending at that
+/// moment (the server closed it): tokio's queue lets the send land after
+/// the task's last drain, and the pool keeps the queue open, so neither a
+/// response nor an error ever comes. In the lab, `mptcp get` following
+/// redirects from a server that closes each connection hung until its
+/// timeout about once in 3000 requests under load. Once the request's
+/// connection is gone, a response not there [`LOST_AFTER`] later never
+/// will be.
+async fn unless_lost(
+    client: &Client<MptcpConnector, BoxBody<Bytes, BoxError>>,
+    mut request: http::Request<BoxBody<Bytes, BoxError>>,
+) -> Option<Result<http::Response<Incoming>, hyper_util::client::legacy::Error>> {
+    let mut captured = capture_connection(&mut request);
+    let response = client.request(request);
+    let lost = async {
+        loop {
+            let Some(mut life) = life_of(&*captured.wait_for_connection_metadata().await) else {
+                return std::future::pending().await;
+            };
+            life.ended().await;
+            tokio::time::sleep(LOST_AFTER).await;
+            // hyper may have sent it again on another connection meanwhile.
+            if life_of(&*captured.connection_metadata()).is_none_or(|now| now.same(&life)) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        r = response => Some(r),
+        () = lost => None,
+    }
+}
+
+/// The stream life a connection's metadata carries.
+fn life_of(connected: &Option<Connected>) -> Option<IoLife> {
+    let mut extensions = http::Extensions::new();
+    connected.as_ref()?.get_extras(&mut extensions);
+    extensions.get::<IoLife>().cloned()
+}
+
 async fn drain(response: http::Response<Incoming>) {
     let body = http_body_util::Limited::new(response.into_body(), 64 * 1024);
     let _ = tokio::time::timeout(Duration::from_secs(1), body.collect()).await;

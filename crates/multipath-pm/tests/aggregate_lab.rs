@@ -37,7 +37,7 @@ fn a_lossy_slow_cell_is_backed_off_and_returns_when_it_recovers() {
     let view = d.view();
     assert!(view.subflows.iter().any(|s| s.path == "cell" && s.backup && s.established), "{view:?}");
     // What the cell still had in flight drains; then steady until the
-    // first retry, 10 s after the cell backed off.
+    // first retry, 30 s after the cell backed off.
     read_for(&mut d.conn, &mut d.received, Duration::from_secs(1));
     let steady = read_for(&mut d.conn, &mut d.received, Duration::from_secs(6));
     eprintln!(
@@ -60,7 +60,9 @@ fn a_lossy_slow_cell_is_backed_off_and_returns_when_it_recovers() {
         if view.backed_off.is_empty() && view.subflows.iter().any(|s| s.path == "cell" && !s.backup) {
             break;
         }
-        assert!(recovered.elapsed() < Duration::from_secs(15), "cell still backed off: {view:?}");
+        // The first retry comes 30 s after the cell backed off, 7 s before
+        // it recovered.
+        assert!(recovered.elapsed() < Duration::from_secs(30), "cell still backed off: {view:?}");
     }
     eprintln!("cell on trial {:?} after it recovered", recovered.elapsed());
     // The trial: the cell's window ramps up, then goodput is compared.
