@@ -534,7 +534,7 @@ async fn unless_lost(
             life.ended().await;
             tokio::time::sleep(LOST_AFTER).await;
             // hyper may have sent it again on another connection meanwhile.
-            if life_of(&*captured.connection_metadata()).is_none_or(|now| now.same(&life)) {
+            if life_of(&captured.connection_metadata()).is_none_or(|now| now.same(&life)) {
                 return;
             }
         }

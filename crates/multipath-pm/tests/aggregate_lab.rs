@@ -60,9 +60,10 @@ fn a_lossy_slow_cell_is_backed_off_and_returns_when_it_recovers() {
         if view.backed_off.is_empty() && view.subflows.iter().any(|s| s.path == "cell" && !s.backup) {
             break;
         }
-        // The first retry comes 30 s after the cell backed off, 7 s before
-        // it recovered.
-        assert!(recovered.elapsed() < Duration::from_secs(30), "cell still backed off: {view:?}");
+        // The first retry comes 30 s after the cell backed off, about 7 s
+        // before it recovered (26 s after the recovery here; a loaded
+        // machine judges later).
+        assert!(recovered.elapsed() < Duration::from_secs(40), "cell still backed off: {view:?}");
     }
     eprintln!("cell on trial {:?} after it recovered", recovered.elapsed());
     // The trial: the cell's window ramps up, then goodput is compared.

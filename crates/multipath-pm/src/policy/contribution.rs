@@ -13,12 +13,14 @@
 //!   and its delays can cost the other paths more.
 //! - A suspect is put on trial: flagged backup (MP_PRIO: the peer's
 //!   scheduler stops sending on it, so this steers downloads too), and the
-//!   connection's goodput measured without it, after its queued data has
-//!   drained. It stays backup if goodput without it was more than
-//!   [`ContributionGuard::margin`] above goodput with it; otherwise it is
-//!   active again and trusted for a while (twice as long after each trial
-//!   it passes). Goodput with it counts from when the connection grew up,
-//!   so that the young connection's ramp-up is not held against it.
+//!   connection's goodput measured without it, once the data it still had
+//!   has arrived (it delivered nothing for two of its RTTs). It is active
+//!   again only if goodput with it was more than
+//!   [`ContributionGuard::margin`] above goodput without it, and then
+//!   trusted for a while (twice as long after each trial it passes);
+//!   otherwise it stays backup. Goodput with it counts from when the
+//!   connection grew up, so that the young connection's ramp-up is not held
+//!   against it.
 //! - A backed-off path is tried again after [`ContributionGuard::retry_first`],
 //!   doubling up to [`ContributionGuard::retry_max`] while it keeps failing:
 //!   active for a ramp-up (its window restarts after idling) and a
@@ -55,9 +57,9 @@ pub struct ContributionGuard {
     /// A path carrying less than this share of a busy connection's bytes is
     /// suspect.
     pub share_floor: f64,
-    /// A path on trial is backed off if goodput without it exceeds goodput
-    /// with it by more than this fraction; a backed-off path returns if
-    /// goodput with it exceeds goodput without it by more.
+    /// A path on trial stays active, and a backed-off path returns, only if
+    /// goodput with it exceeds goodput without it by more than this
+    /// fraction.
     pub margin: f64,
     /// A backed-off path's first retry. Each retry of a path that still
     /// hurts costs the connection about a second of goodput (the lossy

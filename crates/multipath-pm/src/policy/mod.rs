@@ -554,7 +554,7 @@ impl Core {
                         "aggregate: a path that does not add to the connection's goodput is backup now");
                 } else {
                     tracing::info!(token, path = %v.path, with_mbps = with, without_mbps = without,
-                        "aggregate: a path that does not cost the connection goodput is active");
+                        "aggregate: a path that adds to the connection's goodput is active");
                 }
             }
         }
