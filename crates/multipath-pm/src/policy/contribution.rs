@@ -470,7 +470,9 @@ impl Guard {
                     let quiet_for = settle_for(Duration::ZERO).max(MIN_WINDOW);
                     let quiet = self.quiet_since(&path).is_some_and(|t| now.saturating_duration_since(t) >= quiet_for);
                     if now.saturating_duration_since(since) > TRIAL_GIVES_UP {
-                        Standing::active(interval)
+                        // Still delivering: the peer does not honour the
+                        // backup flag. Not tried again before `interval`.
+                        Standing::Active { low_since: None, trusted_until: Some(now + interval), interval }
                     } else if now.saturating_duration_since(since) >= settle && quiet {
                         Standing::TrialWithout { since, settle, settled: Some(now), with_bps, interval }
                     } else {
@@ -769,6 +771,24 @@ mod tests {
         run.run(12.0, |_| (0.0, 0.0));
         assert!(!run.guard.holds_back("cell"), "{:?}", run.guard.standing);
         assert!(run.verdicts.is_empty(), "{:?}", run.verdicts);
+    }
+
+    #[test]
+    fn a_path_the_peer_keeps_using_as_backup_is_not_tried_over_and_over() {
+        // The peer ignores MP_PRIO: the cell delivers as much backup as not.
+        let mut run = Run::new(ContributionGuard::default());
+        let mut trials = 0;
+        let mut was_held = false;
+        // (A young connection holds the 200 ms cell back at first: not a trial.)
+        for _ in 0..240 {
+            run.run(0.25, |_| (19.0, 1.0));
+            let on_trial = matches!(run.guard.standing.get("cell"), Some(Standing::TrialWithout { .. }));
+            trials += usize::from(on_trial && !was_held);
+            was_held = on_trial;
+        }
+        // 60 s: a trial given up after 10 s, trusted 30 s, a second one.
+        assert!(run.verdicts.is_empty(), "{:?}", run.verdicts);
+        assert_eq!(trials, 2, "{:?}", run.guard.standing);
     }
 
     #[test]
