@@ -505,8 +505,6 @@ fn origin(uri: &Uri) -> (Option<&str>, Option<&str>, Option<u16>) {
     (uri.scheme_str(), uri.host(), port)
 }
 
-/// Reads and drops a response body of at most 64 KiB within a second;
-/// larger or slower ones are dropped unread (their connection is closed).
 /// How long a request may stay unanswered after its connection is gone
 /// before it is taken for lost.
 const LOST_AFTER: Duration = Duration::from_millis(500);
@@ -553,6 +551,8 @@ fn life_of(connected: &Option<Connected>) -> Option<IoLife> {
     extensions.get::<IoLife>().cloned()
 }
 
+/// Reads and drops a response body of at most 64 KiB within a second;
+/// larger or slower ones are dropped unread (their connection is closed).
 async fn drain(response: http::Response<Incoming>) {
     let body = http_body_util::Limited::new(response.into_body(), 64 * 1024);
     let _ = tokio::time::timeout(Duration::from_secs(1), body.collect()).await;
