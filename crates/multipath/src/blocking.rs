@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::connection::{listening_socket, telemetry_methods};
 use crate::endpoint::{ordered, Endpoint, ToEndpoint};
+use crate::last_segment::PushOnClose;
 use crate::send_buffer::SendBuffer;
 use crate::socket::{self, SocketMeta};
 use crate::{Error, Parameters, Result};
@@ -16,6 +17,8 @@ use crate::{Error, Parameters, Result};
 /// timeout, if set, applies to each attempt.
 #[derive(Debug)]
 pub struct Connection {
+    /// Before `stream`: it drops while the descriptor is open.
+    last_segment: PushOnClose,
     stream: TcpStream,
     meta: SocketMeta,
     send_buffer: SendBuffer,
@@ -47,11 +50,7 @@ impl Connection {
                 }
                 _ => Self::race(addr, turns, params, &mut attempts)?,
             };
-            match connected.map(|(sock, meta)| Connection {
-                stream: sock.into(),
-                send_buffer: SendBuffer::new(&meta),
-                meta,
-            }) {
+            match connected.map(|(sock, meta)| Connection::new(sock.into(), meta)) {
                 Ok(mut conn) => {
                     conn.meta.enforced_by = socket::enforce(conn.stream.as_fd(), &conn.meta, params);
                     socket::check_strict(conn.socket_fd(), &conn.meta, params)?;
@@ -61,6 +60,11 @@ impl Connection {
             }
         }
         Err(Error::Connect { endpoint: endpoint.to_string(), attempts })
+    }
+
+    fn new(stream: TcpStream, meta: SocketMeta) -> Connection {
+        let last_segment = PushOnClose::new(stream.as_fd(), &meta);
+        Connection { last_segment, stream, send_buffer: SendBuffer::new(&meta), meta }
     }
 
     /// Handshakes to `addr` from each source of `turns` (see
@@ -107,7 +111,8 @@ impl Connection {
     }
 
     /// The underlying std stream. An MPTCP connection to an IPv4 address
-    /// is an IPv6 socket's: its own addresses are IPv4-mapped.
+    /// is an IPv6 socket's: its own addresses are IPv4-mapped. Shut it
+    /// down with [`Connection::shutdown`] rather than through this.
     pub fn get_ref(&self) -> &TcpStream {
         &self.stream
     }
@@ -125,11 +130,24 @@ impl Connection {
     /// A second handle to the same connection (`dup`), e.g. to read and
     /// write from two threads.
     pub fn try_clone(&self) -> io::Result<Connection> {
+        let stream = self.stream.try_clone()?;
         Ok(Connection {
-            stream: self.stream.try_clone()?,
+            last_segment: self.last_segment.for_clone(stream.as_fd()),
+            stream,
             meta: self.meta.clone(),
             send_buffer: self.send_buffer.clone(),
         })
+    }
+
+    /// Shuts down reading, writing or both, as [`TcpStream::shutdown`].
+    /// Shutting down writing sends what is queued at once: an MPTCP
+    /// subflow would hold a last segment shorter than the MSS until
+    /// everything before it is acknowledged, a round trip later.
+    pub fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        if how != std::net::Shutdown::Read {
+            self.last_segment.shutting_down();
+        }
+        self.stream.shutdown(how)
     }
 
     fn socket_fd(&self) -> BorrowedFd<'_> {
@@ -187,7 +205,7 @@ impl Listener {
             stream.set_nodelay(true)?;
         }
         let meta = SocketMeta { peer: Some(peer), ..self.meta.clone() };
-        Ok((Connection { stream, send_buffer: SendBuffer::new(&meta), meta }, peer))
+        Ok((Connection::new(stream, meta), peer))
     }
 
     /// The address the listener is bound to.

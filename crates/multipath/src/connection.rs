@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{tcp, TcpListener, TcpSocket, TcpStream};
 
 use crate::endpoint::{ordered, Endpoint, ToEndpoint};
+use crate::last_segment::PushOnClose;
 use crate::send_buffer::SendBuffer;
 use crate::socket::{self, SocketMeta};
 use crate::{Error, MultipathStatus, Parameters, Result};
@@ -66,6 +67,8 @@ pub(crate) use telemetry_methods;
 /// ```
 #[derive(Debug)]
 pub struct Connection {
+    /// Before `stream`: it drops while the descriptor is open.
+    last_segment: PushOnClose,
     stream: TcpStream,
     meta: Arc<SocketMeta>,
     telemetry: TelemetryGuard,
@@ -118,6 +121,16 @@ impl Connection {
         Ok(conn)
     }
 
+    fn new(stream: TcpStream, meta: Arc<SocketMeta>) -> Connection {
+        Connection {
+            last_segment: PushOnClose::new(stream.as_fd(), &meta),
+            send_buffer: SendBuffer::new(&meta),
+            stream,
+            meta,
+            telemetry: TelemetryGuard::default(),
+        }
+    }
+
     /// The local address of the initial subflow (IPv4 as IPv4, though an
     /// MPTCP connection to an IPv4 address is an IPv6 socket's, whose own
     /// `local_addr` shows it IPv4-mapped).
@@ -140,7 +153,9 @@ impl Connection {
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         let (r, w) = self.stream.into_split();
         let read = ReadHalf { inner: r, meta: self.meta.clone(), telemetry: self.telemetry };
-        (read, WriteHalf { inner: w, meta: self.meta, send_buffer: self.send_buffer })
+        let write =
+            WriteHalf { last_segment: self.last_segment, inner: w, meta: self.meta, send_buffer: self.send_buffer };
+        (read, write)
     }
 
     /// A handle that reads this connection's telemetry from elsewhere (an
@@ -225,13 +240,7 @@ async fn race(
         match step {
             Step::Finished(i, Ok(stream)) => {
                 let (_, meta, _) = running.swap_remove(i);
-                let send_buffer = SendBuffer::new(&meta);
-                return Ok(Connection {
-                    stream,
-                    meta: Arc::new(meta),
-                    telemetry: TelemetryGuard::default(),
-                    send_buffer,
-                });
+                return Ok(Connection::new(stream, Arc::new(meta)));
             }
             Step::TimedOut => {
                 let after = deadline.map_or(Duration::ZERO, |(_, after)| after);
@@ -262,12 +271,13 @@ async fn race(
 
 /// `AsyncRead` and `AsyncWrite` for a type wrapping a stream in its
 /// `stream` field, forwarded as they are; `$wrote(&mut self, n)` is told
-/// what each write took.
+/// what each write took, `$shutting(&mut self)` that the write side is
+/// being shut down.
 macro_rules! forward_async_io {
     ($ty:ty) => {
-        $crate::connection::forward_async_io!($ty, |_: &mut $ty, _: usize| {});
+        $crate::connection::forward_async_io!($ty, |_: &mut $ty, _: usize| {}, |_: &mut $ty| {});
     };
-    ($ty:ty, $wrote:expr) => {
+    ($ty:ty, $wrote:expr, $shutting:expr) => {
         impl tokio::io::AsyncRead for $ty {
             fn poll_read(
                 mut self: std::pin::Pin<&mut Self>,
@@ -313,10 +323,12 @@ macro_rules! forward_async_io {
                 std::pin::Pin::new(&mut self.stream).poll_flush(cx)
             }
             fn poll_shutdown(
-                mut self: std::pin::Pin<&mut Self>,
+                self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+                let this = self.get_mut();
+                ($shutting)(&mut *this);
+                std::pin::Pin::new(&mut this.stream).poll_shutdown(cx)
             }
         }
     };
@@ -324,7 +336,11 @@ macro_rules! forward_async_io {
 #[cfg_attr(not(feature = "tls"), allow(unused_imports))]
 pub(crate) use forward_async_io;
 
-forward_async_io!(Connection, |this: &mut Connection, n| this.send_buffer.wrote(this.stream.as_fd(), n));
+forward_async_io!(
+    Connection,
+    |this: &mut Connection, n| this.send_buffer.wrote(this.stream.as_fd(), n),
+    |this: &mut Connection| this.last_segment.shutting_down()
+);
 
 /// The reading half of a [`Connection`].
 #[derive(Debug)]
@@ -337,6 +353,8 @@ pub struct ReadHalf {
 /// The writing half of a [`Connection`]; dropping it shuts the write side.
 #[derive(Debug)]
 pub struct WriteHalf {
+    /// Before `inner`, whose drop shuts the write side down.
+    last_segment: PushOnClose,
     inner: tcp::OwnedWriteHalf,
     meta: Arc<SocketMeta>,
     send_buffer: SendBuffer,
@@ -350,14 +368,26 @@ impl ReadHalf {
         &self.meta
     }
     /// Puts the halves back together.
+    // The halves of two different connections come back as they were, by
+    // value (as tokio's `reunite` gives them): a rare error, not worth a box.
+    #[allow(clippy::result_large_err)]
     pub fn unsplit(self, write: WriteHalf) -> Result<Connection, (ReadHalf, WriteHalf)> {
         match self.inner.reunite(write.inner) {
-            Ok(stream) => {
-                Ok(Connection { stream, meta: self.meta, telemetry: self.telemetry, send_buffer: write.send_buffer })
-            }
+            Ok(stream) => Ok(Connection {
+                last_segment: write.last_segment,
+                stream,
+                meta: self.meta,
+                telemetry: self.telemetry,
+                send_buffer: write.send_buffer,
+            }),
             Err(e) => Err((
                 ReadHalf { inner: e.0, meta: self.meta, telemetry: self.telemetry },
-                WriteHalf { inner: e.1, meta: write.meta, send_buffer: write.send_buffer },
+                WriteHalf {
+                    last_segment: write.last_segment,
+                    inner: e.1,
+                    meta: write.meta,
+                    send_buffer: write.send_buffer,
+                },
             )),
         }
     }
@@ -393,6 +423,7 @@ impl AsyncWrite for WriteHalf {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.last_segment.shutting_down();
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -427,8 +458,7 @@ impl Listener {
             stream.set_nodelay(true)?;
         }
         let meta = Arc::new(SocketMeta { peer: Some(peer), ..self.meta.clone() });
-        let send_buffer = SendBuffer::new(&meta);
-        Ok((Connection { stream, meta, telemetry: TelemetryGuard::default(), send_buffer }, peer))
+        Ok((Connection::new(stream, meta), peer))
     }
 
     /// The address the listener is bound to.

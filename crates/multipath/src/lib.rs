@@ -49,6 +49,7 @@ mod enforcer;
 mod error;
 pub mod icmp;
 mod info;
+mod last_segment;
 mod params;
 pub mod raw;
 mod send_buffer;

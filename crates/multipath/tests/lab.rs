@@ -254,3 +254,132 @@ fn an_aggregate_upload_grows_its_send_buffer_only_while_two_paths_share_it() {
         }
     }
 }
+
+/// How a lab server ends a reply of two short writes.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// `blocking::Connection` dropped.
+    BlockingDrop,
+    /// `blocking::Connection::shutdown(Write)`, then the client's close awaited.
+    BlockingShutdown,
+    /// `Connection` dropped.
+    AsyncDrop,
+    /// `AsyncWriteExt::shutdown`, then the client's close awaited.
+    AsyncShutdown,
+    /// The write half of a split `Connection` dropped.
+    AsyncWriteHalfDrop,
+    /// A bare MPTCP socket closed: what the kernel does on its own.
+    BareSocket,
+}
+
+/// A server at `ip` that answers one connection with 100 bytes, 100 more,
+/// and then ends as `ending` says.
+fn two_writes_server(lab: &Lab, ip: std::net::IpAddr, ending: Ending) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    let any: std::net::SocketAddr = "[::]:0".parse().unwrap();
+    if let Ending::BareSocket = ending {
+        let sock = lab
+            .server()
+            .run(|| socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, Some(socket2::Protocol::MPTCP)))
+            .unwrap();
+        sock.bind(&any.into()).unwrap();
+        sock.listen(1).unwrap();
+        let port = sock.local_addr().unwrap().as_socket().unwrap().port();
+        std::thread::spawn(move || {
+            let (conn, _) = sock.accept().unwrap();
+            let mut conn = std::net::TcpStream::from(conn);
+            conn.read_exact(&mut [0u8; 1]).unwrap();
+            conn.write_all(&[1u8; 100]).unwrap();
+            conn.write_all(&[2u8; 100]).unwrap();
+        });
+        return std::net::SocketAddr::new(ip, port);
+    }
+    if let Ending::BlockingDrop | Ending::BlockingShutdown = ending {
+        let listener = lab.server().run(|| multipath::blocking::Listener::bind(any, &params)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.read_exact(&mut [0u8; 1]).unwrap();
+            conn.write_all(&[1u8; 100]).unwrap();
+            conn.write_all(&[2u8; 100]).unwrap();
+            if let Ending::BlockingShutdown = ending {
+                conn.shutdown(std::net::Shutdown::Write).unwrap();
+                let _ = conn.read(&mut [0u8; 1]);
+            }
+        });
+        return std::net::SocketAddr::new(ip, port);
+    }
+    let (bound, listening) = std::sync::mpsc::channel();
+    let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let _detached = lab.server().spawn(move || {
+        runtime().block_on(async move {
+            let listener = multipath::Listener::bind(any, &params).unwrap();
+            bound.send(listener.local_addr().unwrap().port()).unwrap();
+            let (mut conn, _) = listener.accept().await.unwrap();
+            conn.read_exact(&mut [0u8; 1]).await.unwrap();
+            conn.write_all(&[1u8; 100]).await.unwrap();
+            conn.write_all(&[2u8; 100]).await.unwrap();
+            match ending {
+                Ending::AsyncShutdown => {
+                    conn.shutdown().await.unwrap();
+                    let _ = conn.read(&mut [0u8; 1]).await;
+                }
+                Ending::AsyncWriteHalfDrop => {
+                    let (mut read, write) = conn.into_split();
+                    drop(write);
+                    let _ = read.read(&mut [0u8; 1]).await;
+                }
+                _ => drop(conn),
+            }
+        })
+    });
+    std::net::SocketAddr::new(ip, listening.recv().unwrap())
+}
+
+/// The kernel's MPTCP holds a short last segment under Nagle until what
+/// came before it is acknowledged, even once the application has closed
+/// (plain TCP sends it with the FIN). The library's connections send it
+/// as they close or shut down writing, however they end, over IPv4 and
+/// IPv6: the second of two short writes arrives with the first, not a
+/// round trip (100 ms here) later.
+#[test]
+fn a_short_last_write_leaves_at_close_not_a_round_trip_later() {
+    use std::io::{Read, Write};
+    let Some(_one_at_a_time) = lab_test("a_short_last_write_leaves_at_close_not_a_round_trip_later") else { return };
+    let rtt = Duration::from_millis(100);
+    let lab = Lab::up(&LabConfig::new().path(PathConfig::new("wifi").rate_mbit(20.0).rtt(rtt))).unwrap();
+    let params = Parameters::tcp().multipath_service_type(ServiceType::Handover);
+    // From the first byte to the last of the reply.
+    let spread = |server: std::net::SocketAddr| -> Duration {
+        lab.client().run(|| {
+            let mut conn = multipath::blocking::Connection::connect(server, &params).unwrap();
+            assert!(conn.multipath_status().is_multipath(), "{}", conn.multipath_status());
+            conn.write_all(b"?").unwrap();
+            let (mut got, mut first, mut buf) = (0, None, [0u8; 256]);
+            while got < 200 {
+                match conn.read(&mut buf).unwrap() {
+                    0 => panic!("the server closed after {got} of 200 bytes"),
+                    n => got += n,
+                }
+                first.get_or_insert_with(Instant::now);
+            }
+            first.unwrap().elapsed()
+        })
+    };
+    let bare = spread(two_writes_server(&lab, lab.server_addr().into(), Ending::BareSocket));
+    // Not asserted: a kernel that lifts Nagle at close itself passes too.
+    eprintln!("a bare MPTCP socket's last write came {bare:?} after its first (RTT {rtt:?})");
+    for ending in [
+        Ending::BlockingDrop,
+        Ending::BlockingShutdown,
+        Ending::AsyncDrop,
+        Ending::AsyncShutdown,
+        Ending::AsyncWriteHalfDrop,
+    ] {
+        for ip in [std::net::IpAddr::from(lab.server_addr()), lab.server_addr6().into()] {
+            let spread = spread(two_writes_server(&lab, ip, ending));
+            assert!(spread < rtt / 2, "{ending:?} to {ip}: the last write came {spread:?} after the first");
+        }
+    }
+}
