@@ -473,3 +473,67 @@ fn a_child_past_the_preload_library_still_gets_the_run_service_type() {
     }
     assert_eq!((&listed["service"], &listed["source"]), (&"interactive".into(), &"run".into()), "{listed}");
 }
+
+/// A dual-stack server answering each of `sys.argv[2]` connections with
+/// 100 bytes, 100 more, and then `close()` or `shutdown(SHUT_WR)`
+/// (`sys.argv[1]`); says "listening" first.
+const TWO_WRITES_SERVER: &str = r#"
+import socket, sys
+ending, count = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 5100)); s.listen(8)
+print("listening", s.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL), flush=True)
+for _ in range(count):
+    c, _ = s.accept()
+    c.recv(1)
+    c.send(b"a" * 100); c.send(b"b" * 100)
+    if ending == "shutdown":
+        c.shutdown(socket.SHUT_WR); c.recv(1)
+    c.close()
+"#;
+
+/// Under `mptcp run`, an unmodified server's short last write leaves as it
+/// closes or shuts down writing, as the library's does, not a round trip
+/// later (the kernel's MPTCP keeps Nagle on at close; see the library's
+/// lab test `a_short_last_write_leaves_at_close_not_a_round_trip_later`).
+/// Python, IPv4 and IPv6, a 100 ms path.
+#[test]
+fn an_unmodified_server_sends_its_last_short_write_at_close() {
+    use std::io::{BufRead, Read, Write};
+    let Some(_one_at_a_time) = lab_test("an_unmodified_server_sends_its_last_short_write_at_close") else {
+        return;
+    };
+    let rtt = Duration::from_millis(100);
+    let path = multipath_lab::PathConfig::new("wifi").rate_mbit(20.0).rtt(rtt);
+    let lab = Lab::up(&LabConfig::new().path(path)).unwrap();
+    let params = multipath::Parameters::tcp().multipath_service_type(multipath::ServiceType::Handover);
+    let servers = [lab.server_addr().into(), std::net::IpAddr::from(lab.server_addr6())];
+    for ending in ["close", "shutdown"] {
+        let mut run = lab.server().command(MPTCP);
+        run.args(["run", "--service", "handover", "--no-daemon", "--", "python3", "-c", TWO_WRITES_SERVER, ending]);
+        let mut server = KillOnDrop(run.arg(servers.len().to_string()).stdout(Stdio::piped()).spawn().unwrap());
+        let mut said = String::new();
+        std::io::BufReader::new(server.0.stdout.take().unwrap()).read_line(&mut said).unwrap();
+        assert_eq!(said.trim(), "listening 262", "the server's socket is not MPTCP");
+        for ip in servers {
+            let spread = lab.client().run(|| {
+                let mut conn = multipath::blocking::Connection::connect((ip, 5100), &params).unwrap();
+                assert!(conn.multipath_status().is_multipath(), "{}", conn.multipath_status());
+                conn.write_all(b"?").unwrap();
+                let (mut got, mut first, mut buf) = (0, None, [0u8; 256]);
+                while got < 200 {
+                    match conn.read(&mut buf).unwrap() {
+                        0 => panic!("the server closed after {got} of 200 bytes"),
+                        n => got += n,
+                    }
+                    first.get_or_insert_with(Instant::now);
+                }
+                first.unwrap().elapsed()
+            });
+            assert!(spread < rtt / 2, "{ending} to {ip}: the last write came {spread:?} after the first");
+        }
+        assert!(server.0.wait().unwrap().success(), "the server failed");
+    }
+}

@@ -43,11 +43,14 @@ extern "C" fn read_settings() {
 #[no_mangle]
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     if !settings::converts() || !sockets::is_tcp_stream(domain, ty, protocol) {
-        return real::socket(domain, ty, protocol);
+        let fd = real::socket(domain, ty, protocol);
+        sockets::mark_multipath(fd, false);
+        return fd;
     }
     let fd = real::socket(domain, ty, sockets::IPPROTO_MPTCP);
     if fd >= 0 {
         sockets::mark_connected(fd, false);
+        sockets::mark_multipath(fd, true);
         return fd;
     }
     match errno() {
@@ -61,7 +64,9 @@ pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_
                     std::io::Error::from_raw_os_error(e)
                 )
             });
-            real::socket(domain, ty, protocol)
+            let fd = real::socket(domain, ty, protocol);
+            sockets::mark_multipath(fd, false);
+            fd
         }
         // Out of descriptors or memory: the program's own error.
         _ => fd,
@@ -87,6 +92,58 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         set_errno(saved);
     }
     rc
+}
+
+/// `accept(2)`: a connection accepted from an MPTCP listener of ours is
+/// ours too (its last segment is pushed at close).
+///
+/// # Safety
+/// As the C library's `accept`.
+#[no_mangle]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: the caller's arguments, passed on.
+    let accepted = unsafe { real::accept(fd, addr, len) };
+    sockets::mark_multipath(accepted, sockets::is_marked_multipath(fd));
+    accepted
+}
+
+/// `accept4(2)`: as `accept`.
+///
+/// # Safety
+/// As the C library's `accept4`.
+#[no_mangle]
+pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    // SAFETY: the caller's arguments, passed on.
+    let accepted = unsafe { real::accept4(fd, addr, len, flags) };
+    sockets::mark_multipath(accepted, sockets::is_marked_multipath(fd));
+    accepted
+}
+
+/// `shutdown(2)`: shutting down the write side of an MPTCP socket of ours
+/// sends its last segment at once.
+///
+/// # Safety
+/// As the C library's `shutdown`.
+#[no_mangle]
+pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    if how != libc::SHUT_RD {
+        sockets::push_last_segment(fd);
+    }
+    real::shutdown(fd, how)
+}
+
+/// `close(2)`: an MPTCP socket of ours sends its last segment at once.
+///
+/// # Safety
+/// As the C library's `close`.
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if sockets::is_marked_multipath(fd) {
+        sockets::push_last_segment(fd);
+        // Before the number can be reused by another thread's socket.
+        sockets::mark_multipath(fd, false);
+    }
+    real::close(fd)
 }
 
 /// `setsockopt(2)`: an option MPTCP refuses makes an unconnected socket

@@ -15,6 +15,12 @@
 //!   options), and the option is set again; said once per program. After
 //!   `connect` no transparent fallback exists: the program gets the error,
 //!   as it would under `mptcpize`.
+//! - `accept()`, `accept4()`, `shutdown()`, `close()`: a socket made MPTCP
+//!   here, or accepted from one, sends a last segment shorter than the MSS
+//!   as the program closes it or shuts down its write side. The kernel's
+//!   MPTCP keeps Nagle's rule on at close (TCP lifts it), which held such a
+//!   tail a round trip. TCP_NODELAY is set and, if the program had it off,
+//!   cleared again at once; nothing else changes.
 //!
 //! Settings come from the environment at load, so children inherit them:
 //! `MULTIPATH_RUN_SERVICE` (the service type; unset: the library does

@@ -1,5 +1,6 @@
-//! The C library's own `socket`, `connect` and `setsockopt`, found behind
-//! ours with `dlsym(RTLD_NEXT)`, and `errno`.
+//! The C library's own `socket`, `connect`, `setsockopt`, `accept`,
+//! `accept4`, `shutdown` and `close`, found behind ours with
+//! `dlsym(RTLD_NEXT)`, and `errno`.
 //!
 //! The library's other system calls (the daemon client's Unix socket) go
 //! through our wrappers too, which pass them on unchanged: they are
@@ -13,10 +14,18 @@ use libc::{c_int, c_void, sockaddr, socklen_t};
 type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 type ConnectFn = unsafe extern "C" fn(c_int, *const sockaddr, socklen_t) -> c_int;
 type SetsockoptFn = unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int;
+type Accept4Fn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int;
+type AcceptFn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
+type ShutdownFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
+type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 
 static SOCKET: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 static CONNECT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 static SETSOCKOPT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static ACCEPT: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static ACCEPT4: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static SHUTDOWN: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
+static CLOSE: AtomicPtr<c_void> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The next definition of `name` after this library, cached in `slot`.
 fn next(slot: &AtomicPtr<c_void>, name: &CStr) -> *mut c_void {
@@ -73,6 +82,54 @@ pub(crate) unsafe fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *co
     // SAFETY: `f` is the C library's `setsockopt`; the caller vouches for
     // `value`.
     unsafe { std::mem::transmute::<*mut c_void, SetsockoptFn>(f)(fd, level, name, value, len) }
+}
+
+/// `accept(2)`.
+///
+/// # Safety
+/// `addr` and `len` are null or valid (the program's own arguments).
+pub(crate) unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    let f = next(&ACCEPT, c"accept");
+    if f.is_null() {
+        return missing();
+    }
+    // SAFETY: `f` is the C library's `accept`; the caller vouches for the
+    // pointers.
+    unsafe { std::mem::transmute::<*mut c_void, AcceptFn>(f)(fd, addr, len) }
+}
+
+/// `accept4(2)`.
+///
+/// # Safety
+/// `addr` and `len` are null or valid (the program's own arguments).
+pub(crate) unsafe fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    let f = next(&ACCEPT4, c"accept4");
+    if f.is_null() {
+        return missing();
+    }
+    // SAFETY: `f` is the C library's `accept4`; the caller vouches for the
+    // pointers.
+    unsafe { std::mem::transmute::<*mut c_void, Accept4Fn>(f)(fd, addr, len, flags) }
+}
+
+/// `shutdown(2)`.
+pub(crate) fn shutdown(fd: c_int, how: c_int) -> c_int {
+    let f = next(&SHUTDOWN, c"shutdown");
+    if f.is_null() {
+        return missing();
+    }
+    // SAFETY: `f` is the C library's `shutdown`; plain integers.
+    unsafe { std::mem::transmute::<*mut c_void, ShutdownFn>(f)(fd, how) }
+}
+
+/// `close(2)`.
+pub(crate) fn close(fd: c_int) -> c_int {
+    let f = next(&CLOSE, c"close");
+    if f.is_null() {
+        return missing();
+    }
+    // SAFETY: `f` is the C library's `close`; a plain integer.
+    unsafe { std::mem::transmute::<*mut c_void, CloseFn>(f)(fd) }
 }
 
 /// The calling thread's `errno`.

@@ -23,32 +23,98 @@ pub(crate) fn is_tcp_stream(domain: c_int, ty: c_int, protocol: c_int) -> bool {
         && matches!(protocol, 0 | libc::IPPROTO_TCP)
 }
 
-/// Descriptors below this are tracked in [`CONNECTED`]; a socket above it
-/// is taken as connected (never made TCP behind its back).
+/// Descriptors below this are tracked in an [`FdSet`]; a socket above it
+/// is taken as connected (never made TCP behind its back) and as not ours
+/// at close.
 const TRACKED: usize = 65536;
 
-/// One bit per descriptor: `connect` was called on it since `socket`
-/// returned it. A connecting socket cannot be told from a fresh one by
-/// `getpeername` (both are `ENOTCONN` until the handshake ends).
-static CONNECTED: [AtomicU64; TRACKED / 64] = [const { AtomicU64::new(0) }; TRACKED / 64];
+/// One bit per descriptor below [`TRACKED`].
+struct FdSet([AtomicU64; TRACKED / 64]);
 
-fn bit(fd: c_int) -> Option<(&'static AtomicU64, u64)> {
-    let fd = usize::try_from(fd).ok().filter(|&fd| fd < TRACKED)?;
-    Some((&CONNECTED[fd / 64], 1 << (fd % 64)))
-}
+impl FdSet {
+    const fn new() -> FdSet {
+        FdSet([const { AtomicU64::new(0) }; TRACKED / 64])
+    }
 
-/// Records whether `fd` has connected.
-pub(crate) fn mark_connected(fd: c_int, connected: bool) {
-    if let Some((word, bit)) = bit(fd) {
-        match connected {
-            true => word.fetch_or(bit, Ordering::Relaxed),
-            false => word.fetch_and(!bit, Ordering::Relaxed),
-        };
+    fn bit(&self, fd: c_int) -> Option<(&AtomicU64, u64)> {
+        let fd = usize::try_from(fd).ok().filter(|&fd| fd < TRACKED)?;
+        Some((&self.0[fd / 64], 1 << (fd % 64)))
+    }
+
+    fn set(&self, fd: c_int, on: bool) {
+        if let Some((word, bit)) = self.bit(fd) {
+            match on {
+                true => word.fetch_or(bit, Ordering::Relaxed),
+                false => word.fetch_and(!bit, Ordering::Relaxed),
+            };
+        }
+    }
+
+    /// `None` for a descriptor not tracked.
+    fn get(&self, fd: c_int) -> Option<bool> {
+        self.bit(fd).map(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
     }
 }
 
+/// `connect` was called on the descriptor since `socket` returned it. A
+/// connecting socket cannot be told from a fresh one by `getpeername`
+/// (both are `ENOTCONN` until the handshake ends).
+static CONNECTED: FdSet = FdSet::new();
+
+/// The descriptor is an MPTCP socket this library made, or accepted from
+/// one: its last segment is pushed at close (see [`push_last_segment`]).
+static MULTIPATH: FdSet = FdSet::new();
+
+/// Records whether `fd` has connected.
+pub(crate) fn mark_connected(fd: c_int, connected: bool) {
+    CONNECTED.set(fd, connected);
+}
+
 fn has_connected(fd: c_int) -> bool {
-    bit(fd).is_none_or(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
+    CONNECTED.get(fd).unwrap_or(true)
+}
+
+/// Records whether `fd` is an MPTCP socket of ours.
+pub(crate) fn mark_multipath(fd: c_int, multipath: bool) {
+    MULTIPATH.set(fd, multipath);
+}
+
+/// Whether `fd` was recorded as an MPTCP socket of ours.
+pub(crate) fn is_marked_multipath(fd: c_int) -> bool {
+    MULTIPATH.get(fd).unwrap_or(false)
+}
+
+/// The program is done writing to `fd` (closing it or shutting down its
+/// write side): sends a short last segment now. The kernel's MPTCP keeps
+/// Nagle's rule on the subflow at close, where TCP lifts it for the FIN,
+/// so the tail would wait a round trip for the acknowledgement of what
+/// came before it. Turning TCP_NODELAY on pushes what is queued; it is
+/// turned off again at once when the program had it off, since another
+/// process may still hold the socket (a forking server's parent closes its
+/// copy first). `errno` is kept.
+pub(crate) fn push_last_segment(fd: c_int) {
+    if !is_marked_multipath(fd) {
+        return;
+    }
+    let saved = real::errno();
+    if int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY) == Some(0) {
+        let set = |on: c_int| {
+            // SAFETY: an int option, passed by pointer with its size.
+            unsafe {
+                real::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&raw const on).cast(),
+                    std::mem::size_of::<c_int>() as socklen_t,
+                )
+            }
+        };
+        if set(1) == 0 {
+            set(0);
+        }
+    }
+    real::set_errno(saved);
 }
 
 /// An `int` socket option, `None` if it cannot be read.
@@ -125,11 +191,12 @@ pub(crate) fn fall_back(fd: c_int) -> bool {
     // SAFETY: `tcp` is ours; `fd` is the program's socket, which dup3
     // closes and replaces atomically (the MPTCP socket goes with it).
     let replaced = unsafe { libc::dup3(tcp, fd, cloexec) };
-    // SAFETY: `tcp` is ours, and `fd` now refers to its socket as well.
-    unsafe { libc::close(tcp) };
+    // `tcp` is ours, and `fd` now refers to its socket as well.
+    real::close(tcp);
     if replaced < 0 {
         return false;
     }
+    mark_multipath(fd, false);
     // SAFETY: status flags (O_NONBLOCK) of the program's descriptor, as
     // they were.
     unsafe { libc::fcntl(fd, libc::F_SETFL, status) };
@@ -221,6 +288,22 @@ pub(crate) fn register(fd: c_int, to: std::net::SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_descriptor_set_keeps_each_bit_apart_and_ignores_what_it_cannot_track() {
+        let set = FdSet::new();
+        for fd in [0, 63, 64, 65535] {
+            assert_eq!(set.get(fd), Some(false));
+            set.set(fd, true);
+        }
+        assert_eq!(set.get(62), Some(false), "a neighbour is untouched");
+        set.set(64, false);
+        assert_eq!((set.get(63), set.get(64), set.get(65535)), (Some(true), Some(false), Some(true)));
+        // A failed call's -1, and numbers past the table: not tracked.
+        set.set(-1, true);
+        set.set(65536, true);
+        assert_eq!((set.get(-1), set.get(65536)), (None, None));
+    }
 
     #[test]
     fn only_tcp_streams_are_converted() {
