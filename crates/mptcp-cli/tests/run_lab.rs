@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{within, KillOnDrop, Pmd, Scratch, Serve, MPTCP};
 use multipath_http::content;
-use multipath_lab::testing::lab_test;
+use multipath_lab::testing::{lab_test, reply_spread};
 use multipath_lab::traffic::{longest_stall, share_until, RxRecorder};
 use multipath_lab::{Lab, LabConfig, LinkShape};
 
@@ -501,7 +501,7 @@ for _ in range(count):
 /// Python, IPv4 and IPv6, a 100 ms path.
 #[test]
 fn an_unmodified_server_sends_its_last_short_write_at_close() {
-    use std::io::{BufRead, Read, Write};
+    use std::io::BufRead;
     let Some(_one_at_a_time) = lab_test("an_unmodified_server_sends_its_last_short_write_at_close") else {
         return;
     };
@@ -521,16 +521,7 @@ fn an_unmodified_server_sends_its_last_short_write_at_close() {
             let spread = lab.client().run(|| {
                 let mut conn = multipath::blocking::Connection::connect((ip, 5100), &params).unwrap();
                 assert!(conn.multipath_status().is_multipath(), "{}", conn.multipath_status());
-                conn.write_all(b"?").unwrap();
-                let (mut got, mut first, mut buf) = (0, None, [0u8; 256]);
-                while got < 200 {
-                    match conn.read(&mut buf).unwrap() {
-                        0 => panic!("the server closed after {got} of 200 bytes"),
-                        n => got += n,
-                    }
-                    first.get_or_insert_with(Instant::now);
-                }
-                first.unwrap().elapsed()
+                reply_spread(&mut conn, 200)
             });
             assert!(spread < rtt / 2, "{ending} to {ip}: the last write came {spread:?} after the first");
         }

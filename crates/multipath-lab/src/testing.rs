@@ -39,6 +39,21 @@ pub fn root_or_skip(test: &str) -> bool {
     false
 }
 
+/// Asks a server for its reply by sending one byte, reads `len` bytes of
+/// it, and returns how long after the first byte the last one came.
+pub fn reply_spread(stream: &mut (impl std::io::Read + Write), len: usize) -> std::time::Duration {
+    stream.write_all(b"?").unwrap();
+    let (mut got, mut first, mut buf) = (0, None, [0u8; 256]);
+    while got < len {
+        match stream.read(&mut buf).unwrap() {
+            0 => panic!("the server closed after {got} of {len} bytes"),
+            n => got += n,
+        }
+        first.get_or_insert_with(std::time::Instant::now);
+    }
+    first.map_or_else(std::time::Duration::default, |t| t.elapsed())
+}
+
 /// An echo server in the lab's server namespace, MPTCP or plain TCP, that
 /// sends back whatever each client sends; returns its address.
 pub fn echo_server(lab: &crate::Lab, mptcp: bool) -> std::net::SocketAddr {

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use multipath::{Connection, Error, Parameters, ServiceType, SubflowInfo, TcpState, Transport};
-use multipath_lab::testing::{echo_server, lab_test, strip_mptcp_options};
+use multipath_lab::testing::{echo_server, lab_test, reply_spread, strip_mptcp_options};
 use multipath_lab::{Lab, LabConfig, Netns, PathConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -345,7 +345,6 @@ fn two_writes_server(lab: &Lab, ip: std::net::IpAddr, ending: Ending) -> std::ne
 /// round trip (100 ms here) later.
 #[test]
 fn a_short_last_write_leaves_at_close_not_a_round_trip_later() {
-    use std::io::{Read, Write};
     let Some(_one_at_a_time) = lab_test("a_short_last_write_leaves_at_close_not_a_round_trip_later") else { return };
     let rtt = Duration::from_millis(100);
     let lab = Lab::up(&LabConfig::new().path(PathConfig::new("wifi").rate_mbit(20.0).rtt(rtt))).unwrap();
@@ -355,16 +354,7 @@ fn a_short_last_write_leaves_at_close_not_a_round_trip_later() {
         lab.client().run(|| {
             let mut conn = multipath::blocking::Connection::connect(server, &params).unwrap();
             assert!(conn.multipath_status().is_multipath(), "{}", conn.multipath_status());
-            conn.write_all(b"?").unwrap();
-            let (mut got, mut first, mut buf) = (0, None, [0u8; 256]);
-            while got < 200 {
-                match conn.read(&mut buf).unwrap() {
-                    0 => panic!("the server closed after {got} of 200 bytes"),
-                    n => got += n,
-                }
-                first.get_or_insert_with(Instant::now);
-            }
-            first.unwrap().elapsed()
+            reply_spread(&mut conn, 200)
         })
     };
     let bare = spread(two_writes_server(&lab, lab.server_addr().into(), Ending::BareSocket));
